@@ -1,0 +1,1 @@
+"""ddpmlab: denoising diffusion probabilistic models, every step shown."""

@@ -1,0 +1,198 @@
+"""Configuration: one frozen dataclass per concern, saved whole with every checkpoint.
+
+A run is described by a :class:`RunConfig` holding a :class:`DataConfig`, a
+:class:`DiffusionConfig`, a :class:`ModelConfig` and a :class:`TrainConfig`. The same
+fields are set by a TOML file (``[data]``, ``[diffusion]``, ``[model]``, ``[train]`` tables)
+and by command-line flags; :func:`from_dict` checks names and types so that a typo in a
+config file fails with the list of valid keys instead of being ignored.
+
+This module imports nothing else of ddpmlab's except the error type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ddpmlab.errors import UserError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training points come from.
+
+    source: a built-in shape name (``swiss_roll``, ``moons``, ...) or a .csv/.txt/.npy path.
+    n_train: points drawn for training from a built-in shape (a file gives what it holds).
+    heldout: points kept apart for evaluation (a file keeps at most a fifth of its rows).
+    """
+
+    source: str = "swiss_roll"
+    n_train: int = 20_000
+    heldout: int = 4_000
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The forward process and the reverse variance (Ho et al. 2020, Sec. 2-3).
+
+    schedule: beta schedule name (see ``ddpmlab.schedules.SCHEDULES``).
+    timesteps: T, the number of noising steps; timesteps are indexed 0..T-1.
+    variance: ``fixed_small`` (sigma_t^2 = posterior variance beta~_t) or ``fixed_large``
+        (sigma_t^2 = beta_t), the two choices of Ho et al. 2020, Sec. 3.2.
+    antithetic: draw t and T-1-t in the same batch, as the source text's loss does.
+    """
+
+    schedule: str = "cosine"
+    timesteps: int = 1000
+    variance: str = "fixed_small"
+    antithetic: bool = False
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The noise-prediction network eps_theta(x_t, t).
+
+    name: ``resmlp`` (default) or ``seed_mlp`` (the source text's network, exactly).
+    hidden: width of the hidden layers.
+    depth: residual blocks (``resmlp``); ``seed_mlp`` always has three hidden layers.
+    fourier_scale: frequency scale of the input Fourier features (``resmlp``; 0 turns them off).
+    """
+
+    name: str = "resmlp"
+    hidden: int = 128
+    depth: int = 3
+    fourier_scale: float = 4.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation: Adam, gradient clipping, a learning-rate schedule and EMA weights.
+
+    lr_schedule: ``cosine`` (linear warm-up then cosine decay to 0) or ``constant``.
+    ema_decay: decay of the exponential moving average of the weights used for sampling
+        (0 disables it: the raw weights are used).
+    snapshots: reverse-process snapshots at these training steps for the training-progress
+        figure; empty means the beginning, middle and end (1 %, 50 % and 100 % of steps).
+    threads: torch intra-op threads; 1 is fastest for small MLPs (measured in bench/).
+    """
+
+    steps: int = 6_000
+    batch_size: int = 512
+    lr: float = 2e-3
+    lr_schedule: str = "cosine"
+    warmup: int = 200
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    seed: int = 0
+    log_every: int = 50
+    snapshots: tuple[int, ...] = ()
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to rebuild a run: saved as config.json and inside every checkpoint."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+Config = TypeVar("Config")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a (nested) config dataclass; tuples become lists."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    """Check one value against a field's annotation, converting only where lossless."""
+    origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise UserError(f"{where} must be a table of settings, not {value!r}")
+        return from_dict(kind, value, where)
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(kind) if a is not Ellipsis}
+        if not isinstance(value, list | tuple):
+            raise UserError(f"{where} must be a list, not {value!r}")
+        return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported annotation {kind}")  # keep configs flat and simple
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not kind:
+        raise UserError(
+            f"{where} must be {kind.__name__}, not {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def from_dict(cls: type[Config], data: dict[str, Any], where: str = "config") -> Config:
+    """Build a config dataclass from a dict, refusing unknown keys and wrong types.
+
+    Missing keys keep their defaults, so a file need only name what it changes.
+    """
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise UserError(
+            f"unknown setting {where}.{unknown[0]}; valid keys in {where}: {', '.join(names)}"
+        )
+    values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**values)
+
+
+def replace(config: RunConfig, overrides: dict[str, dict[str, Any]]) -> RunConfig:
+    """A copy of ``config`` with ``{"train": {"steps": 10}, ...}`` applied and type-checked."""
+    merged = to_dict(config)
+    for section, values in overrides.items():
+        merged[section].update(values)
+    return from_dict(RunConfig, merged)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into a dict (checked later by :func:`from_dict`)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path} is not valid TOML: {e}") from None
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Refuse values no run can use (sizes <= 0, T < 2, decay outside [0, 1))."""
+    checks = [
+        (config.data.n_train >= 2, "data.n_train must be at least 2"),
+        (config.data.heldout >= 2, "data.heldout must be at least 2"),
+        (config.diffusion.timesteps >= 2, "diffusion.timesteps must be at least 2"),
+        (config.model.hidden >= 1, "model.hidden must be positive"),
+        (config.model.depth >= 1, "model.depth must be positive"),
+        (config.model.fourier_scale >= 0, "model.fourier_scale must be >= 0"),
+        (config.train.steps >= 1, "train.steps must be positive (try --steps 6000)"),
+        (config.train.batch_size >= 2, "train.batch_size must be at least 2"),
+        (config.train.lr > 0, "train.lr must be positive"),
+        (config.train.warmup >= 0, "train.warmup must be >= 0"),
+        (config.train.grad_clip > 0, "train.grad_clip must be positive"),
+        (0 <= config.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
+        (config.train.log_every >= 1, "train.log_every must be positive"),
+        (config.train.threads >= 1, "train.threads must be positive"),
+        (all(0 <= s <= config.train.steps for s in config.train.snapshots),
+         "train.snapshots must lie between 0 and train.steps"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    return config

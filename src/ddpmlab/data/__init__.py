@@ -1,0 +1,5 @@
+"""Data sets for ddpmlab: built-in 2D toy shapes, user point files and standardization."""
+
+from ddpmlab.data.toy2d import TOY2D, PointSet, Standardizer, load_points, resolve
+
+__all__ = ["TOY2D", "PointSet", "Standardizer", "load_points", "resolve"]

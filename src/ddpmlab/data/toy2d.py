@@ -1,0 +1,319 @@
+"""Built-in 2D toy distributions, user point files, train/held-out splits and standardization.
+
+Built-in shapes (registry :data:`TOY2D`; every generator is ``(n, rng) -> (n, 2) float64``):
+
+- ``swiss_roll``: sklearn's 3D swiss roll (noise 0.1) seen from above, ``X[:, [0, 2]] / 10``.
+- ``moons``: two interleaving half circles (sklearn ``make_moons``, noise 0.05).
+- ``circles``: two concentric circles, radii 1 and 0.5 (sklearn ``make_circles``, noise 0.05).
+- ``gaussians8``: 8 Gaussians (std 0.1) evenly spaced on a circle of radius 2.
+- ``checkerboard``: uniform on the 8 filled squares of a 4x4 checkerboard on [-2, 2]^2.
+- ``spirals``: two interleaved spirals (FFJORD's "2spirals"), noise 0.1, within about [-4, 4]^2.
+
+User files (``.csv``, ``.txt``, ``.npy``) are read by :func:`load_points`; anything wrong with
+them raises :class:`~ddpmlab.errors.UserError` with a one-line message naming file and fix.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn import datasets
+
+from ddpmlab.errors import UserError
+
+Generator2D = Callable[[int, np.random.Generator], np.ndarray]
+SUFFIXES = (".csv", ".txt", ".npy")
+MIN_POINTS = 10  # a file must give >= 2 held-out points (N // 5) and still leave 8 to train on
+_ROWS = "write one point per line as x,y"
+_NPY = "save an (N, 2) float array with numpy.save"
+
+
+def _sk_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**31 - 1))
+
+
+def swiss_roll(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2): sklearn swiss roll with noise 0.1, coordinates (x, z) divided by 10."""
+    x, _ = datasets.make_swiss_roll(n, noise=0.1, random_state=_sk_seed(rng))
+    return np.asarray(x[:, [0, 2]] / 10.0, dtype=np.float64)
+
+
+def moons(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2): sklearn two moons with noise 0.05."""
+    x, _ = datasets.make_moons(n, noise=0.05, random_state=_sk_seed(rng))
+    return np.asarray(x, dtype=np.float64)
+
+
+def circles(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2): sklearn concentric circles (radii 1 and 0.5) with noise 0.05."""
+    x, _ = datasets.make_circles(n, noise=0.05, factor=0.5, random_state=_sk_seed(rng))
+    return np.asarray(x, dtype=np.float64)
+
+
+def gaussians8(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2): mixture of 8 equal Gaussians, std 0.1, centred on a circle of radius 2."""
+    angles = np.arange(8) * (np.pi / 4)
+    centers = 2.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return centers[rng.integers(8, size=n)] + 0.1 * rng.standard_normal((n, 2))
+
+
+def checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2): uniform on the squares of [-2, 2]^2 where floor(x) + floor(y) is even (FFJORD)."""
+    x = rng.uniform(-2.0, 2.0, n)
+    y = rng.random(n) - 2.0 * rng.integers(0, 2, n) + np.floor(x) % 2
+    return np.stack([x, y], axis=1)
+
+
+def spirals(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2): two interleaved 540-degree spirals (FFJORD "2spirals") with Gaussian noise 0.1."""
+    t = np.sqrt(rng.random(n)) * 3.0 * np.pi
+    arm = np.where(rng.random(n) < 0.5, 1.0, -1.0)[:, None]
+    pts = np.stack([-np.cos(t) * t, np.sin(t) * t], axis=1) + 0.5 * rng.random((n, 2))
+    return arm * pts / 3.0 + 0.1 * rng.standard_normal((n, 2))
+
+
+TOY2D: dict[str, Generator2D] = {
+    f.__name__: f for f in (swiss_roll, moons, circles, gaussians8, checkerboard, spirals)
+}
+
+
+def _label(path: str | os.PathLike[str]) -> str:
+    s = os.fspath(path)
+    return s if s.isprintable() else ascii(s)
+
+
+def _is_float(tok: str) -> bool:
+    try:
+        float(tok)
+    except ValueError:
+        return False
+    return True
+
+
+def load_points(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a user point file (.csv, .txt or .npy) into a checked (N, 2) float64 array.
+
+    Text files hold one point per line, comma- (.csv) or whitespace/comma-separated (.txt), with
+    an optional first header line (words, no numbers); blank lines and ``#`` comments are
+    skipped. ``.npy`` files are read without ever unpickling. Needs N >= ``MIN_POINTS``.
+    """
+    name = _label(path)
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"data file not found: {name} (give a built-in name: {', '.join(TOY2D)}, "
+                        "or the path of a .csv/.txt/.npy file)")
+    if p.is_dir():
+        raise UserError(f"{name} is a directory, not a data file; give the path of a .csv, "
+                        ".txt or .npy file")
+    suffix = p.suffix.lower()
+    if suffix not in SUFFIXES:
+        what = f"unsupported file type {p.suffix!r}" if p.suffix else "no file extension"
+        raise UserError(f"{name} has {what}; use a .csv, .txt or .npy file")
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {name} ({e.strerror}); check that it is readable") from None
+    if not raw or (suffix != ".npy" and not raw.strip()):
+        raise UserError(f"{name} is empty; {_NPY if suffix == '.npy' else _ROWS}")
+    pts, rows = _read_npy(raw, name) if suffix == ".npy" else _read_text(raw, name, suffix)
+    bad = ~np.isfinite(pts)
+    if bad.any():
+        k, i = int(bad.sum()), int(np.argmax(bad.any(axis=1)))
+        raise UserError(f"{name} has {k} non-finite value{'s' * (k != 1)} (NaN or inf; first at "
+                        f"{f'line {rows[i]}' if rows else f'row index {i}'}); remove or fill them")
+    if len(pts) < MIN_POINTS:
+        raise UserError(f"{name} has only {len(pts)} point{'s' * (len(pts) != 1)}; need at least "
+                        f"{MIN_POINTS} (2 or more are held out for evaluation, the rest train)")
+    return pts
+
+
+def _read_text(raw: bytes, name: str, suffix: str) -> tuple[np.ndarray, list[int]]:
+    """Parse text into ((N, 2) values, 1-based line of each row; [] when numpy parsed it all)."""
+    try:
+        lines = raw.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"{name} is not a UTF-8 text file (bad byte at offset {e.start}); "
+                        f"save it as plain text, {_ROWS}") from None
+    tokens: list[str] = []
+    rows: list[int] = []
+    header = fast = False
+    for lineno, line in enumerate(lines, 1):
+        s = line.split("#", 1)[0].strip()
+        if not s:
+            continue
+        fields = s.split(",") if suffix == ".csv" or "," in s else s.split()
+        fields = [f.strip().strip('"') for f in fields]
+        if not (rows or header or any(map(_is_float, fields))) and any(map(str.isalpha, s)):
+            header = True  # one optional header: a first line of words (letters, no numbers)
+            continue
+        if not fast:  # first data row: try numpy's C parser on the rest, scan by hand on doubt
+            fast, sep = True, "," if suffix == ".csv" or "," in s else None
+            try:
+                pts = np.loadtxt(lines[lineno - 1:], delimiter=sep, ndmin=2, dtype=np.float64)
+                if pts.shape[1] == 2 and np.isfinite(pts).all():
+                    return pts, []
+            except ValueError:
+                pass
+        if len(fields) != 2:
+            raise UserError(f"expected 2 columns, found {len(fields)} in {name} (line {lineno}); "
+                            f"{_ROWS}")
+        tokens += fields
+        rows.append(lineno)
+    if not rows:
+        raise UserError(f"{name} has a header line but no data rows; {_ROWS}" if header
+                        else f"{name} contains no points; {_ROWS}")
+    try:
+        return np.array(list(map(float, tokens)), dtype=np.float64).reshape(-1, 2), rows
+    except ValueError:
+        i = next(i for i, tok in enumerate(tokens) if not _is_float(tok))
+        at = f"in {name} (line {rows[i // 2]}, column {i % 2 + 1})"
+        if not tokens[i]:
+            raise UserError(f"missing value {at}; fill it in or delete the row") from None
+        raise UserError(f"non-numeric value {tokens[i][:40]!r} {at}; every row after an "
+                        "optional header must be two numbers") from None
+
+
+def _read_npy(raw: bytes, name: str) -> tuple[np.ndarray, list[int]]:
+    """Parse .npy bytes, checking magic, dtype and shape before any data is read."""
+    fmt, f = np.lib.format, io.BytesIO(raw)
+    try:
+        version = fmt.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise UserError(f"{name} uses .npy format version {version[0]}.{version[1]} "
+                            f"(structured data); {_NPY}")
+        reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = reader(f)
+    except UserError:
+        raise
+    except Exception:  # bad magic, garbled header: never fall back to pickle
+        raise UserError(f"{name} is not a valid .npy file; {_NPY}") from None
+    if dtype.hasobject:
+        raise UserError(f"{name} holds Python objects (dtype {dtype}), which are never unpickled; "
+                        f"{_NPY}")
+    if dtype.kind not in "iuf":
+        raise UserError(f"{name} has dtype {dtype}, expected real numbers; {_NPY}")
+    if len(shape) != 2 or shape[1] != 2:
+        hint = " (transpose it with .T)" if len(shape) == 2 and shape[0] == 2 else ""
+        raise UserError(f"{name} has shape {shape}, expected (N, 2) with one row per point{hint}; "
+                        f"{_NPY}")
+    f.seek(0)
+    try:
+        arr = fmt.read_array(f, allow_pickle=False)
+    except Exception:
+        raise UserError(f"{name} is truncated or damaged (less data than its header says); "
+                        f"{_NPY}") from None
+    return np.asarray(arr, dtype=np.float64), []
+
+
+@dataclass(frozen=True, eq=False)
+class PointSet:
+    """A named 2D data set: ``train`` (n, 2) and ``heldout`` (m, 2), both float64."""
+
+    name: str
+    train: np.ndarray
+    heldout: np.ndarray
+
+
+def _need_int(what: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise UserError(f"{what} must be an integer of at least {low}, got {value!r}; "
+                        f"pass a whole number >= {low}")
+
+
+def resolve(source: str, n: int, seed: int, heldout: int = 4000) -> PointSet:
+    """Turn a built-in name or a file path into a :class:`PointSet`.
+
+    Built-ins: ``n`` training and ``heldout`` held-out points from two independent streams
+    spawned from ``seed`` (so the held-out set does not change with ``n``). Files: rows are
+    shuffled with ``seed`` and ``max(2, min(heldout, N // 5))`` are held out, the rest train
+    (``n`` is ignored for files).
+    """
+    source = os.fspath(source)
+    _need_int("seed", seed, 0)
+    _need_int("heldout", heldout, 2)
+    if source in TOY2D:
+        _need_int("n", n, 2)
+        gen = TOY2D[source]
+        train_ss, held_ss = np.random.SeedSequence(int(seed)).spawn(2)
+        return PointSet(source, gen(n, np.random.default_rng(train_ss)),
+                        gen(heldout, np.random.default_rng(held_ss)))
+    p = Path(source)
+    if not (p.suffix or "/" in source or os.sep in source or p.exists()):
+        raise UserError(f"unknown dataset {source!r}; choose one of: {', '.join(TOY2D)} "
+                        "or give a .csv/.txt/.npy path")
+    pts = load_points(source)
+    k = max(2, min(heldout, len(pts) // 5))
+    order = np.random.default_rng(int(seed)).permutation(len(pts))
+    return PointSet(p.name, pts[order[k:]], pts[order[:k]])
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Per-coordinate affine map ``z = (x - mean) / std`` and back.
+
+    ``transform``/``inverse`` take arrays of shape (..., 2): numpy arrays are computed in float64
+    and returned in the input's float dtype (float64 for integers); torch tensors (duck-typed,
+    no torch import here) stay tensors in their own dtype and device.
+    """
+
+    mean: tuple[float, float]
+    std: tuple[float, float]
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Standardizer:
+        """Fit mean and (population) std of the columns of x, shape (N, 2)."""
+        a = np.asarray(x, dtype=np.float64)
+        if a.ndim != 2 or a.shape[1] != 2 or len(a) == 0:
+            raise ValueError(f"Standardizer.fit expects an (N, 2) array, got shape {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError("Standardizer.fit got NaN or inf values")
+        mean, std = a.mean(axis=0), a.std(axis=0)
+        for axis, m, s in zip("xy", mean, std, strict=True):
+            if s == 0 or s <= 1e-12 * abs(m):
+                raise UserError(f"all points have the same {axis} value; the data has no spread "
+                                "to learn (give points that vary in both x and y)")
+        return cls((float(mean[0]), float(mean[1])), (float(std[0]), float(std[1])))
+
+    def transform(self, x: Any) -> Any:
+        """Data space -> standardized space, shape (..., 2) kept."""
+        return self._affine(x, inverse=False)
+
+    def inverse(self, x: Any) -> Any:
+        """Standardized space -> data space, shape (..., 2) kept."""
+        return self._affine(x, inverse=True)
+
+    def _affine(self, x: Any, inverse: bool) -> Any:
+        torch_like = not isinstance(x, np.ndarray) and hasattr(x, "new_tensor")
+        a = x if torch_like else np.asarray(x)
+        if a.ndim == 0 or a.shape[-1] != 2:
+            raise ValueError(f"Standardizer expects shape (..., 2), got {tuple(a.shape)}")
+        if torch_like:  # torch.Tensor, duck-typed: keeps its dtype and device
+            m, s = x.new_tensor(self.mean), x.new_tensor(self.std)
+            return x * s + m if inverse else (x - m) / s
+        dtype = a.dtype if a.dtype.kind == "f" else np.dtype(np.float64)
+        a64, m, s = a.astype(np.float64, copy=False), np.asarray(self.mean), np.asarray(self.std)
+        return (a64 * s + m if inverse else (a64 - m) / s).astype(dtype, copy=False)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """JSON-ready ``{"mean": [mx, my], "std": [sx, sy]}``; floats round-trip exactly."""
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Standardizer:
+        """Inverse of :meth:`to_dict`; a damaged dict raises UserError."""
+        try:
+            mean, std = tuple(map(float, d["mean"])), tuple(map(float, d["std"]))
+        except (KeyError, TypeError, ValueError):
+            mean = std = ()
+        if len(mean) != 2 or len(std) != 2 or not all(map(math.isfinite, mean + std)) or (
+                min(std) <= 0):
+            raise UserError("saved standardizer needs 'mean' and 'std' as 2 finite numbers each "
+                            "(std > 0); the model file is damaged, train the model again")
+        return cls((mean[0], mean[1]), (std[0], std[1]))

@@ -1,0 +1,131 @@
+"""The diffusion maths: forward process, posterior, parameterisations and the training loss.
+
+Everything here is shape-agnostic (``x: (B, *D)``) and free of networks: a denoiser is any
+callable ``(x_t, t) -> eps_hat`` with ``x_t: (B, *D) float32`` and ``t: (B,) int64``.
+
+Glossary (code name: paper symbol, Ho et al. 2020 unless said)
+----------------------------------------------------------------
+``x0``: x_0, a data sample.               ``x_t``: x_t, the sample after noising.
+``eps``: epsilon ~ N(0, I), the noise.     ``eps_hat``: eps_theta(x_t, t), the network output.
+``x0_hat``: x^_0, the data predicted from x_t and eps_hat.
+``beta``: beta_t.   ``alpha``: alpha_t = 1 - beta_t.   ``alpha_bar``: alpha-bar_t = prod alpha_s.
+``posterior_variance``: beta~_t, the variance of q(x_{t-1} | x_t, x_0) (Eq. 7).
+``sigma2``: sigma_t^2, the variance of a reverse step p(x_{t-1} | x_t).
+
+Timestep convention (the one place it is written)
+--------------------------------------------------
+Timesteps are integers ``t`` in ``0..T-1``; index ``t`` is the paper's step ``t + 1``, so
+``t = 0`` means one noising step has been applied and ``t = T-1`` is x_T, close to N(0, I).
+Chains and figures label states by the number of noising steps applied, ``n = t + 1``
+(``n = 0`` is the data), which is the paper's subscript: frame ``n`` shows x_n.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ddpmlab.schedules import NoiseSchedule
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def check_timesteps(t: torch.Tensor, T: int) -> None:
+    """Raise if any timestep lies outside 0..T-1 (the convention above)."""
+    if t.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"timesteps must be integers, got {t.dtype}")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= T):
+        raise ValueError(f"timesteps must lie in 0..{T - 1}, got {int(t.min())}..{int(t.max())}")
+
+
+def extract(coef: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """coef[t] shaped to broadcast against x: (T,) and (B,) -> (B, 1, ..., 1)."""
+    return coef[t].reshape(t.shape[0], *([1] * (x.ndim - 1))).to(x.dtype)
+
+
+def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor,
+             eps: torch.Tensor) -> torch.Tensor:
+    """Draw x_t ~ q(x_t | x_0) given the noise: x0, eps (B, *D), t (B,) -> x_t (B, *D)."""
+    check_timesteps(t, schedule.T)
+    # Ho Eq. 4: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
+    return (extract(schedule.sqrt_alpha_bar, t, x0) * x0
+            + extract(schedule.sqrt_one_minus_alpha_bar, t, x0) * eps)
+
+
+def q_posterior(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor,
+                t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of q(x_{t-1} | x_t, x_0): (B, *D) and (B, 1, ...) broadcastable."""
+    check_timesteps(t, schedule.T)
+    # Ho Eq. 7: mu~_t = sqrt(ab_{t-1}) beta_t/(1-ab_t) x_0 + sqrt(a_t)(1-ab_{t-1})/(1-ab_t) x_t
+    mean = (extract(schedule.posterior_mean_coef_x0, t, x_t) * x0
+            + extract(schedule.posterior_mean_coef_xt, t, x_t) * x_t)
+    return mean, extract(schedule.posterior_variance, t, x_t)  # Ho Eq. 7: beta~_t
+
+
+def x0_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
+                eps: torch.Tensor) -> torch.Tensor:
+    """x^_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (Ho Eq. 4 solved for x_0)."""
+    return ((x_t - extract(schedule.sqrt_one_minus_alpha_bar, t, x_t) * eps)
+            / extract(schedule.sqrt_alpha_bar, t, x_t))
+
+
+def eps_from_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
+                x0: torch.Tensor) -> torch.Tensor:
+    """eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t) (Ho Eq. 4 solved for eps)."""
+    return ((x_t - extract(schedule.sqrt_alpha_bar, t, x_t) * x0)
+            / extract(schedule.sqrt_one_minus_alpha_bar, t, x_t))
+
+
+def mean_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
+                  eps: torch.Tensor) -> torch.Tensor:
+    """Reverse mean mu_theta(x_t, t) from a noise prediction: (B, *D) -> (B, *D).
+
+    Ho Eq. 11: mu = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t); equal to the
+    posterior mean (Eq. 7) evaluated at x^_0 = x0_from_eps(...).
+    """
+    coef = extract(schedule.beta / schedule.sqrt_one_minus_alpha_bar, t, x_t)
+    return (x_t - coef * eps) / extract(schedule.alpha.sqrt(), t, x_t)
+
+
+def reverse_variance(schedule: NoiseSchedule, kind: str) -> torch.Tensor:
+    """sigma_t^2 of the reverse step, (T,): Ho et al. 2020, Sec. 3.2 gives two choices.
+
+    ``fixed_small``: beta~_t, optimal for x_0 a point mass; ``fixed_large``: beta_t, optimal for
+    x_0 ~ N(0, I). Both give the same samples up to the last few steps on most data.
+    """
+    if kind == "fixed_small":
+        return schedule.posterior_variance
+    if kind == "fixed_large":
+        return schedule.beta
+    raise ValueError(f"unknown variance '{kind}'; choose one of: {', '.join(VARIANCES)}")
+
+
+VARIANCES = ("fixed_small", "fixed_large")
+
+
+def sample_timesteps(batch: int, T: int, generator: torch.Generator | None = None,
+                     antithetic: bool = False) -> torch.Tensor:
+    """t ~ Uniform{0..T-1}, (batch,) int64 (Ho Algorithm 1, line 3).
+
+    ``antithetic`` draws half the batch and pairs each t with T-1-t, as the source text's
+    ``diffusion_loss`` does: the pair's losses are negatively correlated in t, so the batch
+    mean has lower variance. An odd batch gets one extra uniform draw.
+    """
+    if not antithetic:
+        return torch.randint(0, T, (batch,), generator=generator)
+    half = torch.randint(0, T, ((batch + 1) // 2,), generator=generator)
+    return torch.cat([half, T - 1 - half])[:batch]
+
+
+def eps_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
+             generator: torch.Generator | None = None, antithetic: bool = False) -> torch.Tensor:
+    """L_simple, the epsilon-prediction loss (Ho Eq. 14 / Algorithm 1), a scalar.
+
+    E_{t, eps} || eps - eps_theta(sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps, t) ||^2, averaged over
+    the batch and the dimensions (x0: (B, *D)).
+    """
+    t = sample_timesteps(x0.shape[0], schedule.T, generator, antithetic)
+    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    x_t = q_sample(schedule, x0, t, eps)
+    return (eps - denoiser(x_t, t)).square().mean()  # Ho Eq. 14

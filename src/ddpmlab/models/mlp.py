@@ -1,0 +1,70 @@
+"""MLP noise predictors for points: eps_theta(x_t, t), (N, dim) and (N,) -> (N, dim)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ddpmlab.models.embeddings import fourier_features, fourier_matrix, sinusoidal_table
+
+
+class SeedMLP(nn.Module):
+    """The source text's network, exactly (module and parameter names included).
+
+    Three hidden layers of ``hidden`` units with ReLU; a learned embedding of each timestep
+    (one table per layer) is added to every hidden layer before its activation.
+    """
+
+    def __init__(self, timesteps: int, dim: int = 2, hidden: int = 64) -> None:
+        super().__init__()
+        self.linears = nn.ModuleList([
+            nn.Linear(dim, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, dim),
+        ])
+        self.step_embeddings = nn.ModuleList([nn.Embedding(timesteps, hidden) for _ in range(3)])
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        for idx, embedding_layer in enumerate(self.step_embeddings):
+            x = self.linears[2 * idx](x) + embedding_layer(t)
+            x = self.linears[2 * idx + 1](x)
+        return self.linears[-1](x)
+
+
+class ResMLP(nn.Module):
+    """The default: Fourier input features, a sinusoidal timestep embedding, residual blocks.
+
+    x -> [x, sin 2 pi xB, cos 2 pi xB] -> Linear -> h; each block adds
+    Linear(SiLU(Linear(SiLU(h)) + emb_i(t))) to h; the output layer reads SiLU(h).
+    The timestep enters every block through its own projection of one shared embedding.
+    """
+
+    def __init__(self, timesteps: int, dim: int = 2, hidden: int = 128, depth: int = 3,
+                 fourier_scale: float = 4.0, out_dim: int | None = None) -> None:
+        super().__init__()
+        self.depth = depth
+        n_fourier = hidden // 2 if fourier_scale > 0 else 0
+        self.register_buffer("fourier", fourier_matrix(dim, n_fourier, fourier_scale))
+        self.register_buffer("t_table", sinusoidal_table(timesteps, hidden))
+        self.t_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(),
+                                   nn.Linear(hidden, hidden * depth))
+        self.inp = nn.Linear(dim + 2 * n_fourier, hidden)
+        self.blocks_in = nn.ModuleList([nn.Linear(hidden, hidden) for _ in range(depth)])
+        self.blocks_out = nn.ModuleList([nn.Linear(hidden, hidden) for _ in range(depth)])
+        self.out = nn.Linear(hidden, out_dim or dim)
+        nn.init.zeros_(self.out.weight)  # start as eps_hat = 0, the best constant guess
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.fourier.shape[1]:
+            x = fourier_features(x, self.fourier)
+        if t.shape[0] > self.t_table.shape[0]:  # fewer distinct t than rows: embed the table
+            emb = self.t_mlp(self.t_table)[t]
+        else:
+            emb = self.t_mlp(self.t_table[t])
+        emb = emb.chunk(self.depth, dim=1)  # depth x (N, hidden)
+        h = self.inp(x)
+        for lin_in, lin_out, e in zip(self.blocks_in, self.blocks_out, emb, strict=True):
+            h = h + lin_out(nn.functional.silu(lin_in(nn.functional.silu(h)) + e))
+        return self.out(nn.functional.silu(h))

@@ -1,0 +1,141 @@
+"""Noise schedules: the betas beta_t of the forward process and every constant derived from them.
+
+Each schedule is computed in float64 and held as float32 tensors (one cast, so cumulative
+products do not drift). Timesteps are indexed 0..T-1 (see ``ddpmlab.diffusion``).
+
+Schedules (registry :data:`SCHEDULES`):
+
+- ``linear``: Ho et al. 2020, Sec. 4: beta from 1e-4 to 0.02, made for T = 1000. Both ends are
+  multiplied by 1000/T, as improved-diffusion does (Nichol & Dhariwal 2021, its
+  ``get_named_beta_schedule``), so that any T reaches noise; ``linear_unscaled`` keeps the
+  paper's numbers (at T = 150 it ends at alpha_bar ~ 0.22: x_T is not noise).
+- ``cosine``: Nichol & Dhariwal 2021, Eq. 17: alpha_bar_t = f(t)/f(0),
+  f(t) = cos^2(pi/2 (t/T + s)/(1 + s)), s = 0.008, beta_t = min(1 - alpha_bar_t/alpha_bar_{t-1},
+  0.999). (The source text drops the square and misprints alpha_bar_{t-1}.)
+- ``sigmoid``: the betas of the source text's code, a sigmoid *on beta*:
+  beta = sigmoid(linspace(-6, 6, T)) * (5e-3 - 1e-5) + 1e-5 (GeoDiff's, and diffusers'
+  "sigmoid"). Not Chen 2023's sigmoid schedule, which is defined on alpha_bar.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ddpmlab.errors import UserError
+
+#: x_T should be close to N(0, I): above this terminal alpha_bar the schedule warns.
+TERMINAL_ALPHA_BAR_WARN = 1e-2
+
+
+class ScheduleWarning(UserWarning):
+    """A schedule whose last step does not reach noise."""
+
+
+def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02,
+                 rescale: bool = True) -> np.ndarray:
+    """Ho et al. 2020, Sec. 4: betas linear in t; ``rescale`` multiplies both ends by 1000/T."""
+    scale = 1000.0 / T if rescale else 1.0  # improved-diffusion, gaussian_diffusion.py
+    return np.linspace(beta_start * scale, beta_end * scale, T, dtype=np.float64)
+
+
+def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """Nichol & Dhariwal 2021, Eq. 17, with beta capped at ``max_beta`` (their Sec. 3.2)."""
+    t = np.arange(T + 1, dtype=np.float64) / T
+    f = np.cos((t + s) / (1 + s) * math.pi / 2) ** 2  # N&D Eq. 17: f(t)
+    alpha_bar = f / f[0]
+    return np.minimum(1 - alpha_bar[1:] / alpha_bar[:-1], max_beta)  # beta_t = 1 - ab_t/ab_{t-1}
+
+
+def sigmoid_betas(T: int, beta_start: float = 1e-5, beta_end: float = 5e-3) -> np.ndarray:
+    """The source text's betas: sigmoid(linspace(-6, 6, T)) scaled to [beta_start, beta_end]."""
+    x = np.linspace(-6.0, 6.0, T, dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(-x)) * (beta_end - beta_start) + beta_start
+
+
+SCHEDULES: dict[str, Callable[[int], np.ndarray]] = {
+    "linear": linear_betas,
+    "linear_unscaled": lambda T: linear_betas(T, rescale=False),
+    "cosine": cosine_betas,
+    "sigmoid": sigmoid_betas,
+}
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    """Per-timestep constants of the forward process, all (T,) float32, index t in 0..T-1.
+
+    Names follow the glossary in ``ddpmlab.diffusion``. ``alpha_bar_prev[0] = 1``: before the
+    first step the sample is the data.
+    """
+
+    beta: torch.Tensor
+    alpha: torch.Tensor
+    alpha_bar: torch.Tensor
+    alpha_bar_prev: torch.Tensor
+    sqrt_alpha_bar: torch.Tensor
+    sqrt_one_minus_alpha_bar: torch.Tensor
+    posterior_variance: torch.Tensor
+    posterior_log_variance: torch.Tensor
+    posterior_mean_coef_x0: torch.Tensor
+    posterior_mean_coef_xt: torch.Tensor
+
+    @property
+    def T(self) -> int:  # noqa: N802 (the paper's symbol)
+        return int(self.beta.shape[0])
+
+    @property
+    def terminal_alpha_bar(self) -> float:
+        """alpha_bar at the last step: the fraction of signal variance left in x_T."""
+        return float(self.alpha_bar[-1])
+
+    @classmethod
+    def from_betas(cls, beta: np.ndarray) -> NoiseSchedule:
+        """Derive every constant from float64 betas, then cast once to float32."""
+        beta = np.asarray(beta, dtype=np.float64)
+        if beta.ndim != 1 or len(beta) < 2 or not np.all((beta > 0) & (beta < 1)):
+            raise UserError("betas must be a 1-D array of at least 2 values in (0, 1)")
+        alpha = 1.0 - beta  # Ho et al. 2020, Sec. 2: alpha_t = 1 - beta_t
+        alpha_bar = np.cumprod(alpha)  # Ho Sec. 2: alpha_bar_t = prod_{s<=t} alpha_s
+        alpha_bar_prev = np.append(1.0, alpha_bar[:-1])
+        # Ho Eq. 7: beta~_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t
+        posterior_variance = (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta
+        # beta~ is 0 at t = 0; its log is clipped to the next value (improved-diffusion)
+        posterior_log_variance = np.log(np.append(posterior_variance[1], posterior_variance[1:]))
+        coefs = {
+            "beta": beta,
+            "alpha": alpha,
+            "alpha_bar": alpha_bar,
+            "alpha_bar_prev": alpha_bar_prev,
+            "sqrt_alpha_bar": np.sqrt(alpha_bar),
+            "sqrt_one_minus_alpha_bar": np.sqrt(1.0 - alpha_bar),
+            "posterior_variance": posterior_variance,
+            "posterior_log_variance": posterior_log_variance,
+            # Ho Eq. 7: mu~_t = coef_x0 * x_0 + coef_xt * x_t
+            "posterior_mean_coef_x0": beta * np.sqrt(alpha_bar_prev) / (1.0 - alpha_bar),
+            "posterior_mean_coef_xt": (1.0 - alpha_bar_prev) * np.sqrt(alpha) / (1.0 - alpha_bar),
+        }
+        return cls(**{k: torch.from_numpy(v).to(torch.float32) for k, v in coefs.items()})
+
+
+def make_schedule(name: str, T: int, warn: bool = True) -> NoiseSchedule:
+    """Build the named schedule with T steps; warn when x_T is not close to noise."""
+    if name not in SCHEDULES:
+        raise UserError(f"unknown schedule '{name}'; choose one of: {', '.join(SCHEDULES)}")
+    if T < 2:
+        raise UserError(f"the number of timesteps must be at least 2, got {T}")
+    schedule = NoiseSchedule.from_betas(SCHEDULES[name](T))
+    if warn and schedule.terminal_alpha_bar > TERMINAL_ALPHA_BAR_WARN:
+        warnings.warn(
+            f"schedule '{name}' with T={T} ends at alpha_bar={schedule.terminal_alpha_bar:.3g} "
+            f"> {TERMINAL_ALPHA_BAR_WARN:g}: x_T is not noise, so sampling from N(0, I) "
+            "starts off the distribution the model was trained on",
+            ScheduleWarning,
+            stacklevel=2,
+        )
+    return schedule

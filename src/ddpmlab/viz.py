@@ -1,0 +1,395 @@
+"""Figures for 2-D diffusion experiments: point clouds, forward and reverse chains, losses, GIFs.
+
+Every function takes numpy arrays, writes one file and returns the :class:`~pathlib.Path` it wrote.
+Writes are atomic: the figure is rendered to a temporary file in the target's folder and moved
+onto the target with :func:`os.replace`, so a crash never leaves a half-written file. Figures are
+built on :class:`matplotlib.figure.Figure` with the Agg canvas: no pyplot, no global figure
+registry, nothing left open. Nothing here trains, samples or imports torch.
+
+Points are ``(N, 2)`` float arrays in data coordinates; a *frame* is a pair ``(t, points)``;
+*limits* are ``(xmin, xmax, ymin, ymax)``. The caller owns folders: a missing parent folder
+raises :class:`FileNotFoundError`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+Limits = tuple[float, float, float, float]
+Frame = tuple[int, np.ndarray]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DPI = 110
+POINT_COLOR = "#2a64ad"
+DATA_COLOR = "#a8a8a8"
+_STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.edgecolor": "#d0d0d0",
+    "axes.labelcolor": "#333333",
+    "mathtext.fontset": "cm",
+    "legend.frameon": False,
+}
+
+
+def _styled(func: Callable[P, R]) -> Callable[P, R]:
+    """Run ``func`` (build, draw and save) under the house matplotlib style."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with matplotlib.rc_context(_STYLE):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _points(x: object, name: str) -> np.ndarray:
+    """Return ``x`` as a float ``(N, 2)`` array with N >= 1 and finite values, else ValueError."""
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a numeric (N, 2) array: {exc}") from None
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (N, 2) with N >= 1, got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _frames(frames: Iterable[Frame], name: str) -> list[tuple[int, np.ndarray]]:
+    """Validate a finite sequence of ``(t, points (N, 2))`` pairs into a list."""
+    out = [(int(t), _points(p, f"{name}[{i}] (t={t}) points")) for i, (t, p) in enumerate(frames)]
+    if not out:
+        raise ValueError(f"{name} is empty")
+    return out
+
+
+def _limits(limits: Sequence[float], name: str = "limits") -> Limits:
+    """Validate ``(xmin, xmax, ymin, ymax)``: four finite numbers with min < max."""
+    lim = tuple(float(v) for v in limits)
+    if len(lim) != 4 or not all(map(math.isfinite, lim)) or lim[0] >= lim[1] or lim[2] >= lim[3]:
+        raise ValueError(f"{name} must be finite (xmin, xmax, ymin, ymax) with min < max: {limits}")
+    return lim  # type: ignore[return-value]
+
+
+def _target(path: str | os.PathLike[str]) -> Path:
+    """Return ``path`` as a Path; raise FileNotFoundError if its parent folder does not exist."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder {path.parent} does not exist; create it first")
+    return path
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, then move it onto ``path``."""
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _figure(width: float, height: float, dpi: float = DPI, **kwargs: object) -> Figure:
+    """A new pyplot-free Figure with an Agg canvas attached."""
+    fig = Figure(figsize=(width, height), dpi=dpi, **kwargs)  # type: ignore[arg-type]
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` atomically (format from the suffix) and free it."""
+    target = _target(path)
+    try:
+        return _write_atomic(target, lambda tmp: fig.savefig(tmp, dpi=fig.dpi))
+    finally:
+        fig.clear()
+
+
+def _scatter(
+    ax: Axes,
+    pts: np.ndarray,
+    limits: Limits,
+    *,
+    title: str | None = None,
+    frame: bool = True,
+    color: str = POINT_COLOR,
+    s: float = 2.0,
+    alpha: float = 0.5,
+    label: str | None = None,
+) -> None:
+    """Scatter ``pts`` (N, 2) on ``ax`` in the house style: fixed limits, equal aspect, no ticks."""
+    ax.scatter(pts[:, 0], pts[:, 1], s=s, c=color, alpha=alpha, linewidths=0, label=label)
+    ax.set_xlim(limits[0], limits[1])
+    ax.set_ylim(limits[2], limits[3])
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if not frame:
+        ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title, pad=3)
+
+
+def _math(dist: str, t: int) -> str:
+    """Panel title like the source text: ``$q(\\mathbf{x}_{t})$`` for ``dist="q"``."""
+    return rf"${dist}(\mathbf{{x}}_{{{t}}})$"
+
+
+def limits_for(
+    *point_sets: np.ndarray, margin: float = 0.05, quantile: float | None = None
+) -> Limits:
+    """Square ``(xmin, xmax, ymin, ymax)`` covering every ``(N, 2)`` array, plus ``margin``.
+
+    The box is centred on the points and its side is the larger of the x and y spans, widened by
+    ``margin`` times that side on each edge. With ``quantile`` (e.g. 0.005) each set contributes
+    only its ``[quantile, 1 - quantile]`` range per axis, ignoring far outliers of noise frames.
+    """
+    if not point_sets:
+        raise ValueError("limits_for needs at least one point set")
+    if quantile is not None and not 0.0 <= quantile < 0.5:
+        raise ValueError(f"quantile must be in [0, 0.5), got {quantile}")
+    lows, highs = [], []
+    for i, ps in enumerate(point_sets):
+        arr = _points(ps, f"point_sets[{i}]")
+        q = quantile or 0.0
+        lows.append(np.quantile(arr, q, axis=0) if q else arr.min(axis=0))
+        highs.append(np.quantile(arr, 1.0 - q, axis=0) if q else arr.max(axis=0))
+    lo, hi = np.min(lows, axis=0), np.max(highs, axis=0)
+    center = (lo + hi) / 2.0
+    side = float(np.max(hi - lo)) or 1.0
+    half = side * (0.5 + margin)
+    return (center[0] - half, center[0] + half, center[1] - half, center[1] + half)
+
+
+@_styled
+def plot_points(x: np.ndarray, path: str | os.PathLike[str], title: str = "data") -> Path:
+    """Scatter one point cloud ``x`` (N, 2) into ``path``."""
+    pts = _points(x, "x")
+    fig = _figure(4.6, 4.8, layout="constrained")
+    _scatter(fig.add_subplot(), pts, limits_for(pts), title=title, s=4.0, alpha=0.6)
+    return _save(fig, path)
+
+
+@_styled
+def _forward_grid_figure(
+    frames: Sequence[Frame], title: str | None = None, limits: Limits | None = None
+) -> Figure:
+    """Build the forward-process grid: rows of 5 panels, one per frame, titled q(x_t)."""
+    checked = _frames(frames, "frames")
+    cols = min(5, len(checked))
+    rows = math.ceil(len(checked) / cols)
+    lim = _limits(limits) if limits else limits_for(*(p for _, p in checked), quantile=0.002)
+    fig = _figure(2.0 * cols, 2.1 * rows + (0.35 if title else 0.0), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (t, pts) in zip(axes, checked, strict=False):
+        _scatter(ax, pts, lim, title=_math("q", t), frame=False)
+    for ax in axes[len(checked) :]:
+        fig.delaxes(ax)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return fig
+
+
+@_styled
+def plot_forward_grid(
+    frames: Sequence[Frame],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+    limits: Limits | None = None,
+) -> Path:
+    """Forward-process figure: ``frames`` of ``(t, points (N, 2))`` on a grid 5 panels wide.
+
+    Every panel shares the same limits (``limits`` or all frames minus 0.2 % outliers).
+    """
+    return _save(_forward_grid_figure(frames, title, limits), path)
+
+
+@_styled
+def _progress_figure(
+    checked: Sequence[tuple[str | None, list[tuple[int, np.ndarray]]]],
+    title: str | None,
+    limits: Limits | None,
+) -> Figure:
+    """One row of p(x_t) panels per ``(row_label, checked_frames)``, same limits everywhere."""
+    if not checked:
+        raise ValueError("snapshots is empty")
+    lim = _limits(limits) if limits else limits_for(checked[-1][1][-1][1], margin=0.1)
+    cols = max(len(fr) for _, fr in checked)
+    first_ts = [t for t, _ in checked[0][1]]
+    extra = 0.4 if title else 0.0
+    fig = _figure(1.75 * cols + 0.3, 1.9 * len(checked) + extra, layout="constrained")
+    grid = fig.subplots(len(checked), cols, squeeze=False)
+    for r, (label, fr) in enumerate(checked):
+        titled = r == 0 or [t for t, _ in fr] != first_ts
+        for c, ax in enumerate(grid[r]):
+            if c >= len(fr):
+                fig.delaxes(ax)
+                continue
+            t, pts = fr[c]
+            _scatter(ax, pts, lim, title=_math("p", t) if titled else None)
+            if c == 0 and label:
+                ax.set_ylabel(label, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return fig
+
+
+@_styled
+def plot_reverse_process(
+    frames: Sequence[Frame],
+    path: str | os.PathLike[str],
+    title: str,
+    limits: Limits | None = None,
+) -> Path:
+    """One row of reverse-chain panels ``(t, points (N, 2))`` from x_T to x_0, titled p(x_t).
+
+    All panels share ``limits``, by default the last frame's box plus a 10 % margin.
+    """
+    return _save(_progress_figure([(None, _frames(frames, "frames"))], title, limits), path)
+
+
+@_styled
+def plot_training_progress(
+    snapshots: Sequence[tuple[int, Sequence[Frame]]],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+    limits: Limits | None = None,
+) -> Path:
+    """One reverse-chain row per ``(training_step, frames)`` snapshot, labelled "step N".
+
+    All panels share ``limits``, by default the last snapshot's last frame plus a 10 % margin.
+    """
+    rows = [
+        (f"step {int(step)}", _frames(frames, f"snapshots[{r}] frames"))
+        for r, (step, frames) in enumerate(snapshots)
+    ]
+    return _save(_progress_figure(rows, title, limits), path)
+
+
+@_styled
+def plot_samples_over_data(
+    samples: np.ndarray,
+    data: np.ndarray,
+    path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    """``data`` (M, 2) in grey behind ``samples`` (N, 2) in colour, with a legend."""
+    smp, dat = _points(samples, "samples"), _points(data, "data")
+    lim = limits_for(dat, smp, quantile=0.002)
+    fig = _figure(4.8, 5.0, layout="constrained")
+    ax = fig.add_subplot()
+    _scatter(ax, dat, lim, color=DATA_COLOR, s=4.0, alpha=0.45, label="data")
+    _scatter(ax, smp, lim, title=title, s=4.0, alpha=0.6, label="samples")
+    ax.legend(loc="upper right", markerscale=3.0, handletextpad=0.2)
+    return _save(fig, path)
+
+
+def _ema(values: np.ndarray, decay: float) -> np.ndarray:
+    """Bias-corrected exponential moving average of a 1-D array."""
+    out = np.empty_like(values)
+    acc = 0.0
+    for i, v in enumerate(values):
+        acc = decay * acc + (1.0 - decay) * v
+        out[i] = acc / (1.0 - decay ** (i + 1))
+    return out
+
+
+@_styled
+def plot_loss(
+    steps: np.ndarray, losses: np.ndarray, path: str | os.PathLike[str], ema: float = 0.98
+) -> Path:
+    """Training loss against step: ``losses`` (S,) faint, its EMA bold, log-scale y when > 0."""
+    st = np.asarray(steps, dtype=np.float64)
+    ls = np.asarray(losses, dtype=np.float64)
+    if st.ndim != 1 or ls.shape != st.shape or st.size == 0:
+        raise ValueError(
+            f"steps and losses must be 1-D of equal length, got {st.shape}, {ls.shape}"
+        )
+    if not (np.isfinite(st).all() and np.isfinite(ls).all()):
+        raise ValueError("steps or losses contain NaN or infinite values")
+    if not 0.0 <= ema < 1.0:
+        raise ValueError(f"ema must be in [0, 1), got {ema}")
+    fig = _figure(6.4, 3.6, layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(st, ls, color=POINT_COLOR, alpha=0.3, linewidth=0.8, label="raw loss")
+    ax.plot(st, _ema(ls, ema), color="#17406f", linewidth=2.0, label=f"EMA ({ema:g})")
+    if (ls > 0).all():
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss")
+    ax.grid(True, which="major", color="#ececec", linewidth=0.8)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+@_styled
+def write_gif(
+    frames: Iterable[Frame],
+    path: str | os.PathLike[str],
+    limits: Limits,
+    fps: float = 20,
+    size_px: int = 400,
+    hold_last: int = 10,
+    title_fmt: str = "t = {t}",
+) -> Path:
+    """Animated GIF of a stream of ``(t, points (N, 2))`` frames with fixed ``limits``.
+
+    ``frames`` is consumed once, lazily (a generator streaming the reverse chain is fine); each
+    frame is rendered by one reused figure and kept only as a small palette image. The last frame
+    stays on screen ``hold_last`` extra frame times; Pillow stores a repeated frame as one frame
+    with a longer duration, so the file has one frame per input and the same total play time.
+    GIF timing has 10 ms resolution, so ``1000 / fps`` is rounded to it.
+    """
+    target = _target(path)
+    lim = _limits(limits)
+    if fps <= 0 or size_px < 32 or hold_last < 0:
+        raise ValueError(
+            f"need fps > 0, size_px >= 32, hold_last >= 0: {fps}, {size_px}, {hold_last}"
+        )
+    frame_ms = max(10, round(100.0 / fps) * 10)
+    fig = _figure(4.0, 4.0, dpi=size_px / 4.0)
+    ax = fig.add_axes((0.02, 0.02, 0.96, 0.88))
+    _scatter(ax, np.empty((0, 2)), lim, s=5.0, alpha=0.6)
+    dots, canvas = ax.collections[0], fig.canvas
+    assert isinstance(canvas, FigureCanvasAgg)
+    label = fig.text(0.5, 0.95, "", ha="center", va="center", fontsize=13)
+    images: list[Image.Image] = []
+    try:
+        for i, (t, pts) in enumerate(frames):
+            dots.set_offsets(_points(pts, f"frames[{i}] points"))
+            label.set_text(title_fmt.format(t=t))
+            canvas.draw()
+            rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[:, :, :3])
+            images.append(rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=32))
+    finally:
+        fig.clear()
+    if not images:
+        raise ValueError("frames is empty")
+    durations = [frame_ms] * len(images)
+    durations[-1] += hold_last * frame_ms
+
+    def write(tmp: Path) -> None:
+        images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:],
+            duration=durations, loop=0, optimize=False,
+        )  # fmt: skip
+
+    return _write_atomic(target, write)

@@ -1,0 +1,195 @@
+"""Tests for ddpmlab.viz: files are valid images, written atomically, figures are as described."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+from ddpmlab import viz
+
+RNG = np.random.default_rng(0)
+
+
+def cloud(n: int = 200, scale: float = 1.0) -> np.ndarray:
+    return scale * RNG.standard_normal((n, 2))
+
+
+def chain(n: int = 10, points: int = 100) -> list[tuple[int, np.ndarray]]:
+    """A fake reverse chain x_T ... x_0 whose spread shrinks towards t = 0."""
+    return [(t, cloud(points, 0.3 + t / n)) for t in range(n - 1, -1, -1)]
+
+
+def assert_image(path: Path, fmt: str) -> Image.Image:
+    assert path.is_file() and path.stat().st_size > 0
+    img = Image.open(path)
+    assert img.format == fmt and img.width > 0 and img.height > 0
+    assert not list(path.parent.glob("*.tmp*")), "temporary file left behind"
+    return img
+
+
+def test_plot_points_writes_png(tmp_path: Path) -> None:
+    out = viz.plot_points(cloud(), tmp_path / "points.png", title="two moons")
+    assert out == tmp_path / "points.png"
+    assert_image(out, "PNG")
+
+
+def test_forward_grid_has_one_titled_panel_per_frame(tmp_path: Path) -> None:
+    frames = [(t, cloud(50)) for t in range(0, 1000, 50)]
+    fig = viz._forward_grid_figure(frames, title="forward")
+    assert isinstance(fig, Figure) and len(fig.axes) == 20
+    assert fig.axes[0].get_subplotspec().get_gridspec().get_geometry() == (4, 5)
+    assert [ax.get_title() for ax in fig.axes] == [rf"$q(\mathbf{{x}}_{{{t}}})$" for t, _ in frames]
+    assert len({ax.get_xlim() for ax in fig.axes}) == 1  # shared limits
+    assert_image(viz.plot_forward_grid(frames, tmp_path / "fwd.png"), "PNG")
+
+
+def test_forward_grid_any_count_uses_rows_of_five() -> None:
+    fig = viz._forward_grid_figure([(t, cloud(20)) for t in range(7)])
+    assert len(fig.axes) == 7
+    assert fig.axes[0].get_subplotspec().get_gridspec().get_geometry() == (2, 5)
+
+
+def test_reverse_process_one_row_same_limits(tmp_path: Path) -> None:
+    frames = chain(10)
+    fig = viz._progress_figure([(None, frames)], "reverse", None)
+    assert fig.axes[0].get_subplotspec().get_gridspec().get_geometry() == (1, 10)
+    assert [ax.get_title() for ax in fig.axes] == [rf"$p(\mathbf{{x}}_{{{t}}})$" for t, _ in frames]
+    assert len({(ax.get_xlim(), ax.get_ylim()) for ax in fig.axes}) == 1
+    lims = (-3.0, 3.0, -2.0, 2.0)
+    out = viz.plot_reverse_process(frames, tmp_path / "rev.png", "end of training", limits=lims)
+    assert_image(out, "PNG")
+    fig = viz._progress_figure([(None, frames)], "reverse", lims)
+    assert fig.axes[4].get_xlim() == (-3.0, 3.0) and fig.axes[4].get_ylim() == (-2.0, 2.0)
+
+
+def test_training_progress_rows_labelled_by_step(tmp_path: Path) -> None:
+    snaps = [(0, chain(4)), (500, chain(4)), (5000, chain(4))]
+    out = viz.plot_training_progress(snaps, tmp_path / "progress.png")
+    assert_image(out, "PNG")
+    rows = [(f"step {s}", fr) for s, fr in snaps]
+    fig = viz._progress_figure(rows, None, None)
+    assert len(fig.axes) == 12
+    assert [fig.axes[i].get_ylabel() for i in (0, 4, 8)] == ["step 0", "step 500", "step 5000"]
+    assert len({(ax.get_xlim(), ax.get_ylim()) for ax in fig.axes}) == 1
+
+
+def test_samples_over_data_and_loss(tmp_path: Path) -> None:
+    out = viz.plot_samples_over_data(cloud(), cloud(300), tmp_path / "s.png", title="samples")
+    assert_image(out, "PNG")
+    steps = np.arange(300)
+    losses = 0.5 * np.exp(-steps / 100) + 0.05 + 0.02 * RNG.random(300)
+    assert_image(viz.plot_loss(steps, losses, tmp_path / "loss.png"), "PNG")
+    with pytest.raises(ValueError, match="equal length"):
+        viz.plot_loss(steps, losses[:-1], tmp_path / "bad.png")
+
+
+def test_write_gif_streams_generator_once(tmp_path: Path) -> None:
+    pulled: list[int] = []
+
+    def stream():
+        for t, pts in chain(6, points=150):
+            pulled.append(t)
+            yield t, pts
+
+    gen = stream()
+    out = viz.write_gif(gen, tmp_path / "chain.gif", (-4, 4, -4, 4), fps=20, size_px=120)
+    assert pulled == [5, 4, 3, 2, 1, 0] and next(gen, None) is None
+    img = assert_image(out, "GIF")
+    sizes, durations = set(), []
+    for i in range(img.n_frames):
+        img.seek(i)
+        sizes.add(img.size)
+        durations.append(img.info["duration"])
+    assert sizes == {(120, 120)}
+    # Pillow stores the held last frame as one frame lasting (1 + hold_last) frame times.
+    assert img.n_frames == 6 and durations == [50] * 5 + [50 * 11]
+    assert sum(durations) == (6 + 10) * 50
+
+
+def test_write_gif_failure_keeps_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "chain.gif"
+    target.write_bytes(b"old gif")
+
+    def broken():
+        yield 1, cloud(20)
+        yield 0, cloud(20)
+        raise RuntimeError("sampler crashed")
+
+    with pytest.raises(RuntimeError, match="sampler crashed"):
+        viz.write_gif(broken(), target, (-3, 3, -3, 3), size_px=64)
+    assert target.read_bytes() == b"old gif"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.gif"]
+
+
+def test_figure_failure_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "points.png"
+    target.write_bytes(b"old png")
+
+    def half_written(self: Figure, fname: Path, **kwargs: object) -> None:
+        Path(fname).write_bytes(b"\x89PNG partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        viz.plot_points(cloud(), target)
+    assert target.read_bytes() == b"old png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["points.png"]
+
+
+def test_save_frees_the_figure(tmp_path: Path) -> None:
+    fig = viz._forward_grid_figure([(0, cloud(20))])
+    viz._save(fig, tmp_path / "one.png")
+    assert fig.axes == []
+
+
+def test_missing_folder_raises_file_not_found(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match="nope"):
+        viz.plot_points(cloud(), missing / "p.png")
+    with pytest.raises(FileNotFoundError, match="nope"):
+        viz.write_gif(iter(chain(2)), missing / "c.gif", (-1, 1, -1, 1))
+    assert not missing.exists()
+
+
+def test_limits_for_covers_points_and_is_square() -> None:
+    a, b = cloud(300) + np.array([5.0, 0.0]), cloud(100, 0.2)
+    xmin, xmax, ymin, ymax = viz.limits_for(a, b, margin=0.1)
+    both = np.vstack([a, b])
+    assert xmin < both[:, 0].min() and xmax > both[:, 0].max()
+    assert ymin < both[:, 1].min() and ymax > both[:, 1].max()
+    assert np.isclose(xmax - xmin, ymax - ymin)
+    noisy = np.vstack([cloud(1000), [[100.0, -100.0]]])
+    assert viz.limits_for(noisy, quantile=0.005)[1] < 10 < viz.limits_for(noisy)[1]
+    one = viz.limits_for(np.zeros((1, 2)))
+    assert one[0] < 0 < one[1] and one[2] < 0 < one[3]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [np.array([[0.0, np.nan]]), np.zeros((5, 3)), np.zeros(4), np.zeros((0, 2)), [["a", "b"]]],
+    ids=["nan", "three-columns", "1-d", "empty", "strings"],
+)
+def test_invalid_points_raise_value_error(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(ValueError, match="x"):
+        viz.plot_points(bad, tmp_path / "p.png")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="point_sets"):
+        viz.limits_for(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"frames\[1\]"):
+        viz.write_gif([(1, cloud(5)), (0, bad)], tmp_path / "g.gif", (-1, 1, -1, 1), size_px=64)
+    with pytest.raises(ValueError, match=r"snapshots\[0\] frames\[0\]"):
+        viz.plot_training_progress([(10, [(0, bad)])], tmp_path / "t.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_invalid_limits_and_empty_frames(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="limits"):
+        viz.write_gif(iter(chain(2)), tmp_path / "g.gif", (1, -1, 0, 1))
+    with pytest.raises(ValueError, match="empty"):
+        viz.write_gif(iter([]), tmp_path / "g.gif", (-1, 1, -1, 1), size_px=64)
+    with pytest.raises(ValueError, match="empty"):
+        viz.plot_forward_grid([], tmp_path / "f.png")
+    assert list(tmp_path.iterdir()) == []
