@@ -49,7 +49,7 @@ class DiffusionConfig:
     """
 
     schedule: str = "cosine"
-    timesteps: int = 1000
+    timesteps: int = 200
     variance: str = "fixed_small"
     antithetic: bool = False
 
@@ -65,7 +65,7 @@ class ModelConfig:
     """
 
     name: str = "resmlp"
-    hidden: int = 128
+    hidden: int = 64
     depth: int = 3
     fourier_scale: float = 4.0
 
@@ -78,11 +78,11 @@ class TrainConfig:
     ema_decay: decay of the exponential moving average of the weights used for sampling
         (0 disables it: the raw weights are used).
     snapshots: reverse-process snapshots at these training steps for the training-progress
-        figure; empty means the beginning, middle and end (1 %, 50 % and 100 % of steps).
+        figure; empty means the beginning, middle and end (5 %, 50 % and 100 % of steps).
     threads: torch intra-op threads; 1 is fastest for small MLPs (measured in bench/).
     """
 
-    steps: int = 6_000
+    steps: int = 4_000
     batch_size: int = 512
     lr: float = 2e-3
     lr_schedule: str = "cosine"

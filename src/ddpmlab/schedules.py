@@ -86,7 +86,7 @@ class NoiseSchedule:
     posterior_mean_coef_xt: torch.Tensor
 
     @property
-    def T(self) -> int:  # noqa: N802 (the paper's symbol)
+    def T(self) -> int:
         return int(self.beta.shape[0])
 
     @property

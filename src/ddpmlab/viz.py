@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -27,6 +26,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
+
+from ddpmlab.fileio import write_atomic
 
 Limits = tuple[float, float, float, float]
 Frame = tuple[int, np.ndarray]
@@ -94,18 +95,6 @@ def _target(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, then move it onto ``path``."""
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _figure(width: float, height: float, dpi: float = DPI, **kwargs: object) -> Figure:
     """A new pyplot-free Figure with an Agg canvas attached."""
     fig = Figure(figsize=(width, height), dpi=dpi, **kwargs)  # type: ignore[arg-type]
@@ -117,7 +106,7 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     """Write ``fig`` atomically (format from the suffix) and free it."""
     target = _target(path)
     try:
-        return _write_atomic(target, lambda tmp: fig.savefig(tmp, dpi=fig.dpi))
+        return write_atomic(target, lambda tmp: fig.savefig(tmp, dpi=fig.dpi))
     finally:
         fig.clear()
 
@@ -392,4 +381,4 @@ def write_gif(
             duration=durations, loop=0, optimize=False,
         )  # fmt: skip
 
-    return _write_atomic(target, write)
+    return write_atomic(target, write)

@@ -6,6 +6,7 @@ instead of holding T copies of the samples.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
 
 import torch
@@ -49,8 +50,7 @@ def ddpm_sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, .
     out = []
     for start in range(0, shape[0], chunk):
         rows = min(chunk, shape[0] - start)
-        for _, x in ddpm_chain(denoiser, schedule, (rows, *shape[1:]),
-                               variance=variance, generator=generator):
-            pass
-        out.append(x)
+        chain = ddpm_chain(denoiser, schedule, (rows, *shape[1:]), variance=variance,
+                           generator=generator)
+        out.append(collections.deque(chain, maxlen=1)[0][1])  # the last state, x_0
     return torch.cat(out)

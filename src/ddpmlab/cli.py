@@ -1,0 +1,207 @@
+"""The ``ddpmlab`` command: parses, seeds, builds configs and calls the library.
+
+Every config flag is one row of :data:`FLAGS`, mapped onto a field of
+:class:`~ddpmlab.config.RunConfig`; a TOML file (``--config``) sets the same fields, and
+flags win over the file. User mistakes end with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ddpmlab import run as runs
+from ddpmlab.config import RunConfig, from_dict, load_toml, replace, to_dict, validate
+from ddpmlab.data import TOY2D
+from ddpmlab.errors import UserError
+from ddpmlab.fileio import write_bytes
+from ddpmlab.metrics import format_table
+
+# flag -> (config section, field, type, help)
+FLAGS: dict[str, tuple[str, str, type, str]] = {
+    "--steps": ("train", "steps", int, "training steps"),
+    "--seed": ("train", "seed", int, "random seed (data, weights, batches, noise)"),
+    "--batch-size": ("train", "batch_size", int, "points per training batch"),
+    "--lr": ("train", "lr", float, "peak Adam learning rate"),
+    "--threads": ("train", "threads", int, "torch threads (1 is fastest for small MLPs)"),
+    "--model": ("model", "name", str, "network: resmlp or seed_mlp"),
+    "--hidden": ("model", "hidden", int, "hidden width of the network"),
+    "--schedule": ("diffusion", "schedule", str,
+                   "beta schedule: linear, linear_unscaled, cosine or sigmoid"),
+    "--timesteps": ("diffusion", "timesteps", int, "T, the number of diffusion steps"),
+    "--variance": ("diffusion", "variance", str, "reverse variance: fixed_small or fixed_large"),
+}
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    defaults = to_dict(RunConfig())
+    for flag, (section, name, kind, text) in FLAGS.items():
+        p.add_argument(flag, type=kind, default=None, metavar=name.upper(),
+                       help=f"{text} (default: {defaults[section][name]})")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for flag, (section, name, _, _) in FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            out.setdefault(section, {})[name] = value
+    return out
+
+
+def _fresh_out(name: str) -> Path:
+    """runs/NAME, or runs/NAME-2, -3, ... : a new run never overwrites an old one."""
+    base = Path("runs") / name
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    return path
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    overrides = _overrides(args)
+    if args.resume:
+        if args.out is None:
+            raise UserError("--resume needs --out RUN, the run directory to continue")
+        if set(overrides) - {"train"} or set(overrides.get("train", {})) - {"steps"}:
+            raise UserError("--resume continues the saved configuration; only --steps may "
+                            "change (drop the other flags)")
+        saved = runs.checkpoint.load(args.out / runs.CKPT)
+        config = validate(replace(saved.config, overrides))
+        out = args.out
+    else:
+        base = from_dict(RunConfig, load_toml(args.config)) if args.config else RunConfig()
+        if args.data is not None:
+            overrides.setdefault("data", {})["source"] = args.data
+        elif not args.config:
+            raise UserError("give the data to learn: a built-in name "
+                            f"({', '.join(TOY2D)}) or a .csv/.txt/.npy file")
+        config = validate(replace(base, overrides))
+        out = args.out or _fresh_out(Path(config.data.source).stem)
+        if (out / runs.CKPT).exists():
+            raise UserError(f"{out} already holds a run; add --resume to continue it, or "
+                            "choose another --out")
+    run = runs.train_run(config, out, resume=args.resume, progress=not args.quiet,
+                         figures=not args.no_figures,
+                         on_start=lambda text: print(text, file=sys.stderr))
+    _print_metrics(run)
+    print(f"run saved in {out}/ (figures in {out / runs.FIGURES}/)" if not args.no_figures
+          else f"run saved in {out}/")
+
+
+def _print_metrics(run: runs.Run) -> None:
+    import json
+    saved = json.loads((run.path / runs.METRICS).read_text())
+    print(format_table(saved["metrics"], saved["n"]))
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    if args.n < 1:
+        raise UserError(f"--n must be positive, got {args.n}")
+    if args.out.suffix not in (".npy", ".csv"):
+        raise UserError(f"--out must end in .npy or .csv, got {args.out.name}")
+    if not args.out.parent.is_dir():
+        raise UserError(f"output folder {args.out.parent} does not exist; create it first")
+    x = runs.open_run(args.run).sample(args.n, args.seed)
+    if args.out.suffix == ".npy":
+        import io
+        buf = io.BytesIO()
+        np.save(buf, x)
+        write_bytes(args.out, buf.getvalue())
+    else:
+        write_bytes(args.out, ("x,y\n" + "".join(f"{a:.8g},{b:.8g}\n" for a, b in x)).encode())
+    print(f"wrote {len(x)} samples to {args.out}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    run = runs.open_run(args.run)
+    result, n = runs.evaluate_run(run, args.n, args.seed)
+    print(format_table(result, n))
+    print(f"written to {run.path / runs.METRICS}")
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    out = runs.make_figures(runs.open_run(args.run), seed=args.seed)
+    print(f"figures written to {out}/")
+
+
+def cmd_animate(args: argparse.Namespace) -> None:
+    if args.n < 1:
+        raise UserError(f"--n must be positive, got {args.n}")
+    path = runs.animate(runs.open_run(args.run), n=args.n, seed=args.seed, path=args.out)
+    print(f"animation written to {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ddpmlab", description="Denoising diffusion probabilistic models, every step shown.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model on points and write a run directory",
+                       description="Train a DDPM on 2-D points; writes RUN/ with checkpoint, "
+                       "metrics and figures.")
+    t.add_argument("data", nargs="?", help=f"built-in shape ({', '.join(TOY2D)}) or a "
+                   ".csv/.txt/.npy file of N x 2 numbers")
+    t.add_argument("--out", type=Path, help="run directory (default: runs/DATA, made unique)")
+    t.add_argument("--config", type=Path, help="TOML file with [data] [diffusion] [model] "
+                   "[train] tables; flags override it")
+    _add_config_flags(t)
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--no-figures", action="store_true", help="skip figures and the GIF")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run", type=Path, help="run directory")
+    s.add_argument("--n", type=int, default=1000, help="number of points (default: 1000)")
+    s.add_argument("--out", type=Path, required=True, help="output .npy or .csv file")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("evaluate", help="sample quality beside the real-vs-real floor")
+    e.add_argument("run", type=Path, help="run directory")
+    e.add_argument("--n", type=int, default=runs.EVAL_N, help="points per set (default: 2000)")
+    e.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    e.set_defaults(func=cmd_evaluate)
+
+    f = sub.add_parser("figures", help="re-make every figure of a run")
+    f.add_argument("run", type=Path, help="run directory")
+    f.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    f.set_defaults(func=cmd_figures)
+
+    a = sub.add_parser("animate", help="write the reverse diffusion as a GIF")
+    a.add_argument("run", type=Path, help="run directory")
+    a.add_argument("--n", type=int, default=2000, help="points (default: 2000)")
+    a.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    a.add_argument("--out", type=Path, help="GIF path (default: RUN/figures/reverse.gif)")
+    a.set_defaults(func=cmd_animate)
+    return p
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> str:
+    return f"ddpmlab: warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = _warning_line  # one line, no source context
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"ddpmlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ddpmlab: interrupted (a checkpoint of the training so far was saved)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""A run directory, and the jobs that read or fill it: train, sample, evaluate, figures.
+
+Layout of a run directory::
+
+    config.json              the whole RunConfig (also inside the checkpoint)
+    data.npz                 the training and held-out points, in data coordinates
+    checkpoint.safetensors   model, EMA, optimiser, generator state, step, standardiser
+    loss.csv                 mean training loss every train.log_every steps
+    snapshots.npz            reverse-process frames at the snapshot steps
+    metrics.json             sample quality beside its real-vs-real floor
+    figures/                 data.png, forward.png, reverse_*.png, training.png,
+                             samples.png, loss.png, reverse.gif
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ddpmlab import checkpoint, metrics, viz
+from ddpmlab.config import RunConfig, to_dict
+from ddpmlab.data import PointSet, Standardizer, resolve
+from ddpmlab.diffusion import q_sample
+from ddpmlab.errors import UserError
+from ddpmlab.fileio import write_bytes, write_json
+from ddpmlab.models import build_model
+from ddpmlab.samplers import ddpm_chain, ddpm_sample
+from ddpmlab.schedules import NoiseSchedule, make_schedule
+from ddpmlab.train import Trainer, default_snapshots
+
+CONFIG, DATA, CKPT = "config.json", "data.npz", "checkpoint.safetensors"
+LOSS, SNAPSHOTS, METRICS, FIGURES = "loss.csv", "snapshots.npz", "metrics.json", "figures"
+EVAL_N = 2000  # points per set for evaluation (the issue's measure)
+CHAIN_FRAMES = 10  # panels in a reverse-process figure
+GIF_FRAMES = 100  # frames of reverse.gif, spread over the T steps
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes(path, buf.getvalue())
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; the run is incomplete, train it again") from None
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path} is damaged ({e}); train the run again") from None
+
+
+@dataclass
+class Run:
+    """A trained model ready to sample: its config, EMA network, schedule and data."""
+
+    path: Path
+    config: RunConfig
+    model: nn.Module
+    schedule: NoiseSchedule
+    standardizer: Standardizer
+    points: PointSet
+    step: int
+    meta: dict[str, Any]
+
+    def chain(self, n: int, seed: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(n_steps_left, points (n, dim))`` in data coordinates along the reverse chain."""
+        g = torch.Generator().manual_seed(seed)
+        for k, x in ddpm_chain(self.model, self.schedule, (n, self.points.train.shape[1]),
+                               variance=self.config.diffusion.variance, generator=g):
+            yield k, self.standardizer.inverse(x.numpy().astype(np.float64))
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        """n samples (n, dim) float64 in data coordinates."""
+        g = torch.Generator().manual_seed(seed)
+        x = ddpm_sample(self.model, self.schedule, (n, self.points.train.shape[1]),
+                        variance=self.config.diffusion.variance, generator=g)
+        return self.standardizer.inverse(x.numpy().astype(np.float64))
+
+
+def open_run(path: str | os.PathLike[str]) -> Run:
+    """Load a run directory written by :func:`train_run`, with clear errors for anything else."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"run directory not found: {path} (train one with `ddpmlab train`)")
+    if not (path / CKPT).is_file():
+        raise UserError(f"{path} is not a ddpmlab run (no {CKPT}); "
+                        "give a folder written by `ddpmlab train`")
+    ckpt = checkpoint.load(path / CKPT)
+    data = _load_npz(path / DATA)
+    config = ckpt.config
+    model = build_model(config.model, config.diffusion.timesteps, data["train"].shape[1])
+    try:
+        model.load_state_dict(ckpt.ema)
+    except RuntimeError as e:
+        raise UserError(f"{path / CKPT} does not match its configuration "
+                        f"({str(e).splitlines()[0]}); train again") from None
+    model.eval().requires_grad_(False)
+    return Run(path=path, config=config, model=model,
+               schedule=make_schedule(config.diffusion.schedule, config.diffusion.timesteps,
+                                      warn=False),
+               standardizer=Standardizer.from_dict(ckpt.meta["standardizer"]),
+               points=PointSet(name=ckpt.meta.get("name", "data"), train=data["train"],
+                               heldout=data["heldout"]),
+               step=ckpt.step, meta=ckpt.meta)
+
+
+def _chain_frames(chain: Iterator[tuple[int, np.ndarray]], T: int,
+                  count: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Keep ``count`` states of a T-step chain, evenly spaced from x_T to x_0 (both kept)."""
+    keep = {round(i * T / (count - 1)) for i in range(count)}
+    return ((k, x) for k, x in chain if k in keep)
+
+
+def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: bool = True,
+              figures: bool = True, on_start: Callable[[str], None] | None = None) -> Run:
+    """Train a model into run directory ``out``; write checkpoint, losses, snapshots, metrics.
+
+    Everything that can fail on user input (data, names, sizes) is checked before the first
+    file is written; ``on_start(description)`` is called once training is about to begin.
+    """
+    ckpt = None
+    if resume:
+        ckpt = checkpoint.load(out / CKPT)
+        saved = _load_npz(out / DATA)
+        points = PointSet(name=ckpt.meta["name"], train=saved["train"], heldout=saved["heldout"])
+        standardizer = Standardizer.from_dict(ckpt.meta["standardizer"])
+    else:
+        points = resolve(config.data.source, config.data.n_train, config.train.seed,
+                         config.data.heldout)
+        standardizer = Standardizer.fit(points.train)
+    torch.set_num_threads(config.train.threads)
+    x = torch.from_numpy(standardizer.transform(points.train)).to(torch.float32)
+    trainer = Trainer(config, x, resume_from=ckpt)
+    if resume:
+        snaps = _load_npz(out / SNAPSHOTS) if (out / SNAPSHOTS).exists() else {}
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / CONFIG, to_dict(config))
+        _save_npz(out / DATA, train=points.train, heldout=points.heldout)
+        snaps = {}
+    if on_start is not None:
+        on_start(f"training {config.model.name} on {points.name} ({len(points.train)} points) "
+                 f"from step {trainer.step} to {config.train.steps} -> {out}")
+    meta = {"name": points.name, "standardizer": standardizer.to_dict()}
+    snapshot_steps = set(config.train.snapshots or default_snapshots(config.train.steps))
+
+    def on_step(step: int) -> None:
+        if step in snapshot_steps:  # reverse chain of the EMA model, fixed noise across steps
+            g = torch.Generator().manual_seed(config.train.seed + 1)
+            chain = ddpm_chain(trainer.ema, trainer.schedule, (1000, x.shape[1]),
+                               variance=config.diffusion.variance, generator=g)
+            frames = list(_chain_frames(chain, trainer.schedule.T, CHAIN_FRAMES))
+            snaps[f"step{step}"] = np.stack(
+                [standardizer.inverse(f.numpy().astype(np.float64)) for _, f in frames])
+            snaps["labels"] = np.array([k for k, _ in frames])
+            _save_npz(out / SNAPSHOTS, **snaps)
+
+    if 0 in snapshot_steps and trainer.step == 0:
+        on_step(0)
+    try:
+        trainer.fit(progress=progress, on_step=on_step)
+    finally:  # a failure or Ctrl-C keeps what was learned so far
+        checkpoint.save(out / CKPT, trainer.to_checkpoint(meta))
+        write_bytes(out / LOSS, ("step,loss\n" + "".join(
+            f"{s},{v:.6g}\n" for s, v in trainer.history)).encode())
+    run = open_run(out)
+    evaluate_run(run)
+    if figures:
+        make_figures(run)
+    return run
+
+
+def evaluate_run(run: Run, n: int = EVAL_N, seed: int = 0) -> tuple[dict, int]:
+    """Score n samples against held-out data beside the real-vs-real floor; write metrics.json.
+
+    The floor compares two disjoint halves of the held-out set, so n is at most half of it.
+    """
+    n = min(n, len(run.points.heldout) // 2)
+    real, real_ref = run.points.heldout[:n], run.points.heldout[n:2 * n]
+    result = metrics.evaluate(run.sample(n, seed), real, real_ref)
+    write_json(run.path / METRICS, {"n": n, "seed": seed, "step": run.step, "metrics": result})
+    return result, n
+
+
+def make_figures(run: Run, seed: int = 0) -> Path:
+    """(Re)draw every figure of a run into RUN/figures from its data, losses and model."""
+    out = run.path / FIGURES
+    out.mkdir(exist_ok=True)
+    data = run.points.train[:2000]
+    viz.plot_points(data, out / "data.png", title=run.points.name)
+    # forward process at 20 evenly spaced step counts n = 0 (the data) .. T, as in the source
+    T, g = run.schedule.T, torch.Generator().manual_seed(seed)
+    x0 = torch.from_numpy(run.standardizer.transform(data)).to(torch.float32)
+    frames = [(0, data)]
+    for n in (round(i * T / 19) for i in range(1, 20)):
+        t = torch.full((len(x0),), n - 1, dtype=torch.long)  # n steps applied: index n - 1
+        x_t = q_sample(run.schedule, x0, t, torch.randn(x0.shape, generator=g))
+        frames.append((n, run.standardizer.inverse(x_t.numpy().astype(np.float64))))
+    viz.plot_forward_grid(frames, out / "forward.png")
+    snaps = _load_npz(run.path / SNAPSHOTS) if (run.path / SNAPSHOTS).exists() else {}
+    labels = snaps.pop("labels", None)
+    rows = sorted((int(k[4:]), v) for k, v in snaps.items())
+    if rows and labels is not None:
+        limits = viz.limits_for(data, margin=0.1)
+        progress = [(s, list(zip(labels.tolist(), v, strict=True))) for s, v in rows]
+        viz.plot_training_progress(progress, out / "training.png", limits=limits)
+        for name, (step, frames_s) in zip(("begin", "middle", "end"), progress, strict=False):
+            viz.plot_reverse_process(frames_s, out / f"reverse_{name}.png",
+                                     title=f"reverse process after {step} training steps",
+                                     limits=limits)
+    samples = run.sample(2000, seed)
+    viz.plot_samples_over_data(samples, data, out / "samples.png",
+                               title=f"{len(samples)} samples over the data")
+    if (run.path / LOSS).exists():
+        loss = np.loadtxt(run.path / LOSS, delimiter=",", skiprows=1, ndmin=2)
+        if len(loss):
+            viz.plot_loss(loss[:, 0], loss[:, 1], out / "loss.png")
+    animate(run, seed=seed)
+    return out
+
+
+def animate(run: Run, n: int = 2000, seed: int = 0, path: Path | None = None) -> Path:
+    """reverse.gif: the reverse chain from noise to the data, streamed, with fixed axes."""
+    path = path or run.path / FIGURES / "reverse.gif"
+    path.parent.mkdir(exist_ok=True)
+    data = run.points.train
+    noise_box = np.array(run.standardizer.inverse(np.array([[-2.5, -2.5], [2.5, 2.5]])))
+    limits = viz.limits_for(data, noise_box, margin=0.02)
+    frames = _chain_frames(run.chain(n, seed), run.schedule.T, min(GIF_FRAMES, run.schedule.T + 1))
+    return viz.write_gif(frames, path, limits, title_fmt="$x_{{{t}}}$")
