@@ -256,12 +256,6 @@ T_TAKERS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG src/ddpmlab/diffusion.py: x0_from_eps, eps_from_x0 and mean_from_eps do not "
-    "call check_timesteps, so t = -1 silently reads coef[-1] (t = T-1) and t = T raises a bare "
-    "IndexError; fix: call check_timesteps(t, schedule.T) first in each.",
-)
 @pytest.mark.parametrize("fn", list(T_TAKERS))
 @pytest.mark.parametrize("bad", [-1, 20])
 def test_every_function_taking_t_checks_its_range(fn, bad):

@@ -186,7 +186,7 @@ def test_posterior_variance_is_ho_eq7_in_float64(name, T):
 
 def test_rescaled_linear_with_too_few_steps_is_a_user_error():
     # beta_end = 0.02 * 1000 / T = 1 at T = 20: alpha_bar would be 0.
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="larger T"):
         make_schedule("linear", 20)
 
 

@@ -66,6 +66,7 @@ def q_posterior(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor,
 def x0_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
                 eps: torch.Tensor) -> torch.Tensor:
     """x^_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (Ho Eq. 4 solved for x_0)."""
+    check_timesteps(t, schedule.T)
     return ((x_t - extract(schedule.sqrt_one_minus_alpha_bar, t, x_t) * eps)
             / extract(schedule.sqrt_alpha_bar, t, x_t))
 
@@ -73,6 +74,7 @@ def x0_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
 def eps_from_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
                 x0: torch.Tensor) -> torch.Tensor:
     """eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t) (Ho Eq. 4 solved for eps)."""
+    check_timesteps(t, schedule.T)
     return ((x_t - extract(schedule.sqrt_alpha_bar, t, x_t) * x0)
             / extract(schedule.sqrt_one_minus_alpha_bar, t, x_t))
 
@@ -84,6 +86,7 @@ def mean_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
     Ho Eq. 11: mu = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t); equal to the
     posterior mean (Eq. 7) evaluated at x^_0 = x0_from_eps(...).
     """
+    check_timesteps(t, schedule.T)
     coef = extract(schedule.beta / schedule.sqrt_one_minus_alpha_bar, t, x_t)
     return (x_t - coef * eps) / extract(schedule.alpha.sqrt(), t, x_t)
 

@@ -129,7 +129,11 @@ def make_schedule(name: str, T: int, warn: bool = True) -> NoiseSchedule:
         raise UserError(f"unknown schedule '{name}'; choose one of: {', '.join(SCHEDULES)}")
     if T < 2:
         raise UserError(f"the number of timesteps must be at least 2, got {T}")
-    schedule = NoiseSchedule.from_betas(SCHEDULES[name](T))
+    beta = SCHEDULES[name](T)
+    if not np.all((beta > 0) & (beta < 1)):
+        raise UserError(f"schedule '{name}' with T={T} gives betas outside (0, 1) (largest "
+                        f"{beta.max():.3g}); choose a larger T or another schedule")
+    schedule = NoiseSchedule.from_betas(beta)
     if warn and schedule.terminal_alpha_bar > TERMINAL_ALPHA_BAR_WARN:
         warnings.warn(
             f"schedule '{name}' with T={T} ends at alpha_bar={schedule.terminal_alpha_bar:.3g} "
