@@ -98,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _print_metrics(run: runs.Run) -> None:
     import json
     saved = json.loads((run.path / runs.METRICS).read_text())
-    print(format_table(saved["metrics"], saved["n"]))
+    print(format_table(saved["metrics"], saved["n"], saved["repeats"]))
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -120,9 +120,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    if args.n < 2 or args.repeats < 1:
+        raise UserError("--n must be at least 2 and --repeats at least 1")
     run = runs.open_run(args.run)
-    result, n = runs.evaluate_run(run, args.n, args.seed)
-    print(format_table(result, n))
+    result, n, repeats = runs.evaluate_run(run, args.n, args.seed, args.repeats)
+    print(format_table(result, n, repeats))
     print(f"written to {run.path / runs.METRICS}")
 
 
@@ -168,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", type=Path, help="run directory")
     e.add_argument("--n", type=int, default=runs.EVAL_N, help="points per set (default: 2000)")
     e.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    e.add_argument("--repeats", type=int, default=runs.EVAL_REPEATS,
+                   help="independent draws averaged, held-out size permitting (default: 3)")
     e.set_defaults(func=cmd_evaluate)
 
     f = sub.add_parser("figures", help="re-make every figure of a run")

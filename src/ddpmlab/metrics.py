@@ -180,10 +180,29 @@ def evaluate(
     return out
 
 
-def format_table(result: dict[str, dict[str, float | None]], n: int) -> str:
+Result = dict[str, dict[str, float | None]]
+
+
+def average(results: list[Result]) -> Result:
+    """Mean value and mean floor over :func:`evaluate` results of independent draws.
+
+    Averaging k draws of the samples and k independent real pairs divides the variance of
+    both by k; the ratio is recomputed from the means.
+    """
+    out: dict[str, dict[str, float | None]] = {}
+    for name in results[0]:
+        value = float(np.mean([r[name]["value"] for r in results]))
+        floor = float(np.mean([r[name]["floor"] for r in results]))
+        ratio = value / floor if name in _RATIO and floor > 0 else None
+        out[name] = {"value": value, "floor": floor, "ratio": ratio}
+    return out
+
+
+def format_table(result: dict[str, dict[str, float | None]], n: int, repeats: int = 1) -> str:
     """Fixed-width plain-text table of an :func:`evaluate` result at sample size ``n``."""
+    mean = f", mean of {repeats} draws" if repeats > 1 else ""
     lines = [
-        f"sample quality at n = {n} points per set (floor = real vs independent real; "
+        f"sample quality at n = {n} points per set{mean} (floor = real vs independent real; "
         "1-NNA ideal is 0.5)",
         f"{'metric':<8}{'model':>12}{'floor':>12}{'ratio':>10}",
     ]

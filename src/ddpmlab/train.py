@@ -67,6 +67,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.train.seed)
         self.step = 0
         self.history: list[tuple[int, float]] = []  # (step, mean loss since the last entry)
+        self.loss_sum, self.loss_count = 0.0, 0  # losses since the last history entry
         if resume_from is not None:
             self._restore(resume_from)
 
@@ -83,12 +84,15 @@ class Trainer:
             self.generator.set_state(ckpt.rng)
         self.step = ckpt.step
         self.history = [(int(s), float(v)) for s, v in ckpt.meta.get("history", [])]
+        self.loss_sum, self.loss_count = ckpt.meta.get("loss_partial", (0.0, 0))
 
     def to_checkpoint(self, meta: dict) -> checkpoint.Checkpoint:
         return checkpoint.Checkpoint(
             config=self.config, step=self.step, model=self.model.state_dict(),
             ema=self.ema.state_dict(), optimizer=self.optimizer.state_dict(),
-            rng=self.generator.get_state(), meta={**meta, "history": self.history})
+            rng=self.generator.get_state(),
+            meta={**meta, "history": self.history,
+                  "loss_partial": [self.loss_sum, self.loss_count]})
 
     def train_step(self) -> torch.Tensor:
         """One update (Ho et al. 2020, Algorithm 1) on a batch drawn with replacement."""
@@ -113,7 +117,6 @@ class Trainer:
     def fit(self, *, progress: bool = True, on_step: Callable[[int], None] | None = None) -> None:
         """Train until ``train.steps``; call ``on_step(step)`` after every update."""
         c = self.config.train
-        total = 0.0
         bar = tqdm(total=c.steps, initial=self.step, disable=not progress, unit="step",
                    dynamic_ncols=True, leave=True)
         try:
@@ -122,14 +125,14 @@ class Trainer:
                 if not math.isfinite(loss):
                     raise UserError(f"the loss became {loss} at step {self.step}; "
                                     "lower the learning rate (--lr)")
-                total += loss
+                self.loss_sum += loss
+                self.loss_count += 1
                 if self.step % c.log_every == 0 or self.step == c.steps:
-                    n = self.step - (self.history[-1][0] if self.history else 0)
-                    self.history.append((self.step, total / max(n, 1)))
+                    self.history.append((self.step, self.loss_sum / self.loss_count))
                     bar.set_postfix(loss=f"{self.history[-1][1]:.4f}",
                                     lr=f"{c.lr * lr_factor(self.config, self.step):.2g}")
-                    bar.update(n)
-                    total = 0.0
+                    bar.update(self.step - bar.n)
+                    self.loss_sum, self.loss_count = 0.0, 0
                 if on_step is not None:
                     on_step(self.step)
         finally:

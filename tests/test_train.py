@@ -1,0 +1,139 @@
+"""Training determinism, resume, checkpoints and configuration."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddpmlab import checkpoint
+from ddpmlab.config import RunConfig, from_dict, load_toml, replace, to_dict, validate
+from ddpmlab.errors import UserError
+from ddpmlab.run import CKPT, train_run
+from ddpmlab.train import Trainer, lr_factor
+
+SMALL = {"data": {"source": "moons", "n_train": 500, "heldout": 100},
+         "diffusion": {"timesteps": 30},
+         "model": {"hidden": 16},
+         "train": {"steps": 30, "batch_size": 32, "log_every": 5, "snapshots": [10]}}
+
+
+def small_config(**train: object) -> RunConfig:
+    return replace(RunConfig(), {**SMALL, "train": {**SMALL["train"], **train}})
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_same_seed_same_weights_other_seed_other_weights() -> None:
+    x = torch.randn(200, 2)
+    runs = []
+    for seed in (0, 0, 1):
+        trainer = Trainer(small_config(seed=seed), x)
+        trainer.fit(progress=False)
+        runs.append(weights(trainer.ema))
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert not all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
+
+
+def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(tmp_path: Path) -> None:
+    config = small_config()
+    straight = train_run(config, tmp_path / "straight", progress=False, figures=False)
+
+    def interrupt(step: int) -> None:
+        if step == 13:
+            raise KeyboardInterrupt
+
+    import ddpmlab.run as run_module
+    original = Trainer.fit
+    try:  # stop the second run at step 13, as Ctrl-C would
+        Trainer.fit = lambda self, **kw: original(self, progress=False, on_step=interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            run_module.train_run(config, tmp_path / "resumed", progress=False, figures=False)
+    finally:
+        Trainer.fit = original
+    assert checkpoint.load(tmp_path / "resumed" / CKPT).step == 13
+    resumed = train_run(config, tmp_path / "resumed", resume=True, progress=False,
+                        figures=False)
+    a = checkpoint.load(tmp_path / "straight" / CKPT)
+    b = checkpoint.load(tmp_path / "resumed" / CKPT)
+    assert a.step == b.step == 30
+    for part in ("model", "ema"):
+        sa, sb = getattr(a, part), getattr(b, part)
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.meta["history"] == b.meta["history"]
+    assert (straight.sample(50, 3) == resumed.sample(50, 3)).all()
+
+
+def test_checkpoint_round_trip_keeps_every_tensor_and_the_config(tmp_path: Path) -> None:
+    config = small_config()
+    trainer = Trainer(config, torch.randn(100, 2))
+    for _ in range(3):
+        trainer.train_step()
+    saved = trainer.to_checkpoint({"name": "x", "standardizer": {"mean": [0, 0], "std": [1, 1]}})
+    checkpoint.save(tmp_path / "c.safetensors", saved)
+    loaded = checkpoint.load(tmp_path / "c.safetensors")
+    assert loaded.config == config and loaded.step == 3 and loaded.meta == saved.meta
+    assert all(torch.equal(saved.model[k], loaded.model[k]) for k in saved.model)
+    assert torch.equal(saved.rng, loaded.rng)
+    restored = Trainer(config, torch.randn(100, 2), resume_from=loaded)
+    a, b = trainer.optimizer.state_dict(), restored.optimizer.state_dict()
+    for i, state in a["state"].items():
+        assert all(torch.equal(v, b["state"][i][k]) for k, v in state.items())
+
+
+def test_checkpoint_refuses_pickle_truncation_and_foreign_files(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    evil = tmp_path / "evil.safetensors"
+    torch.save({"x": Evil()}, evil)
+    with pytest.raises(UserError, match="not a ddpmlab checkpoint"):
+        checkpoint.load(evil)
+    assert not marker.exists()
+
+    good = tmp_path / "good.safetensors"
+    trainer = Trainer(small_config(), torch.randn(100, 2))
+    checkpoint.save(good, trainer.to_checkpoint({}))
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(good.read_bytes()[:-100])
+    with pytest.raises(UserError, match="damaged|truncated"):
+        checkpoint.load(truncated)
+    with pytest.raises(UserError, match="not found"):
+        checkpoint.load(tmp_path / "none.safetensors")
+
+
+def test_config_from_dict_refuses_unknown_keys_and_wrong_types() -> None:
+    with pytest.raises(UserError, match="unknown setting train.stepz; valid in \\[train\\]"):
+        from_dict(RunConfig, {"train": {"stepz": 3}})
+    with pytest.raises(UserError, match="train.steps must be int"):
+        from_dict(RunConfig, {"train": {"steps": "3"}})
+    assert from_dict(RunConfig, {"train": {"lr": 1}}).train.lr == 1.0  # int -> float is exact
+    assert from_dict(RunConfig, to_dict(small_config())) == small_config()
+    with pytest.raises(UserError, match="timesteps must be at least 2"):
+        validate(replace(RunConfig(), {"diffusion": {"timesteps": 1}}))
+
+
+def test_toml_file_sets_the_same_fields(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\nname = "seed_mlp"\n[train]\nsteps = 7\nsnapshots = [1, 2]\n')
+    config = from_dict(RunConfig, load_toml(path))
+    assert config.model.name == "seed_mlp" and config.train.steps == 7
+    assert config.train.snapshots == (1, 2)
+    path.write_text("[train\n")
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_toml(path)
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
+    config = small_config(steps=100, warmup=10)
+    factors = [lr_factor(config, s) for s in range(101)]
+    assert factors[0] == pytest.approx(0.1, rel=0.01) and max(factors) <= 1.0
+    assert factors[100] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in itertools.pairwise(factors[10:]))
