@@ -137,3 +137,10 @@ def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
     assert factors[0] == pytest.approx(0.1, rel=0.01) and max(factors) <= 1.0
     assert factors[100] == pytest.approx(0.0, abs=1e-12)
     assert all(a >= b for a, b in itertools.pairwise(factors[10:]))
+
+
+def test_divergence_stops_with_the_step_and_keeps_no_nan_checkpoint(tmp_path: Path) -> None:
+    config = small_config(lr=1e3, warmup=0, steps=200)
+    with pytest.raises(UserError, match=r"the loss became (nan|inf) at step \d+; lower"):
+        train_run(config, tmp_path / "run", progress=False, figures=False)
+    assert not (tmp_path / "run" / CKPT).exists()  # no checkpoint holding NaN weights

@@ -25,6 +25,10 @@ from ddpmlab.schedules import make_schedule
 LR_SCHEDULES = ("cosine", "constant")
 
 
+class Diverged(UserError):
+    """The loss became NaN or inf: the weights are no longer worth saving."""
+
+
 def lr_factor(config: RunConfig, step: int) -> float:
     """Multiplier of the base learning rate at ``step``: linear warm-up, then cosine or flat."""
     c = config.train
@@ -123,8 +127,8 @@ class Trainer:
             while self.step < c.steps:
                 loss = float(self.train_step())
                 if not math.isfinite(loss):
-                    raise UserError(f"the loss became {loss} at step {self.step}; "
-                                    "lower the learning rate (--lr)")
+                    raise Diverged(f"the loss became {loss} at step {self.step}; "
+                                   "lower the learning rate (--lr)")
                 self.loss_sum += loss
                 self.loss_count += 1
                 if self.step % c.log_every == 0 or self.step == c.steps:
