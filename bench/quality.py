@@ -53,7 +53,7 @@ def train(data: str, out: Path, extra: list[str]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--data", nargs="+", default=["swiss_roll", "moons", "circles", "heart.csv"])
+    p.add_argument("--data", nargs="*", default=["swiss_roll", "moons", "circles", "heart.csv"])
     p.add_argument("--seed-config", action="store_true",
                    help="also train configs/seed.toml (the source text's setup, ~1 min)")
     args = p.parse_args()

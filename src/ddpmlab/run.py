@@ -115,10 +115,21 @@ def open_run(path: str | os.PathLike[str]) -> Run:
                step=ckpt.step, meta=ckpt.meta)
 
 
+def frame_steps(T: int, count: int) -> list[int]:
+    """``count`` step counts n from 0 (the data) to T (noise), denser near 0: n ~ T (i/k)^2.
+
+    The shape appears in the last fifth of the reverse chain, so evenly spaced frames would
+    show mostly noise; quadratic spacing gives the end of the chain most of the frames.
+    """
+    if count >= T + 1:
+        return list(range(T + 1))
+    return sorted({round(T * (i / (count - 1)) ** 2) for i in range(count)})
+
+
 def _chain_frames(chain: Iterator[tuple[int, np.ndarray]], T: int,
                   count: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Keep ``count`` states of a T-step chain, evenly spaced from x_T to x_0 (both kept)."""
-    keep = {round(i * T / (count - 1)) for i in range(count)}
+    """Keep about ``count`` states of a T-step chain, from x_T to x_0 (see frame_steps)."""
+    keep = set(frame_steps(T, count))
     return ((k, x) for k, x in chain if k in keep)
 
 
@@ -218,11 +229,11 @@ def make_figures(run: Run, seed: int = 0) -> Path:
     out.mkdir(exist_ok=True)
     data = run.points.train[:2000]
     viz.plot_points(data, out / "data.png", title=run.points.name)
-    # forward process at 20 evenly spaced step counts n = 0 (the data) .. T, as in the source
+    # forward process q(x_n | x_0) at 20 step counts n from 0 (the data) to T
     T, g = run.schedule.T, torch.Generator().manual_seed(seed)
     x0 = torch.from_numpy(run.standardizer.transform(data)).to(torch.float32)
     frames = [(0, data)]
-    for n in (round(i * T / 19) for i in range(1, 20)):
+    for n in frame_steps(T, 20)[1:]:
         t = torch.full((len(x0),), n - 1, dtype=torch.long)  # n steps applied: index n - 1
         x_t = q_sample(run.schedule, x0, t, torch.randn(x0.shape, generator=g))
         frames.append((n, run.standardizer.inverse(x_t.numpy().astype(np.float64))))
@@ -244,7 +255,7 @@ def make_figures(run: Run, seed: int = 0) -> Path:
     if (run.path / LOSS).exists():
         loss = np.loadtxt(run.path / LOSS, delimiter=",", skiprows=1, ndmin=2)
         if len(loss):
-            viz.plot_loss(loss[:, 0], loss[:, 1], out / "loss.png")
+            viz.plot_loss(loss[:, 0], loss[:, 1], out / "loss.png", ema=0.8)
     animate(run, seed=seed)
     return out
 
