@@ -8,6 +8,8 @@ flags win over the file. User mistakes end with one line on stderr and exit stat
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -19,7 +21,7 @@ from ddpmlab import run as runs
 from ddpmlab.config import RunConfig, from_dict, load_toml, replace, to_dict, validate
 from ddpmlab.data import TOY2D
 from ddpmlab.errors import UserError
-from ddpmlab.fileio import write_bytes
+from ddpmlab.fileio import write_atomic
 from ddpmlab.metrics import format_table
 
 # flag -> (config section, field, type, help)
@@ -96,7 +98,6 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _print_metrics(run: runs.Run) -> None:
-    import json
     saved = json.loads((run.path / runs.METRICS).read_text())
     print(format_table(saved["metrics"], saved["n"], saved["repeats"]))
 
@@ -110,12 +111,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
         raise UserError(f"output folder {args.out.parent} does not exist; create it first")
     x = runs.open_run(args.run).sample(args.n, args.seed)
     if args.out.suffix == ".npy":
-        import io
-        buf = io.BytesIO()
-        np.save(buf, x)
-        write_bytes(args.out, buf.getvalue())
+        write_atomic(args.out, lambda tmp: np.save(tmp, x))
     else:
-        write_bytes(args.out, ("x,y\n" + "".join(f"{a:.8g},{b:.8g}\n" for a, b in x)).encode())
+        write_atomic(args.out, lambda tmp: np.savetxt(tmp, x, fmt="%.8g", delimiter=",",
+                                                      header="x,y", comments=""))
     print(f"wrote {len(x)} samples to {args.out}")
 
 
@@ -192,9 +191,14 @@ def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__
     return f"ddpmlab: warning: {message}\n"
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops training like Ctrl-C: checkpoint, then exit
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.formatwarning = _warning_line  # one line, no source context
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(args)
     except UserError as e:

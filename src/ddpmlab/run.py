@@ -14,7 +14,6 @@ Layout of a run directory::
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from ddpmlab.config import RunConfig, to_dict
 from ddpmlab.data import PointSet, Standardizer, resolve
 from ddpmlab.diffusion import q_sample
 from ddpmlab.errors import UserError
-from ddpmlab.fileio import write_bytes, write_json
+from ddpmlab.fileio import write_atomic, write_bytes, write_json
 from ddpmlab.models import build_model
 from ddpmlab.samplers import ddpm_chain, ddpm_sample
 from ddpmlab.schedules import NoiseSchedule, make_schedule
@@ -45,9 +44,7 @@ GIF_FRAMES = 100  # frames of reverse.gif, spread over the T steps
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    write_bytes(path, buf.getvalue())
+    write_atomic(path, lambda tmp: np.savez(tmp, **arrays))
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -71,7 +68,6 @@ class Run:
     standardizer: Standardizer
     points: PointSet
     step: int
-    meta: dict[str, Any]
 
     def chain(self, n: int, seed: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(n_steps_left, points (n, dim))`` in data coordinates along the reverse chain."""
@@ -112,7 +108,7 @@ def open_run(path: str | os.PathLike[str]) -> Run:
                standardizer=Standardizer.from_dict(ckpt.meta["standardizer"]),
                points=PointSet(name=ckpt.meta.get("name", "data"), train=data["train"],
                                heldout=data["heldout"]),
-               step=ckpt.step, meta=ckpt.meta)
+               step=ckpt.step)
 
 
 def frame_steps(T: int, count: int) -> list[int]:
