@@ -1,13 +1,17 @@
 """The diffusion maths: forward process, posterior, parameterisations and the training loss.
 
 Everything here is shape-agnostic (``x: (B, *D)``) and free of networks: a denoiser is any
-callable ``(x_t, t) -> eps_hat`` with ``x_t: (B, *D) float32`` and ``t: (B,) int64``.
+callable ``(x_t, t) -> output`` with ``x_t, output: (B, *D) float32`` and ``t: (B,) int64``;
+``prediction`` (one of :data:`PREDICTIONS`) says whether the output is eps_hat, x0_hat or v_hat.
 
 Glossary (code name: paper symbol, Ho et al. 2020 unless said)
 ----------------------------------------------------------------
 ``x0``: x_0, a data sample.               ``x_t``: x_t, the sample after noising.
-``eps``: epsilon ~ N(0, I), the noise.     ``eps_hat``: eps_theta(x_t, t), the network output.
-``x0_hat``: x^_0, the data predicted from x_t and eps_hat.
+``eps``: epsilon ~ N(0, I), the noise.     ``eps_hat``: eps_theta(x_t, t), the predicted noise.
+``x0_hat``: x^_0, the data predicted from x_t (from eps_hat, or by the network itself).
+``v``: v_t = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0, the velocity (Salimans & Ho
+2022, Sec. 4: their alpha_t, sigma_t are our sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)).
+``v_hat``: its prediction.   ``output``: what the network returns, read as ``prediction`` says.
 ``beta``: beta_t.   ``alpha``: alpha_t = 1 - beta_t.   ``alpha_bar``: alpha-bar_t = prod alpha_s.
 ``posterior_variance``: beta~_t, the variance of q(x_{t-1} | x_t, x_0) (Eq. 7).
 ``sigma2``: sigma_t^2, the variance of a reverse step p(x_{t-1} | x_t).
@@ -26,6 +30,7 @@ from collections.abc import Callable
 
 import torch
 
+from ddpmlab.errors import UserError
 from ddpmlab.schedules import NoiseSchedule
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -91,6 +96,89 @@ def mean_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
     return (x_t - coef * eps) / extract(schedule.alpha.sqrt(), t, x_t)
 
 
+# ------------------------------------------------------------------ parameterisations
+
+#: What a network may predict: the noise, the data, or the velocity v (Salimans & Ho 2022).
+PREDICTIONS = ("eps", "x0", "v")
+
+
+def check_prediction(prediction: str) -> None:
+    """Raise if ``prediction`` is not one of :data:`PREDICTIONS`."""
+    if prediction not in PREDICTIONS:
+        raise UserError(f"unknown prediction '{prediction}'; choose one of: "
+                        f"{', '.join(PREDICTIONS)}")
+
+
+def v_from(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor,
+           t: torch.Tensor) -> torch.Tensor:
+    """The velocity v_t of x0 and eps (B, *D) at t (B,): the v-prediction target."""
+    check_timesteps(t, schedule.T)
+    # Salimans & Ho 2022, Sec. 4: v = alpha_t eps - sigma_t x = sqrt(ab) eps - sqrt(1 - ab) x_0
+    return (extract(schedule.sqrt_alpha_bar, t, x0) * eps
+            - extract(schedule.sqrt_one_minus_alpha_bar, t, x0) * x0)
+
+
+def x0_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
+              v: torch.Tensor) -> torch.Tensor:
+    """x^_0 from x_t and a velocity: (B, *D) -> (B, *D)."""
+    check_timesteps(t, schedule.T)
+    # Salimans & Ho 2022, Sec. 4 / App. D: x^ = alpha_t z_t - sigma_t v^
+    return (extract(schedule.sqrt_alpha_bar, t, x_t) * x_t
+            - extract(schedule.sqrt_one_minus_alpha_bar, t, x_t) * v)
+
+
+def eps_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
+               v: torch.Tensor) -> torch.Tensor:
+    """eps^ from x_t and a velocity: (B, *D) -> (B, *D)."""
+    check_timesteps(t, schedule.T)
+    # Salimans & Ho 2022, App. D: eps^ = sigma_t z_t + alpha_t v^ (alpha_t^2 + sigma_t^2 = 1)
+    return (extract(schedule.sqrt_one_minus_alpha_bar, t, x_t) * x_t
+            + extract(schedule.sqrt_alpha_bar, t, x_t) * v)
+
+
+def predict_eps_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
+                   output: torch.Tensor, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eps_hat, x0_hat), each (B, *D), from a network output of kind ``prediction``.
+
+    The output itself is returned unchanged in its own slot (eps_hat for ``eps``, x0_hat for
+    ``x0``); the other is Ho Eq. 4 solved for it, or Salimans & Ho's conversions for ``v``.
+    """
+    check_prediction(prediction)
+    if prediction == "eps":
+        return output, x0_from_eps(schedule, x_t, t, output)
+    if prediction == "x0":
+        return eps_from_x0(schedule, x_t, t, output), output
+    return eps_from_v(schedule, x_t, t, output), x0_from_v(schedule, x_t, t, output)
+
+
+def reverse_mean(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
+                 output: torch.Tensor, prediction: str = "eps") -> torch.Tensor:
+    """mu_theta(x_t, t) of the reverse step from a network output: (B, *D) -> (B, *D).
+
+    ``eps``: Ho Eq. 11 (:func:`mean_from_eps`); ``x0`` and ``v``: the posterior mean (Ho Eq. 7)
+    at x0_hat, as diffusers' DDPMScheduler does. The two agree (see :func:`mean_from_eps`).
+    """
+    if prediction == "eps":
+        return mean_from_eps(schedule, x_t, t, output)
+    _, x0_hat = predict_eps_x0(schedule, x_t, t, output, prediction)
+    return q_posterior(schedule, x0_hat, x_t, t)[0]  # Ho Eq. 7 at x0_hat
+
+
+def target_for(schedule: NoiseSchedule, prediction: str, x0: torch.Tensor, eps: torch.Tensor,
+               t: torch.Tensor) -> torch.Tensor:
+    """What a network of kind ``prediction`` is trained to output at x_t = q_sample(x0, t, eps).
+
+    x0, eps: (B, *D); t: (B,) -> (B, *D): eps (Ho Eq. 14), x0, or v_t (Salimans & Ho Sec. 4).
+    """
+    check_prediction(prediction)
+    check_timesteps(t, schedule.T)
+    if prediction == "eps":
+        return eps
+    if prediction == "x0":
+        return x0
+    return v_from(schedule, x0, eps, t)
+
+
 def reverse_variance(schedule: NoiseSchedule, kind: str) -> torch.Tensor:
     """sigma_t^2 of the reverse step, (T,): Ho et al. 2020, Sec. 3.2 gives two choices.
 
@@ -121,14 +209,29 @@ def sample_timesteps(batch: int, T: int, generator: torch.Generator | None = Non
     return torch.cat([half, T - 1 - half])[:batch]
 
 
+def diffusion_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
+                   generator: torch.Generator | None = None, antithetic: bool = False,
+                   prediction: str = "eps") -> torch.Tensor:
+    """The mean squared error of the network against its target, a scalar (x0: (B, *D)).
+
+    Draws t (Ho Algorithm 1, line 3), then eps ~ N(0, I), then x_t (Ho Eq. 4), in that order
+    from ``generator``, whatever ``prediction``. ``eps`` gives L_simple (Ho Eq. 14). Per
+    sample, the ``x0`` loss is the eps loss weighted by 1/SNR_t and the ``v`` loss the x0 loss
+    weighted by 1 + SNR_t, SNR_t = alpha_bar_t / (1 - alpha_bar_t) (Salimans & Ho 2022, Sec. 4).
+    """
+    check_prediction(prediction)
+    t = sample_timesteps(x0.shape[0], schedule.T, generator, antithetic)
+    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    x_t = q_sample(schedule, x0, t, eps)
+    target = target_for(schedule, prediction, x0, eps, t)
+    return (target - denoiser(x_t, t)).square().mean()  # Ho Eq. 14 for eps
+
+
 def eps_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
              generator: torch.Generator | None = None, antithetic: bool = False) -> torch.Tensor:
     """L_simple, the epsilon-prediction loss (Ho Eq. 14 / Algorithm 1), a scalar.
 
     E_{t, eps} || eps - eps_theta(sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps, t) ||^2, averaged over
-    the batch and the dimensions (x0: (B, *D)).
+    the batch and the dimensions (x0: (B, *D)). ``diffusion_loss`` with ``prediction='eps'``.
     """
-    t = sample_timesteps(x0.shape[0], schedule.T, generator, antithetic)
-    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-    x_t = q_sample(schedule, x0, t, eps)
-    return (eps - denoiser(x_t, t)).square().mean()  # Ho Eq. 14
+    return diffusion_loss(schedule, denoiser, x0, generator, antithetic, prediction="eps")

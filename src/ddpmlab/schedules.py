@@ -100,13 +100,40 @@ class NoiseSchedule:
         beta = np.asarray(beta, dtype=np.float64)
         if beta.ndim != 1 or len(beta) < 2 or not np.all((beta > 0) & (beta < 1)):
             raise UserError("betas must be a 1-D array of at least 2 values in (0, 1)")
+        return cls._derive(beta)
+
+    def respaced(self, timesteps: np.ndarray) -> NoiseSchedule:
+        """The schedule seen by a sampler that visits only ``timesteps`` (any order, distinct).
+
+        Its step k is the k-th smallest visited t, with the same alpha_bar and
+        beta_k = 1 - alpha_bar_{t_k} / alpha_bar_{t_{k-1}} (alpha_bar before the first = 1), as
+        Nichol & Dhariwal 2021 (Sec. 4) and diffusers' DDPMScheduler do with fewer steps.
+        Visiting every t returns this schedule itself. One visited step is allowed (K = 1).
+        """
+        visited = np.unique(np.asarray(timesteps, dtype=np.int64))
+        if len(visited) != len(timesteps) or not len(visited) or visited[0] < 0 \
+                or visited[-1] >= self.T:
+            raise ValueError(f"timesteps must be distinct and lie in 0..{self.T - 1}")
+        if len(visited) == self.T:
+            return self
+        alpha_bar = self.alpha_bar.double().numpy()[visited]
+        beta = 1.0 - alpha_bar / np.append(1.0, alpha_bar[:-1])  # Nichol & Dhariwal 2021, Sec. 4
+        if not np.all((beta > 0) & (beta < 1)):
+            raise ValueError("alpha_bar must decrease strictly in (0, 1) over the visited steps")
+        return self._derive(beta)
+
+    @classmethod
+    def _derive(cls, beta: np.ndarray) -> NoiseSchedule:
+        """Every constant from valid float64 betas (at least one), cast once to float32."""
         alpha = 1.0 - beta  # Ho et al. 2020, Sec. 2: alpha_t = 1 - beta_t
         alpha_bar = np.cumprod(alpha)  # Ho Sec. 2: alpha_bar_t = prod_{s<=t} alpha_s
         alpha_bar_prev = np.append(1.0, alpha_bar[:-1])
         # Ho Eq. 7: beta~_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t
         posterior_variance = (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta
-        # beta~ is 0 at t = 0; its log is clipped to the next value (improved-diffusion)
-        posterior_log_variance = np.log(np.append(posterior_variance[1], posterior_variance[1:]))
+        # beta~ is 0 at t = 0; its log is clipped to the next value (improved-diffusion), or to
+        # log beta_0 for a one-step (respaced) schedule, which has no next value
+        clip = posterior_variance[1] if len(beta) > 1 else beta[0]
+        posterior_log_variance = np.log(np.append(clip, posterior_variance[1:]))
         coefs = {
             "beta": beta,
             "alpha": alpha,

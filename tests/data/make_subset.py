@@ -23,21 +23,41 @@ SCHEDULE_CASES = [
     f"T{T}_{name}" for T in (1000, 150) for name in ("linear", "squaredcos_cap_v2", "sigmoid")
 ] + ["T150_linear_rescaled"]
 STEP_CASES = ["linear", "squaredcos_cap_v2", "sigmoid"]
+PREDICTION_CASES = ["v_prediction", "sample"]  # DDPM steps of the x0 and v parameterisations
+LEARNED_RANGE_CASES = ["linear", "squaredcos_cap_v2"]  # Improved DDPM variances (later issue)
 LOOP_CASES = [f"ddpm{n}_{name}" for n in (1000, 100) for name in ("linear", "squaredcos_cap_v2")]
+DDIM_LOOP_CASES = [f"ddim50_eta0_{name}" for name in ("linear", "squaredcos_cap_v2")]
+DDIM_STEP_QUANTITIES = ("all_timesteps", "timesteps", "prev_timesteps", "x_t", "eps",
+                        "prev_sample_eta0", "pred_x0", "variance_noise", "prev_sample_eta1")
 
 
 def wanted_keys() -> list[str]:
     keys = [f"schedule__{c}__{q}" for c in SCHEDULE_CASES for q in ("betas", "alphas_cumprod")]
     keys += [f"add_noise__T1000_squaredcos_cap_v2__{q}" for q in ("x0", "noise", "timesteps",
-                                                                  "x_t")]
+                                                                  "x_t", "velocity")]
     keys += ["ddpm_step__timesteps", "ddpm_step__inputs__x_t", "ddpm_step__inputs__model_output"]
     keys += [
         f"ddpm_step__T1000_{c}_epsilon_clip0__{q}"
         for c in STEP_CASES
         for q in ("mean", "pred_x0", "var_fixed_small", "var_fixed_large")
     ]
+    keys += [
+        f"ddpm_step__T1000_linear_{c}_clip0__{q}"
+        for c in PREDICTION_CASES
+        for q in ("mean", "pred_x0", "var_fixed_small", "var_fixed_large")
+    ]
+    keys += ["ddpm_step__inputs__var_values"]
+    keys += [
+        f"ddpm_step__T1000_{c}_learned_range__{q}"
+        for c in LEARNED_RANGE_CASES
+        for q in ("log_variance", "mean", "prev_sample_with_noise", "noise_z")
+    ]
+    keys += [
+        f"ddim_step__T1000_{c}_N50_leading__{q}" for c in STEP_CASES for q in DDIM_STEP_QUANTITIES
+    ]
     keys += [f"toy__gaussian__{q}" for q in ("mu", "std", "x_T")]
     keys += [f"toy__{c}__{q}" for c in LOOP_CASES for q in ("noises", "final", "timesteps")]
+    keys += [f"toy__{c}__{q}" for c in DDIM_LOOP_CASES for q in ("trajectory", "timesteps")]
     return keys
 
 

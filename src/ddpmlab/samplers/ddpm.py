@@ -1,56 +1,81 @@
-"""Ancestral DDPM sampling (Ho et al. 2020, Algorithm 2).
+"""Ancestral DDPM sampling (Ho et al. 2020, Algorithm 2), over all T steps or K of them.
 
 The chain is a generator: it yields every state so that a figure or a GIF streams it
-instead of holding T copies of the samples.
+instead of holding T copies of the samples. With K < T steps it is the same algorithm on the
+respaced schedule (Nichol & Dhariwal 2021, Sec. 4; ``NoiseSchedule.respaced``), the network
+still seeing the original timesteps.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
-from ddpmlab.diffusion import Denoiser, mean_from_eps, reverse_variance
+from ddpmlab.diffusion import Denoiser, check_prediction, reverse_mean, reverse_variance
+from ddpmlab.samplers.spacing import DEFAULT_SPACING, timesteps
 from ddpmlab.schedules import NoiseSchedule
+
+Chain = Iterator[tuple[int, torch.Tensor]]
 
 
 def ddpm_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], *,
-               variance: str = "fixed_small", generator: torch.Generator | None = None,
-               x_T: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor]]:
-    """Run the reverse chain from x_T ~ N(0, I) and yield ``(n, x_n)`` for n = T, ..., 0.
+               steps: int | None = None, spacing: str = DEFAULT_SPACING,
+               variance: str = "fixed_small", prediction: str = "eps",
+               generator: torch.Generator | None = None,
+               x_T: torch.Tensor | None = None) -> Chain:
+    """Run the reverse chain from x_T ~ N(0, I) and yield ``(n, x_n)`` from n = T down to 0.
 
     shape: (B, *D) of the samples. ``n`` is the number of noising steps left (the paper's
     subscript; the network sees the timestep index t = n - 1, see ``ddpmlab.diffusion``).
-    variance: ``fixed_small`` or ``fixed_large`` (Ho Sec. 3.2). No noise is added at the last
-    step (Algorithm 2, line 3: z = 0 when t = 1). Each step runs under inference mode; the
-    yielded tensors are new (B, *D) float32 tensors, never modified afterwards.
+    steps: K in 1..T visited timesteps chosen by ``spacing`` (``ddpmlab.samplers.spacing``);
+    None visits all T, and then every spacing is the same. With K < T the labels are those of
+    the visited steps (t + 1 of each, then 0), and the first is below T unless the spacing
+    starts at t = T-1. variance: ``fixed_small`` or ``fixed_large`` (Ho Sec. 3.2), of the
+    respaced schedule. prediction: what the denoiser outputs (``ddpmlab.diffusion``).
+    No noise is added at the last step (Algorithm 2, line 3: z = 0 when t = 1). Each step runs
+    under inference mode; the yielded tensors are new (B, *D) float32 tensors, never modified
+    afterwards. The generator draws x_T, then one z per step but the last.
     """
-    T = schedule.T
-    sigma = reverse_variance(schedule, variance).sqrt()
+    check_prediction(prediction)
+    t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps, spacing)
+    respaced = schedule.respaced(t_seq)  # the schedule itself when every t is visited
+    K = len(t_seq)
+    sigma = reverse_variance(respaced, variance).sqrt()
     x = torch.randn(shape, generator=generator) if x_T is None else x_T.clone()
-    yield T, x
-    for t in reversed(range(T)):
+    yield int(t_seq[0]) + 1, x
+    for k, (t, t_next) in enumerate(zip(t_seq.tolist(), t_prev.tolist(), strict=True)):
+        j = K - 1 - k  # the step's index in the respaced schedule (j = t when K = T)
         with torch.inference_mode():
-            tt = torch.full((shape[0],), t, dtype=torch.long)
-            mean = mean_from_eps(schedule, x, tt, denoiser(x, tt))  # Ho Alg. 2, line 4
-            if t > 0:
+            output = denoiser(x, torch.full((shape[0],), t, dtype=torch.long))
+            jj = torch.full((shape[0],), j, dtype=torch.long)
+            mean = reverse_mean(respaced, x, jj, output, prediction)  # Ho Alg. 2, line 4
+            if j > 0:
                 z = torch.randn(shape, generator=generator)
-                x = mean + sigma[t] * z  # Ho Alg. 2, line 4: + sigma_t z
+                x = mean + sigma[j] * z  # Ho Alg. 2, line 4: + sigma_t z
             else:
                 x = mean
-        yield t, x
+        yield t_next + 1, x
 
 
-def ddpm_sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], *,
-                variance: str = "fixed_small", generator: torch.Generator | None = None,
-                chunk: int = 65_536) -> torch.Tensor:
-    """Final samples x_0, (B, *D): the chain run in chunks of ``chunk`` rows, keeping only the
-    last state of each, so memory does not grow with the number of steps."""
+def final_state(chain: Callable[[tuple[int, ...]], Chain], shape: tuple[int, ...],
+                chunk: int) -> torch.Tensor:
+    """Run ``chain(rows_shape)`` on chunks of at most ``chunk`` rows of ``shape`` (B, *D) and
+    concatenate the last state of each, so memory does not grow with the number of steps."""
     out = []
     for start in range(0, shape[0], chunk):
         rows = min(chunk, shape[0] - start)
-        chain = ddpm_chain(denoiser, schedule, (rows, *shape[1:]), variance=variance,
-                           generator=generator)
-        out.append(collections.deque(chain, maxlen=1)[0][1])  # the last state, x_0
+        out.append(collections.deque(chain((rows, *shape[1:])), maxlen=1)[0][1])
     return torch.cat(out)
+
+
+def ddpm_sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], *,
+                steps: int | None = None, spacing: str = DEFAULT_SPACING,
+                variance: str = "fixed_small", prediction: str = "eps",
+                generator: torch.Generator | None = None, chunk: int = 65_536) -> torch.Tensor:
+    """Final samples x_0, (B, *D): :func:`ddpm_chain` run in chunks of ``chunk`` rows."""
+    return final_state(
+        lambda rows: ddpm_chain(denoiser, schedule, rows, steps=steps, spacing=spacing,
+                                variance=variance, prediction=prediction, generator=generator),
+        shape, chunk)

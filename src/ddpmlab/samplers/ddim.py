@@ -1,0 +1,97 @@
+"""DDIM sampling (Song, Meng & Ermon 2021), deterministic at eta = 0, over any K of T steps.
+
+One step from timestep t to an earlier t_prev (-1 meaning the data, alpha_bar_prev = 1):
+
+1. eps_hat, x0_hat from the network output (``ddpmlab.diffusion.predict_eps_x0``);
+2. sigma_t = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev) (Song Eq. 16);
+3. x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma_t^2) eps_hat + sigma_t z (Eq. 12).
+
+With eta = 1 over all T steps, sigma_t^2 = beta~_t and the step is DDPM's with the posterior
+variance (Song Sec. 4.1). The coefficients are formed in float64 with both variances clamped
+at >= 0, so eta > 1 and every K in 1..T stay finite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+from ddpmlab.diffusion import Denoiser, check_prediction, predict_eps_x0
+from ddpmlab.errors import UserError
+from ddpmlab.samplers.ddpm import final_state
+from ddpmlab.samplers.spacing import DEFAULT_SPACING, timesteps
+from ddpmlab.schedules import NoiseSchedule
+
+
+def check_eta(eta: float) -> None:
+    """Raise unless eta is a finite number >= 0 (0: deterministic DDIM; 1: DDPM-like noise)."""
+    if not (isinstance(eta, int | float) and math.isfinite(eta) and eta >= 0):
+        raise UserError(f"eta must be a finite number >= 0, got {eta!r}")
+
+
+def ddim_step(schedule: NoiseSchedule, x_t: torch.Tensor, t: int, t_prev: int,
+              output: torch.Tensor, *, eta: float = 0.0, prediction: str = "eps",
+              noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM step from x_t (B, *D) at timestep t to t_prev in -1..t-1: (x_prev, x0_hat).
+
+    output: the network's (B, *D) output at (x_t, t), of kind ``prediction``. noise: z
+    (B, *D), needed when sigma_t > 0 (eta > 0 and t_prev >= 0), ignored otherwise.
+    """
+    check_eta(eta)
+    if not (0 <= t < schedule.T and -1 <= t_prev < t):
+        raise ValueError(f"need 0 <= t < {schedule.T} and -1 <= t_prev < t, got {t}, {t_prev}")
+    tt = torch.full((x_t.shape[0],), t, dtype=torch.long)
+    eps_hat, x0_hat = predict_eps_x0(schedule, x_t, tt, output, prediction)
+    ab = float(schedule.alpha_bar[t])
+    ab_prev = float(schedule.alpha_bar[t_prev]) if t_prev >= 0 else 1.0  # x_{-1} is the data
+    # Song Eq. 16: sigma_t^2 = eta^2 (1 - ab_prev)/(1 - ab_t) (1 - ab_t/ab_prev)
+    sigma2 = max(eta**2 * (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev), 0.0)
+    # Song Eq. 12: x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps_hat + sigma z
+    x_prev = math.sqrt(ab_prev) * x0_hat + math.sqrt(max(1 - ab_prev - sigma2, 0.0)) * eps_hat
+    if sigma2 > 0:
+        if noise is None:
+            raise ValueError(f"eta = {eta} needs noise at t = {t}")
+        x_prev = x_prev + math.sqrt(sigma2) * noise
+    return x_prev, x0_hat
+
+
+def ddim_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], *,
+               steps: int | None = None, spacing: str = DEFAULT_SPACING, eta: float = 0.0,
+               prediction: str = "eps", generator: torch.Generator | None = None,
+               x_T: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """Run DDIM from x_T ~ N(0, I) and yield ``(n, x)``: n = t + 1 of each visited t, then 0.
+
+    shape: (B, *D). steps: K in 1..T timesteps chosen by ``spacing`` (None: all T). The
+    default spacing, ``trailing``, starts at t = T-1 for every K: x_T ~ N(0, I) is then the
+    noise level the network was trained on, where diffusers' default ``leading`` starts lower
+    (t = T - T//K) from the same N(0, I) (Lin et al. 2023, Sec. 3.3). eta: 0 deterministic,
+    1 ancestral. The generator draws x_T, then (eta > 0 only) one z per step but the last.
+    Yielded tensors are new (B, *D) float32 tensors, never modified afterwards.
+    """
+    check_prediction(prediction)
+    check_eta(eta)
+    t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps, spacing)
+    x = torch.randn(shape, generator=generator) if x_T is None else x_T.clone()
+    yield int(t_seq[0]) + 1, x
+    for t, t_next in zip(t_seq.tolist(), t_prev.tolist(), strict=True):
+        with torch.inference_mode():
+            output = denoiser(x, torch.full((shape[0],), t, dtype=torch.long))
+            noisy = eta > 0 and t_next >= 0  # no noise after the last step (sigma = 0 there)
+            z = torch.randn(shape, generator=generator) if noisy else None
+            x, _ = ddim_step(schedule, x, t, t_next, output, eta=eta, prediction=prediction,
+                             noise=z)
+        yield t_next + 1, x
+
+
+def ddim_sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], *,
+                steps: int | None = None, spacing: str = DEFAULT_SPACING, eta: float = 0.0,
+                prediction: str = "eps", generator: torch.Generator | None = None,
+                chunk: int = 65_536) -> torch.Tensor:
+    """Final samples x_0, (B, *D): :func:`ddim_chain` run in chunks of ``chunk`` rows,
+    keeping only the last state of each."""
+    return final_state(
+        lambda rows: ddim_chain(denoiser, schedule, rows, steps=steps, spacing=spacing, eta=eta,
+                                prediction=prediction, generator=generator),
+        shape, chunk)

@@ -1,0 +1,202 @@
+"""Strided timesteps against diffusers 0.42.1 (tests/data), its set_timesteps formulas and Lin
+et al. 2023 (Table 2); the respaced schedule; strided DDPM as DDPM on the respaced schedule."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_samplers import err, gaussian_eps, replay
+
+from ddpmlab.errors import UserError
+from ddpmlab.samplers import SPACINGS, ddpm_chain, timesteps
+from ddpmlab.samplers.spacing import DEFAULT_SPACING
+from ddpmlab.schedules import NoiseSchedule, make_schedule
+
+torch.set_num_threads(1)
+
+REF_PATH = Path(__file__).parent / "data" / "diffusers_ref_subset.npz"
+
+
+@pytest.fixture(scope="module")
+def ref() -> dict[str, np.ndarray]:
+    with np.load(REF_PATH) as f:
+        return {k: f[k] for k in f.files}
+
+
+def diffusers_timesteps(T: int, K: int, spacing: str) -> np.ndarray:
+    """diffusers' DDIMScheduler/DDPMScheduler.set_timesteps (steps_offset = 0), transcribed."""
+    if spacing == "linspace":
+        return np.linspace(0, T - 1, K).round()[::-1].copy().astype(np.int64)
+    if spacing == "leading":
+        step_ratio = T // K
+        return (np.arange(0, K) * step_ratio).round()[::-1].copy().astype(np.int64)
+    step_ratio = T / K
+    return np.round(np.arange(T, 0, -step_ratio)).astype(np.int64) - 1
+
+
+# ------------------------------------------------------------------ the grids
+
+
+@pytest.mark.parametrize("case", ["linear", "squaredcos_cap_v2", "sigmoid"])
+def test_leading_is_diffusers_ddim_grid_and_prev(ref, case):
+    key = f"ddim_step__T1000_{case}_N50_leading__"
+    t, t_prev = timesteps(1000, 50, "leading")
+    np.testing.assert_array_equal(t, ref[key + "all_timesteps"])
+    assert t.dtype == np.int64 and t_prev.dtype == np.int64
+    # diffusers' prev = t - T // K, negative meaning the data: ours is -1 there
+    for row, want in zip(ref[key + "timesteps"], ref[key + "prev_timesteps"], strict=True):
+        (k,) = np.flatnonzero(t == row)
+        assert t_prev[k] == max(want, -1)
+
+
+def test_leading_is_the_grid_of_diffusers_loops(ref):
+    for case in ("linear", "squaredcos_cap_v2"):
+        np.testing.assert_array_equal(timesteps(1000, 50, "leading")[0],
+                                      ref[f"toy__ddim50_eta0_{case}__timesteps"])
+        np.testing.assert_array_equal(timesteps(1000, 100, "leading")[0],
+                                      ref[f"toy__ddpm100_{case}__timesteps"])
+        np.testing.assert_array_equal(timesteps(1000, 1000, "leading")[0],
+                                      ref[f"toy__ddpm1000_{case}__timesteps"])
+
+
+def test_lin_et_al_2023_table_2_examples():
+    # T = 1000, 10 steps (Lin et al. 2023, Table 2)
+    np.testing.assert_array_equal(timesteps(1000, 10, "linspace")[0],
+                                  [999, 888, 777, 666, 555, 444, 333, 222, 111, 0])
+    np.testing.assert_array_equal(timesteps(1000, 10, "leading")[0],
+                                  [900, 800, 700, 600, 500, 400, 300, 200, 100, 0])
+    np.testing.assert_array_equal(timesteps(1000, 10, "trailing")[0],
+                                  [999, 899, 799, 699, 599, 499, 399, 299, 199, 99])
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 7, 50, 150, 1000])
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_every_K_matches_diffusers_and_is_a_valid_grid(T, spacing):
+    overshoots = 0
+    for K in range(1, T + 1):
+        t, t_prev = timesteps(T, K, spacing)
+        want = diffusers_timesteps(T, K, spacing)
+        if len(want) == K + 1:  # diffusers' float arange overshoots, adding t = -1
+            assert spacing == "trailing" and want[-1] == -1
+            overshoots += 1
+        np.testing.assert_array_equal(t, want[:K])
+        assert t.shape == t_prev.shape == (K,) and t.dtype == t_prev.dtype == np.int64
+        assert t[0] <= T - 1 and t[-1] >= 0
+        assert np.all(np.diff(t) < 0), (K, t)
+        np.testing.assert_array_equal(t_prev, np.append(t[1:], -1))
+        if spacing == "trailing":
+            assert t[0] == T - 1
+        if spacing == "leading":
+            assert t[-1] == 0
+        if spacing == "linspace":
+            assert t[-1] == 0 and (K == 1 or t[0] == T - 1)
+    np.testing.assert_array_equal(timesteps(T, T, spacing)[0], np.arange(T - 1, -1, -1))
+    if T == 1000 and spacing == "trailing":
+        assert overshoots > 0  # e.g. K = 61: the case the truncation exists for
+
+
+def test_default_spacing_is_trailing():
+    # It starts at t = T-1 for every K: sampling begins from the noise level x_T ~ N(0, I).
+    assert DEFAULT_SPACING == "trailing"
+    assert timesteps(50, 7)[0][0] == 49
+
+
+@pytest.mark.parametrize("K", [0, -1, 51, 2.5, True, None])
+def test_steps_outside_1_to_T_are_rejected(K):
+    with pytest.raises(UserError, match=re.escape("1..50")):
+        timesteps(50, K, "leading")
+    assert issubclass(UserError, ValueError)
+
+
+def test_unknown_spacing_lists_the_valid_ones():
+    with pytest.raises(UserError) as info:
+        timesteps(50, 10, "uniform")
+    for name in ("uniform", *SPACINGS):
+        assert name in str(info.value)
+    timesteps(50, np.int64(10), "leading")  # numpy integers are fine
+
+
+# ------------------------------------------------------------------ the respaced schedule
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+@pytest.mark.parametrize("K", [1, 2, 7, 50])
+def test_respaced_schedule_keeps_alpha_bar_at_the_visited_steps(name, K):
+    s = make_schedule(name, 50)
+    for spacing in SPACINGS:
+        t, _ = timesteps(50, K, spacing)
+        r = s.respaced(t)
+        if K == 50:  # every step visited: the schedule itself, its own betas unchanged
+            assert r is s
+            continue
+        visited = t[::-1]
+        assert r.T == K
+        np.testing.assert_allclose(r.alpha_bar.double().numpy(),
+                                   s.alpha_bar.double().numpy()[visited], rtol=1e-6)
+        ab = s.alpha_bar.double().numpy()[visited]
+        beta = 1 - ab / np.append(1.0, ab[:-1])  # Nichol & Dhariwal 2021, Sec. 4
+        np.testing.assert_allclose(r.beta.double().numpy(), beta, rtol=1e-6)
+        assert r.alpha_bar_prev[0] == 1 and r.posterior_variance[0] == 0
+        for field in ("posterior_log_variance", "posterior_mean_coef_x0", "sqrt_alpha_bar"):
+            assert torch.isfinite(getattr(r, field)).all()
+    assert s.respaced(np.arange(49, -1, -1)) is s
+
+
+def test_respaced_rejects_bad_timesteps():
+    s = make_schedule("cosine", 20)
+    for bad in ([3, 3, 1], [20, 3], [-1, 0], []):
+        with pytest.raises(ValueError, match="0..19"):
+            s.respaced(np.array(bad, dtype=np.int64))
+
+
+@pytest.mark.parametrize(("name", "case"), [("linear", "linear"), ("cosine", "squaredcos_cap_v2")])
+def test_respaced_schedule_replays_diffusers_ddpm100_loop(ref, name, case):
+    key = f"toy__ddpm100_{case}__"
+    respaced = make_schedule(name, 1000).respaced(timesteps(1000, 100, "leading")[0])
+    x = replay(respaced, ref["toy__gaussian__x_T"], ref[key + "noises"])
+    assert err(x, ref[key + "final"]) <= 1e-3  # README: replayed loops
+
+
+# ------------------------------------------------------------------ strided DDPM
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
+def test_strided_ddpm_is_ddpm_on_the_respaced_schedule(spacing, variance):
+    T, K, n = 100, 13, 32
+    s = make_schedule("cosine", T)
+    eps = gaussian_eps(s.alpha_bar)
+    t, t_prev = timesteps(T, K, spacing)
+    visited = t[::-1].copy()
+    ab = s.alpha_bar.double().numpy()[visited]
+    respaced = NoiseSchedule.from_betas(1 - ab / np.append(1.0, ab[:-1]))  # N&D 2021, Sec. 4
+    index_to_t = torch.from_numpy(visited)  # respaced index j -> the network's timestep
+
+    def respaced_eps(x, j):
+        return eps(x, index_to_t[j])
+
+    got = list(ddpm_chain(eps, s, (n, 2), steps=K, spacing=spacing, variance=variance,
+                          generator=torch.Generator().manual_seed(0)))
+    want = list(ddpm_chain(respaced_eps, respaced, (n, 2), variance=variance,
+                           generator=torch.Generator().manual_seed(0)))
+    assert [label for label, _ in got] == [int(t[0]) + 1, *(t_prev + 1).tolist()]
+    assert [label for label, _ in want] == list(range(K, -1, -1))
+    for (_, a), (_, b) in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_ddpm_with_all_T_steps_is_unchanged(spacing):
+    # steps = T visits every t whatever the spacing: the same draws and values as steps=None.
+    s = make_schedule("linear", 40)
+    eps = gaussian_eps(s.alpha_bar)
+    a = [x for _, x in ddpm_chain(eps, s, (16, 2), generator=torch.Generator().manual_seed(1))]
+    b = [x for _, x in ddpm_chain(eps, s, (16, 2), steps=40, spacing=spacing,
+                                  generator=torch.Generator().manual_seed(1))]
+    assert len(a) == len(b) == 41
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
