@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import TINY
 from PIL import Image
 
+from ddpmlab import checkpoint
 from ddpmlab.cli import main
+from ddpmlab.config import replace
 from ddpmlab.metrics import METRICS
+from ddpmlab.train import Trainer
 
 FIGURES = ["data.png", "forward.png", "training.png", "reverse_begin.png", "reverse_middle.png",
            "reverse_end.png", "samples.png", "loss.png", "reverse.gif"]
@@ -106,6 +112,96 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
     return out
 
 
+def _copy_run(tiny_run: Path, to: Path, skip: str = "") -> Path:
+    """The files of tiny_run a command reads (figures aside), less ``skip``."""
+    to.mkdir()
+    for name in ("config.json", "data.npz", "checkpoint.safetensors", "loss.csv"):
+        if name != skip:
+            shutil.copy(tiny_run / name, to / name)
+    return to
+
+
+def _other_runs_checkpoint(tiny_run: Path, path: Path) -> None:
+    """A checkpoint as another run with hidden=32 would write it (self-consistent)."""
+    ckpt = checkpoint.load(tiny_run / "checkpoint.safetensors")
+    wide = replace(ckpt.config, {"model": {"hidden": 32}})
+    checkpoint.save(path, Trainer(wide, torch.randn(50, 2)).to_checkpoint(ckpt.meta))
+
+
+TOMLS = {
+    "toml_key": "[train]\nstepz = 3\n",
+    "toml_section": "[training]\nsteps = 3\n",
+    "toml_type": '[train]\nsteps = "3"\n',
+    "toml_float": "[model]\nhidden = 16.5\n",
+    "toml_T1": "[diffusion]\ntimesteps = 1\n",
+    "toml_batch0": "[train]\nbatch_size = 0\n",
+}
+
+
+def _argv(case: str, tmp: Path, tiny_run: Path) -> list[str]:
+    """Set up the files of ``case`` and return its command line."""
+    out = ["--out", str(tmp / "run"), "--quiet", "--no-figures"]
+    if case in TOMLS:
+        (tmp / "c.toml").write_text(TOMLS[case])
+        return ["train", "moons", "--config", str(tmp / "c.toml"), *out]
+    flags = {"steps0": ["--steps", "0"], "steps-": ["--steps", "-5"],
+             "batch0": ["--batch-size", "0"], "batch-": ["--batch-size", "-64"],
+             "hidden0": ["--hidden", "0"], "hidden-": ["--hidden", "-16"],
+             "timesteps0": ["--timesteps", "0"], "timesteps-": ["--timesteps", "-20"],
+             "T1": ["--timesteps", "1"], "checkpoint_every-": ["--checkpoint-every", "-1"],
+             "model": ["--model", "transformer"], "schedule": ["--schedule", "quadratic"]}
+    if case in flags:
+        return ["train", "moons", *flags[case], *out]
+    if case == "out_is_file":
+        (tmp / "file").write_text("mine")
+        return ["train", "moons", "--out", str(tmp / "file"), "--quiet", "--no-figures"]
+    if case == "sample_out_folder":
+        (tmp / "x.npy").mkdir()
+        return ["sample", str(tiny_run), "--out", str(tmp / "x.npy")]
+    if case == "sample_out_readonly":
+        (tmp / "ro").mkdir(mode=0o555)
+        if os.geteuid() == 0 and _chattr("+i", tmp / "ro") != 0:  # root ignores the mode
+            pytest.skip("root writes into read-only folders and chattr +i is not available")
+        return ["sample", str(tiny_run), "--out", str(tmp / "ro" / "x.npy")]
+    if case in ("run_no_data", "resume_no_data"):
+        run = _copy_run(tiny_run, tmp / "copy", skip="data.npz")
+    elif case in ("run_foreign_ckpt", "resume_foreign_ckpt", "resume_flag"):
+        run = _copy_run(tiny_run, tmp / "copy")
+        if case != "resume_flag":
+            _other_runs_checkpoint(tiny_run, run / "checkpoint.safetensors")
+    if case.startswith("run_"):
+        return ["evaluate", str(run)]
+    if case == "resume_flag":
+        return ["train", "--resume", "--out", str(run), "--hidden", "32", "--quiet"]
+    if case.startswith("resume_"):
+        if case == "resume_nothing":
+            (run := tmp / "empty").mkdir()
+        return ["train", "--resume", "--out", str(run), "--quiet", "--no-figures"]
+    files = _bad_files(tmp)
+    return {
+        "missing": ["train", str(tmp / "nope.csv"), *out],
+        "dataset": ["train", "swiss_rol", *out],
+        "notarun": ["evaluate", str(tmp)],
+        "norun": ["figures", str(tmp / "nothing")],
+        "sample_suffix": ["sample", str(tiny_run), "--out", str(tmp / "x.json")],
+        "sample_out_missing": ["sample", str(tiny_run), "--out",
+                               str(tmp / "missing" / "dir" / "x.npy")],
+        "animate_out_missing": ["animate", str(tiny_run), "--n", "10", "--out",
+                                str(tmp / "missing" / "dir" / "x.gif")],
+    }.get(case) or ["train", str(files[case]), *out]
+
+
+def _chattr(flag: str, path: Path) -> int:
+    """chattr's exit status (an immutable folder refuses writes even from root), or -1."""
+    if shutil.which("chattr") is None:
+        return -1
+    return subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode
+
+
+def _contents(*folders: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for f in folders for p in sorted(f.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.parametrize("case, expect", [
     ("missing", "not found"),
     ("empty", "empty"),
@@ -121,27 +217,48 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
     ("notarun", "not a ddpmlab run"),
     ("norun", "run directory not found"),
     ("sample_suffix", "must end in .npy or .csv"),
+    ("toml_key", "unknown setting train.stepz; valid in [train]: steps, "),
+    ("toml_section", "unknown setting training; valid sections: data, diffusion, model, train"),
+    ("toml_type", "train.steps must be int, not str '3'"),
+    ("toml_float", "model.hidden must be int, not float 16.5"),
+    ("toml_T1", "diffusion.timesteps must be at least 2"),
+    ("toml_batch0", "train.batch_size must be at least 2"),
+    ("batch0", "train.batch_size must be at least 2"),
+    ("batch-", "train.batch_size must be at least 2"),
+    ("hidden0", "model.hidden must be positive"),
+    ("hidden-", "model.hidden must be positive"),
+    ("timesteps0", "diffusion.timesteps must be at least 2"),
+    ("timesteps-", "diffusion.timesteps must be at least 2"),
+    ("T1", "diffusion.timesteps must be at least 2"),
+    ("checkpoint_every-", "train.checkpoint_every must be >= 0"),
+    ("out_is_file", "is a file, not a run directory; choose another --out"),
+    ("sample_out_missing", "does not exist; create it first"),
+    ("sample_out_folder", "is a folder; give a file name"),
+    ("sample_out_readonly", "Permission denied" if os.geteuid() else "Operation not permitted"),
+    ("animate_out_missing", "No such file or directory"),
+    ("run_no_data", "data.npz is missing"),
+    ("run_foreign_ckpt", "does not belong to this run: its model.hidden is 32 but"),
+    ("resume_no_data", "data.npz is missing"),
+    ("resume_foreign_ckpt", "does not belong to this run: its model.hidden is 32 but"),
+    ("resume_nothing", "nothing to resume in"),
+    ("resume_flag", "only --steps and --checkpoint-every may change"),
 ])
 def test_bad_input_gets_one_line_and_exit_2(case: str, expect: str, tmp_path: Path,
                                             tiny_run: Path, capsys) -> None:
-    files = _bad_files(tmp_path)
-    out = ["--out", str(tmp_path / "run"), "--quiet", "--no-figures"]
-    argv = {
-        "missing": ["train", str(tmp_path / "nope.csv"), *out],
-        "dataset": ["train", "swiss_rol", *out],
-        "model": ["train", "moons", "--model", "transformer", *out],
-        "schedule": ["train", "moons", "--schedule", "quadratic", *out],
-        "steps0": ["train", "moons", "--steps", "0", *out],
-        "steps-": ["train", "moons", "--steps", "-5", *out],
-        "notarun": ["evaluate", str(tmp_path)],
-        "norun": ["figures", str(tmp_path / "nothing")],
-        "sample_suffix": ["sample", str(tiny_run), "--out", str(tmp_path / "x.json")],
-    }.get(case) or ["train", str(files[case]), *out]
-    assert main(argv) == 2
+    argv = _argv(case, tmp_path, tiny_run)
+    before = _contents(tmp_path, tiny_run)
+    try:
+        assert main(argv) == 2
+    finally:
+        if (tmp_path / "ro").is_dir():
+            if os.geteuid() == 0:
+                _chattr("-i", tmp_path / "ro")
+            (tmp_path / "ro").chmod(0o755)
     err = capsys.readouterr().err.strip()
-    assert err.startswith("ddpmlab: error:") and expect in err
-    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith("ddpmlab: error:") and expect in err, err
+    assert "\n" not in err and "Traceback" not in err and ".tmp" not in err
     assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
+    assert _contents(tmp_path, tiny_run) == before  # nothing written before is damaged
 
 
 def test_console_script_exits_2_without_traceback(tmp_path: Path) -> None:

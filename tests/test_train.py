@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,8 @@ import torch
 from ddpmlab import checkpoint
 from ddpmlab.config import RunConfig, from_dict, load_toml, replace, to_dict, validate
 from ddpmlab.errors import UserError
-from ddpmlab.run import CKPT, train_run
-from ddpmlab.train import Trainer, lr_factor
+from ddpmlab.run import CKPT, open_run, train_run
+from ddpmlab.train import Diverged, Trainer, lr_factor
 
 SMALL = {"data": {"source": "moons", "n_train": 500, "heldout": 100},
          "diffusion": {"timesteps": 30},
@@ -140,7 +141,34 @@ def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
 
 
 def test_divergence_stops_with_the_step_and_keeps_no_nan_checkpoint(tmp_path: Path) -> None:
-    config = small_config(lr=1e3, warmup=0, steps=200)
-    with pytest.raises(UserError, match=r"the loss became (nan|inf) at step \d+; lower"):
+    config = small_config(lr=1e3, warmup=0, steps=200)  # checkpoint_every 1000: none before
+    with pytest.raises(UserError, match=r"the loss became (nan|inf) at step \d+; lower.*"
+                       "no checkpoint was written"):
         train_run(config, tmp_path / "run", progress=False, figures=False)
     assert not (tmp_path / "run" / CKPT).exists()  # no checkpoint holding NaN weights
+
+
+def test_divergence_keeps_the_last_periodic_checkpoint(tmp_path: Path) -> None:
+    every = 2
+    config = small_config(lr=1e3, warmup=0, steps=200, checkpoint_every=every)
+    with pytest.raises(UserError) as e:
+        train_run(config, tmp_path / "run", progress=False, figures=False)
+    message = str(e.value)
+    m = re.search(r"became (nan|inf|non-finite) at step (\d+); lower the learning rate .*"
+                  r"keeps step (\d+)$", message)
+    assert m and "\n" not in message, message
+    diverged, kept = int(m[2]), int(m[3])
+    saved = checkpoint.load(tmp_path / "run" / CKPT)
+    assert saved.step == kept == (diverged - 1) // every * every > 0
+    for part in (saved.model, saved.ema):
+        assert all(torch.isfinite(v).all() for v in part.values())
+    assert open_run(tmp_path / "run").step == kept  # the run opens (its weights are huge)
+
+
+def test_to_checkpoint_refuses_non_finite_weights() -> None:
+    trainer = Trainer(small_config(), torch.randn(100, 2))
+    trainer.train_step()
+    with torch.no_grad():
+        trainer.params[0][0, 0] = float("nan")  # an update that overflowed, loss still finite
+    with pytest.raises(Diverged, match="weights became non-finite at step 1"):
+        trainer.to_checkpoint({})

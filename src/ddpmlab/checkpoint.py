@@ -20,6 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+from torch import nn
 
 from ddpmlab.config import RunConfig, from_dict, to_dict
 from ddpmlab.errors import UserError
@@ -123,3 +124,18 @@ def load(path: str | os.PathLike[str]) -> Checkpoint:
         rng=tensors.get("rng"),
         meta=header.get("meta", {}),
     )
+
+
+def load_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``module.load_state_dict(state)``, or a one-line UserError naming the first mismatch.
+
+    A checkpoint whose tensors do not fit the network its own configuration builds (another
+    width, another model) is refused here instead of with torch's multi-line message.
+    """
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        reason = lines[1] if len(lines) > 1 else lines[0]  # lines[0]: "Error(s) in loading ..."
+        raise UserError(f"{source} does not match its configuration ({reason}); "
+                        "train again") from None

@@ -22,7 +22,6 @@ from ddpmlab.config import RunConfig, from_dict, load_toml, replace, to_dict, va
 from ddpmlab.data import TOY2D
 from ddpmlab.errors import UserError
 from ddpmlab.fileio import write_atomic
-from ddpmlab.metrics import format_table
 
 # flag -> (config section, field, type, help)
 FLAGS: dict[str, tuple[str, str, type, str]] = {
@@ -31,6 +30,8 @@ FLAGS: dict[str, tuple[str, str, type, str]] = {
     "--batch-size": ("train", "batch_size", int, "points per training batch"),
     "--lr": ("train", "lr", float, "peak Adam learning rate"),
     "--threads": ("train", "threads", int, "torch threads (1 is fastest for small MLPs)"),
+    "--checkpoint-every": ("train", "checkpoint_every", int,
+                           "write the checkpoint every N steps; 0: only at the end"),
     "--model": ("model", "name", str, "network: resmlp or seed_mlp"),
     "--hidden": ("model", "hidden", int, "hidden width of the network"),
     "--schedule": ("diffusion", "schedule", str,
@@ -38,6 +39,7 @@ FLAGS: dict[str, tuple[str, str, type, str]] = {
     "--timesteps": ("diffusion", "timesteps", int, "T, the number of diffusion steps"),
     "--variance": ("diffusion", "variance", str, "reverse variance: fixed_small or fixed_large"),
 }
+RESUME_FLAGS = {"steps", "checkpoint_every"}  # the train fields --resume may change
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -71,12 +73,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         if args.out is None:
             raise UserError("--resume needs --out RUN, the run directory to continue")
-        if set(overrides) - {"train"} or set(overrides.get("train", {})) - {"steps"}:
-            raise UserError("--resume continues the saved configuration; only --steps may "
-                            "change (drop the other flags)")
-        saved = runs.checkpoint.load(args.out / runs.CKPT)
-        config = validate(replace(saved.config, overrides))
+        if set(overrides) - {"train"} or set(overrides.get("train", {})) - RESUME_FLAGS:
+            raise UserError("--resume continues the saved configuration; only --steps and "
+                            "--checkpoint-every may change (drop the other flags)")
+        saved, resume = runs.resume_config(args.out)
+        config = validate(replace(saved, overrides))
         out = args.out
+        if not resume:  # killed before its first checkpoint: nothing learned to keep
+            print(f"ddpmlab: note: {out} holds no checkpoint yet; training it from step 0",
+                  file=sys.stderr)
     else:
         base = from_dict(RunConfig, load_toml(args.config)) if args.config else RunConfig()
         if args.data is not None:
@@ -89,7 +94,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         if (out / runs.CKPT).exists():
             raise UserError(f"{out} already holds a run; add --resume to continue it, or "
                             "choose another --out")
-    run = runs.train_run(config, out, resume=args.resume, progress=not args.quiet,
+        resume = False
+    run = runs.train_run(config, out, resume=resume, progress=not args.quiet,
                          figures=not args.no_figures,
                          on_start=lambda text: print(text, file=sys.stderr))
     _print_metrics(run)
@@ -98,6 +104,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _print_metrics(run: runs.Run) -> None:
+    from ddpmlab.metrics import format_table  # imported on use, as in run.py
+
     saved = json.loads((run.path / runs.METRICS).read_text())
     print(format_table(saved["metrics"], saved["n"], saved["repeats"]))
 
@@ -109,6 +117,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
         raise UserError(f"--out must end in .npy or .csv, got {args.out.name}")
     if not args.out.parent.is_dir():
         raise UserError(f"output folder {args.out.parent} does not exist; create it first")
+    if args.out.is_dir():
+        raise UserError(f"--out {args.out} is a folder; give a file name")
     x = runs.open_run(args.run).sample(args.n, args.seed)
     if args.out.suffix == ".npy":
         write_atomic(args.out, lambda tmp: np.save(tmp, x))
@@ -121,6 +131,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.n < 2 or args.repeats < 1:
         raise UserError("--n must be at least 2 and --repeats at least 1")
+    from ddpmlab.metrics import format_table  # imported on use, as in run.py
+
     run = runs.open_run(args.run)
     result, n, repeats = runs.evaluate_run(run, args.n, args.seed, args.repeats)
     print(format_table(result, n, repeats))
@@ -153,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", type=Path, help="TOML file with [data] [diffusion] [model] "
                    "[train] tables; flags override it")
     _add_config_flags(t)
-    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its "
+                   "checkpoint (from step 0 if it was stopped before its first one)")
     t.add_argument("--no-figures", action="store_true", help="skip figures and the GIF")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
@@ -203,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except UserError as e:
         print(f"ddpmlab: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the system refused: a read-only folder, a full disk, ...
+        where = e.filename2 or e.filename
+        print(f"ddpmlab: error: {e.strerror}: {where}" if e.strerror and where
+              else f"ddpmlab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ddpmlab: interrupted (a checkpoint of the training so far was saved)",

@@ -81,6 +81,8 @@ class TrainConfig:
     snapshots: reverse-process snapshots at these training steps for the training-progress
         figure; empty means the beginning, middle and end (5 %, 50 % and 100 % of steps).
     threads: torch intra-op threads; 1 is fastest for small MLPs (measured in bench/).
+    checkpoint_every: write the checkpoint (and loss.csv) every this many steps, so a killed
+        run resumes from there; 0 writes it only at the end (and on Ctrl-C or SIGTERM).
     """
 
     steps: int = 6_000
@@ -94,6 +96,7 @@ class TrainConfig:
     log_every: int = 50
     snapshots: tuple[int, ...] = ()
     threads: int = 1
+    checkpoint_every: int = 1000
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,8 @@ def validate(config: RunConfig) -> RunConfig:
         (0 <= config.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
         (config.train.log_every >= 1, "train.log_every must be positive"),
         (config.train.threads >= 1, "train.threads must be positive"),
+        (config.train.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 "
+         "(0: only at the end)"),
         (all(0 <= s <= config.train.steps for s in config.train.snapshots),
          "train.snapshots must lie between 0 and train.steps"),
     ]

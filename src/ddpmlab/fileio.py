@@ -2,17 +2,23 @@
 
 Every file ddpmlab writes goes through :func:`write_atomic`: the content is written to a
 temporary sibling, flushed to disk, and renamed onto the target (``os.replace`` is atomic on
-POSIX and Windows). A crash or a kill at any moment leaves no half-written file behind.
+POSIX and Windows). A crash or a kill at any moment leaves no half-written file behind; a
+kill (SIGKILL, power loss) can leave the temporary sibling, which
+:func:`remove_stale_temps` deletes once its writer is gone.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# temporary sibling of NAME.SUFFIX: NAME.<writer pid>-<8 hex digits>.tmp.SUFFIX
+_TEMP = re.compile(r"\.(\d+)-[0-9a-f]{8}\.tmp(\.|$)")
 
 
 def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
@@ -24,8 +30,10 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is not None and str(e.filename) == str(tmp):
+            e.filename = str(path)  # name the file the caller asked for, not the temporary
         raise
     return path
 
@@ -38,3 +46,35 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON."""
     return write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (on Windows, os.kill would end it: say no, since
+    a file still open there cannot be deleted anyway)."""
+    if os.name == "nt":
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that killed writers left in ``folder``; return them.
+
+    Only names made by :func:`write_atomic` whose writing process is gone are touched, so a
+    write in progress in another process keeps its file.
+    """
+    removed = []
+    for p in sorted(Path(folder).iterdir()):
+        m = _TEMP.search(p.name)
+        if m and p.is_file() and not _alive(int(m.group(1))):
+            try:
+                p.unlink()
+            except OSError:
+                continue
+            removed.append(p)
+    return removed

@@ -4,8 +4,9 @@ Layout of a run directory::
 
     config.json              the whole RunConfig (also inside the checkpoint)
     data.npz                 the training and held-out points, in data coordinates
-    checkpoint.safetensors   model, EMA, optimiser, generator state, step, standardiser
-    loss.csv                 mean training loss every train.log_every steps
+    checkpoint.safetensors   model, EMA, optimiser, generator state, step, standardiser;
+                             rewritten every train.checkpoint_every steps and at the end
+    loss.csv                 mean training loss every train.log_every steps (with the checkpoint)
     snapshots.npz            reverse-process frames at the snapshot steps
     metrics.json             sample quality beside its real-vs-real floor
     figures/                 data.png, forward.png, reverse_*.png, training.png,
@@ -14,6 +15,7 @@ Layout of a run directory::
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,12 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ddpmlab import checkpoint, metrics, viz
-from ddpmlab.config import RunConfig, to_dict
+from ddpmlab import checkpoint
+from ddpmlab.config import RunConfig, from_dict, to_dict
 from ddpmlab.data import PointSet, Standardizer, resolve
 from ddpmlab.diffusion import q_sample
 from ddpmlab.errors import UserError
-from ddpmlab.fileio import write_atomic, write_bytes, write_json
+from ddpmlab.fileio import remove_stale_temps, write_atomic, write_bytes, write_json
 from ddpmlab.models import build_model
 from ddpmlab.samplers import ddpm_chain, ddpm_sample
 from ddpmlab.schedules import NoiseSchedule, make_schedule
@@ -41,6 +43,8 @@ EVAL_N = 2000  # points per set for evaluation (the issue's measure)
 EVAL_REPEATS = 3  # draws averaged for the model value and for the floor
 CHAIN_FRAMES = 10  # panels in a reverse-process figure
 GIF_FRAMES = 100  # frames of reverse.gif, spread over the T steps
+# metrics and viz are imported where used: they pull in scipy, scikit-learn, POT and
+# matplotlib (about a second), which training and a resumed training never need.
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -84,6 +88,52 @@ class Run:
         return self.standardizer.inverse(x.numpy().astype(np.float64))
 
 
+def _read_config(path: Path) -> dict[str, Any]:
+    """RUN/config.json as a dict."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is unreadable ({e}); train the run again") from None
+    if not isinstance(saved, dict):
+        raise UserError(f"{path} is not a run configuration; train the run again")
+    return saved
+
+
+def _load_checkpoint(path: Path) -> checkpoint.Checkpoint:
+    """RUN's checkpoint, refused if RUN/config.json describes other data, diffusion or model.
+
+    Those sections say what the tensors and data.npz mean; ``train`` may differ (``--resume
+    --steps``). A run without config.json relies on its checkpoint alone.
+    """
+    ckpt = checkpoint.load(path / CKPT)
+    if (path / CONFIG).is_file():
+        saved, ours = _read_config(path / CONFIG), to_dict(ckpt.config)
+        for section in ("data", "diffusion", "model"):
+            for key, value in ours[section].items():
+                other = saved.get(section, {}).get(key, value)
+                if other != value:
+                    raise UserError(f"{path / CKPT} does not belong to this run: its "
+                                    f"{section}.{key} is {value!r} but {path / CONFIG} says "
+                                    f"{other!r}; put back the run's own checkpoint or train "
+                                    "again")
+    return ckpt
+
+
+def resume_config(path: str | os.PathLike[str]) -> tuple[RunConfig, bool]:
+    """The configuration to continue run ``path`` with, and whether a checkpoint holds its state.
+
+    A run killed before its first checkpoint has only config.json: it starts again from step 0
+    (``(config, False)``).
+    """
+    path = Path(path)
+    if (path / CKPT).is_file():
+        return _load_checkpoint(path).config, True
+    if (path / CONFIG).is_file():
+        return from_dict(RunConfig, _read_config(path / CONFIG)), False
+    raise UserError(f"nothing to resume in {path} (no {CKPT} or {CONFIG}); "
+                    "train it without --resume")
+
+
 def open_run(path: str | os.PathLike[str]) -> Run:
     """Load a run directory written by :func:`train_run`, with clear errors for anything else."""
     path = Path(path)
@@ -92,15 +142,11 @@ def open_run(path: str | os.PathLike[str]) -> Run:
     if not (path / CKPT).is_file():
         raise UserError(f"{path} is not a ddpmlab run (no {CKPT}); "
                         "give a folder written by `ddpmlab train`")
-    ckpt = checkpoint.load(path / CKPT)
+    ckpt = _load_checkpoint(path)
     data = _load_npz(path / DATA)
     config = ckpt.config
     model = build_model(config.model, config.diffusion.timesteps, data["train"].shape[1])
-    try:
-        model.load_state_dict(ckpt.ema)
-    except RuntimeError as e:
-        raise UserError(f"{path / CKPT} does not match its configuration "
-                        f"({str(e).splitlines()[0]}); train again") from None
+    checkpoint.load_weights(model, ckpt.ema, str(path / CKPT))
     model.eval().requires_grad_(False)
     return Run(path=path, config=config, model=model,
                schedule=make_schedule(config.diffusion.schedule, config.diffusion.timesteps,
@@ -135,10 +181,14 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: b
 
     Everything that can fail on user input (data, names, sizes) is checked before the first
     file is written; ``on_start(description)`` is called once training is about to begin.
+    The checkpoint and loss.csv are rewritten every ``train.checkpoint_every`` steps, at the
+    end, and on Ctrl-C or SIGTERM; ``resume=True`` continues from the checkpoint in ``out``
+    (temporary files left by a killed run are deleted first, and snapshots taken after the
+    checkpoint are taken again), bit for bit as if the run had not stopped.
     """
     ckpt = None
     if resume:
-        ckpt = checkpoint.load(out / CKPT)
+        ckpt = _load_checkpoint(out)
         saved = _load_npz(out / DATA)
         points = PointSet(name=ckpt.meta["name"], train=saved["train"], heldout=saved["heldout"])
         standardizer = Standardizer.from_dict(ckpt.meta["standardizer"])
@@ -149,40 +199,65 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: b
     torch.set_num_threads(config.train.threads)
     x = torch.from_numpy(standardizer.transform(points.train)).to(torch.float32)
     trainer = Trainer(config, x, resume_from=ckpt)
-    if resume:
-        snaps = _load_npz(out / SNAPSHOTS) if (out / SNAPSHOTS).exists() else {}
-    else:
+    try:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / CONFIG, to_dict(config))
+    except FileExistsError:
+        raise UserError(f"{out} is a file, not a run directory; choose another --out") from None
+    except OSError as e:
+        raise UserError(f"cannot create the run directory {out} ({e.strerror})") from None
+    for folder in (out, out / FIGURES):
+        if folder.is_dir():
+            remove_stale_temps(folder)
+    write_json(out / CONFIG, to_dict(config))  # on resume, --steps may have changed
+    snaps: dict[str, np.ndarray] = {}
+    if resume:
+        if (out / SNAPSHOTS).exists():
+            snaps = _load_npz(out / SNAPSHOTS)
+            later = [k for k in snaps if k.startswith("step") and int(k[4:]) > trainer.step]
+            if later:  # taken after the checkpoint, before the run was killed: taken again
+                snaps = {k: v for k, v in snaps.items() if k not in later}
+                _save_npz(out / SNAPSHOTS, **snaps)
+        _write_loss(out, trainer)  # loss.csv may be older or newer than the checkpoint
+    else:
         _save_npz(out / DATA, train=points.train, heldout=points.heldout)
-        snaps = {}
     if on_start is not None:
         on_start(f"training {config.model.name} on {points.name} ({len(points.train)} points) "
                  f"from step {trainer.step} to {config.train.steps} -> {out}")
     meta = {"name": points.name, "standardizer": standardizer.to_dict()}
     snapshot_steps = set(config.train.snapshots or default_snapshots(config.train.steps))
+    every = config.train.checkpoint_every or config.train.steps + 1  # 0: at the end only
+    saved_step = trainer.step if resume else None
 
-    def on_step(step: int) -> None:
-        if step in snapshot_steps:  # reverse chain of the EMA model, fixed noise across steps
-            g = torch.Generator().manual_seed(config.train.seed + 1)
-            chain = ddpm_chain(trainer.ema, trainer.schedule, (1000, x.shape[1]),
-                               variance=config.diffusion.variance, generator=g)
-            frames = list(_chain_frames(chain, trainer.schedule.T, CHAIN_FRAMES))
-            snaps[f"step{step}"] = np.stack(
-                [standardizer.inverse(f.numpy().astype(np.float64)) for _, f in frames])
-            snaps["labels"] = np.array([k for k, _ in frames])
-            _save_npz(out / SNAPSHOTS, **snaps)
+    def snapshot(step: int) -> None:  # reverse chain of the EMA model, fixed noise across steps
+        g = torch.Generator().manual_seed(config.train.seed + 1)
+        chain = ddpm_chain(trainer.ema, trainer.schedule, (1000, x.shape[1]),
+                           variance=config.diffusion.variance, generator=g)
+        frames = list(_chain_frames(chain, trainer.schedule.T, CHAIN_FRAMES))
+        snaps[f"step{step}"] = np.stack(
+            [standardizer.inverse(f.numpy().astype(np.float64)) for _, f in frames])
+        snaps["labels"] = np.array([k for k, _ in frames])
+        _save_npz(out / SNAPSHOTS, **snaps)
 
-    if 0 in snapshot_steps and trainer.step == 0:
-        on_step(0)
+    def on_step(step: int) -> None:  # after every update: keep it cheap
+        nonlocal saved_step
+        if step in snapshot_steps:
+            snapshot(step)
+        if step % every == 0 and step < config.train.steps:  # the last one is saved below
+            _save_progress(out, trainer, meta)
+            saved_step = step
+
+    if trainer.step in snapshot_steps and f"step{trainer.step}" not in snaps:
+        snapshot(trainer.step)  # step 0, or a snapshot an interrupt cut short
     try:
         trainer.fit(progress=progress, on_step=on_step)
-    except Diverged:
-        raise  # the weights hold NaN now: keep the last good checkpoint, if any
+        _save_progress(out, trainer, meta)
+    except Diverged as e:  # the weights hold NaN now: keep the last good checkpoint, if any
+        kept = ("no checkpoint was written" if saved_step is None
+                else f"{out / CKPT} keeps step {saved_step}")
+        raise Diverged(f"{e}; {kept}") from None
     except BaseException:  # Ctrl-C or a failure keeps what was learned so far
         _save_progress(out, trainer, meta)
         raise
-    _save_progress(out, trainer, meta)
     run = open_run(out)
     evaluate_run(run)
     if figures:
@@ -190,10 +265,14 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: b
     return run
 
 
-def _save_progress(out: Path, trainer: Trainer, meta: dict[str, Any]) -> None:
-    checkpoint.save(out / CKPT, trainer.to_checkpoint(meta))
+def _write_loss(out: Path, trainer: Trainer) -> None:
     write_bytes(out / LOSS, ("step,loss\n" + "".join(
         f"{s},{v:.6g}\n" for s, v in trainer.history)).encode())
+
+
+def _save_progress(out: Path, trainer: Trainer, meta: dict[str, Any]) -> None:
+    checkpoint.save(out / CKPT, trainer.to_checkpoint(meta))
+    _write_loss(out, trainer)
 
 
 def evaluate_run(run: Run, n: int = EVAL_N, seed: int = 0,
@@ -211,6 +290,7 @@ def evaluate_run(run: Run, n: int = EVAL_N, seed: int = 0,
     m = len(heldout) // n
     repeats = max(1, min(repeats, m))
     sets = [heldout[i * n:(i + 1) * n] for i in range(m)]
+    from ddpmlab import metrics
     result = metrics.average([
         metrics.evaluate(run.sample(n, seed + i), sets[i], sets[(i + 1) % m])
         for i in range(repeats)])
@@ -221,6 +301,7 @@ def evaluate_run(run: Run, n: int = EVAL_N, seed: int = 0,
 
 def make_figures(run: Run, seed: int = 0) -> Path:
     """(Re)draw every figure of a run into RUN/figures from its data, losses and model."""
+    from ddpmlab import viz
     out = run.path / FIGURES
     out.mkdir(exist_ok=True)
     data = run.points.train[:2000]
@@ -258,6 +339,7 @@ def make_figures(run: Run, seed: int = 0) -> Path:
 
 def animate(run: Run, n: int = 2000, seed: int = 0, path: Path | None = None) -> Path:
     """reverse.gif: the reverse chain from noise to the data, streamed, with fixed axes."""
+    from ddpmlab import viz
     path = path or run.path / FIGURES / "reverse.gif"
     path.parent.mkdir(exist_ok=True)
     data = run.points.train

@@ -76,13 +76,13 @@ class Trainer:
             self._restore(resume_from)
 
     def _restore(self, ckpt: checkpoint.Checkpoint) -> None:
+        checkpoint.load_weights(self.model, ckpt.model, "the checkpoint")
+        checkpoint.load_weights(self.ema, ckpt.ema, "the checkpoint")
         try:
-            self.model.load_state_dict(ckpt.model)
-            self.ema.load_state_dict(ckpt.ema)
             if ckpt.optimizer is not None:
                 self.optimizer.load_state_dict(ckpt.optimizer)
         except (RuntimeError, KeyError, ValueError) as e:
-            raise UserError(f"the checkpoint does not match its configuration "
+            raise UserError(f"the checkpoint's optimiser state does not match its model "
                             f"({str(e).splitlines()[0]}); train again") from None
         if ckpt.rng is not None:
             self.generator.set_state(ckpt.rng)
@@ -91,6 +91,14 @@ class Trainer:
         self.loss_sum, self.loss_count = ckpt.meta.get("loss_partial", (0.0, 0))
 
     def to_checkpoint(self, meta: dict) -> checkpoint.Checkpoint:
+        """The state to save; raises Diverged rather than hand out non-finite weights.
+
+        A finite loss does not prove finite weights: an overflowing gradient can turn the
+        update into NaN one step before the loss shows it.
+        """
+        if not all(bool(torch.isfinite(p).all()) for p in [*self.params, *self.ema_params]):
+            raise Diverged(f"the weights became non-finite at step {self.step}; "
+                           "lower the learning rate (--lr)")
         return checkpoint.Checkpoint(
             config=self.config, step=self.step, model=self.model.state_dict(),
             ema=self.ema.state_dict(), optimizer=self.optimizer.state_dict(),

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn import datasets
 
 from ddpmlab.errors import UserError
 
@@ -41,18 +40,24 @@ def _sk_seed(rng: np.random.Generator) -> int:
 
 def swiss_roll(n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 2): sklearn swiss roll with noise 0.1, coordinates (x, z) divided by 10."""
+    from sklearn import datasets  # imported on use: half a second at startup
+
     x, _ = datasets.make_swiss_roll(n, noise=0.1, random_state=_sk_seed(rng))
     return np.asarray(x[:, [0, 2]] / 10.0, dtype=np.float64)
 
 
 def moons(n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 2): sklearn two moons with noise 0.05."""
+    from sklearn import datasets  # imported on use: half a second at startup
+
     x, _ = datasets.make_moons(n, noise=0.05, random_state=_sk_seed(rng))
     return np.asarray(x, dtype=np.float64)
 
 
 def circles(n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 2): sklearn concentric circles (radii 1 and 0.5) with noise 0.05."""
+    from sklearn import datasets  # imported on use: half a second at startup
+
     x, _ = datasets.make_circles(n, noise=0.05, factor=0.5, random_state=_sk_seed(rng))
     return np.asarray(x, dtype=np.float64)
 

@@ -1,0 +1,359 @@
+"""Crash safety: periodic checkpoints, SIGKILL at random moments, interrupts, safe loading.
+
+The kill test trains a tiny run in a subprocess, kills it with SIGKILL at seeded random
+moments (some of them while a checkpoint is being written), resumes it each time, and then
+checks that every file of the run loads and that the final weights equal those of a run
+that was never interrupted, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from test_train import SMALL, small_config
+
+from ddpmlab import checkpoint
+from ddpmlab.cli import _overrides as cli_overrides
+from ddpmlab.cli import build_parser, main
+from ddpmlab.config import RunConfig, from_dict, load_toml, replace
+from ddpmlab.errors import UserError
+from ddpmlab.fileio import remove_stale_temps, write_json
+from ddpmlab.run import CKPT, CONFIG, DATA, LOSS, SNAPSHOTS, open_run, train_run
+from ddpmlab.train import Trainer
+
+DATA_TOML = "[data]\nn_train = 600\nheldout = 400\n"
+STEPS = 400
+KILL_ARGS = ["--steps", str(STEPS), "--timesteps", "20", "--hidden", "16", "--batch-size", "64",
+             "--checkpoint-every", "7", "--quiet", "--no-figures"]
+N_KILLS = 10  # SIGKILLs; each relaunch costs ~2 s, mostly importing torch and torch._dynamo
+
+
+def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _dead_pid() -> int:
+    """The id of a process that has just ended."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def temps(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.tmp*")) if folder.is_dir() else []
+
+
+def check_files(folder: Path) -> int:
+    """Load every file of a run directory (temporary files aside); return how many."""
+    n, skip = 0, temps(folder)
+    for p in sorted(folder.iterdir()):
+        if p in skip or p.is_dir():
+            continue
+        if p.suffix == ".safetensors":
+            checkpoint.load(p)
+        elif p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as f:
+                for k in f.files:
+                    f[k]
+        elif p.suffix == ".json":
+            json.loads(p.read_text())
+        elif p.suffix == ".csv":
+            np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2)
+        else:
+            raise AssertionError(f"unexpected file {p.name}")
+        n += 1
+    return n
+
+
+# --- periodic checkpoints ---------------------------------------------------------------
+
+def test_checkpoint_every_flag_and_toml_set_the_same_field(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["train", "moons", "--checkpoint-every", "5"])
+    assert cli_overrides(args) == {"train": {"checkpoint_every": 5}}
+    toml = tmp_path / "c.toml"
+    toml.write_text("[train]\ncheckpoint_every = 5\n")
+    assert (from_dict(RunConfig, load_toml(toml))
+            == replace(RunConfig(), cli_overrides(args)))
+    assert RunConfig().train.checkpoint_every == 1000
+
+
+@pytest.mark.parametrize("every, saved", [(7, [7, 14, 21, 28, 30]), (0, [30])])
+def test_checkpoints_and_losses_are_written_every_n_steps(
+        every: int, saved: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ddpmlab.run as run_module
+
+    seen: list[int] = []
+    original = run_module._save_progress
+
+    def save_progress(out: Path, trainer: Trainer, meta: dict) -> None:
+        original(out, trainer, meta)
+        ckpt = checkpoint.load(out / CKPT)
+        loss = np.loadtxt(out / LOSS, delimiter=",", skiprows=1, ndmin=2)
+        assert [int(s) for s in loss[:, 0]] == [s for s, _ in ckpt.meta["history"]]
+        seen.append(ckpt.step)
+
+    monkeypatch.setattr(run_module, "_save_progress", save_progress)
+    train_run(small_config(checkpoint_every=every), tmp_path / "run", progress=False,
+              figures=False)
+    assert seen == saved
+
+
+def test_resume_after_a_kill_retakes_later_snapshots_and_removes_temps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy of the run directory taken at step 24 is what a SIGKILL there leaves behind."""
+    config = small_config(snapshots=[10, 23], checkpoint_every=7)
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    original = Trainer.fit
+
+    def fit(self: Trainer, *, progress: bool = True, on_step=None) -> None:
+        def hook(step: int) -> None:
+            on_step(step)
+            if step == 24:
+                shutil.copytree(straight, killed)
+        original(self, progress=False, on_step=hook)
+
+    monkeypatch.setattr(Trainer, "fit", fit)
+    train_run(config, straight, progress=False, figures=False)
+    monkeypatch.undo()
+    assert checkpoint.load(killed / CKPT).step == 21
+    with np.load(killed / SNAPSHOTS) as f:
+        assert sorted(f.files) == ["labels", "step10", "step23"]  # newer than the checkpoint
+    stale = [killed / f"checkpoint.{_dead_pid()}-0123abcd.tmp.safetensors",
+             killed / f"loss.{_dead_pid()}-89abcdef.tmp.csv"]
+    for path in stale:
+        path.write_bytes(b"half written")
+
+    train_run(config, killed, resume=True, progress=False, figures=False)
+    assert not any(p.exists() for p in stale) and temps(killed) == []
+    a, b = checkpoint.load(straight / CKPT), checkpoint.load(killed / CKPT)
+    assert a.step == b.step == 30
+    assert same_tensors(a.model, b.model) and same_tensors(a.ema, b.ema)
+    for name in (LOSS, CONFIG, DATA):
+        assert (straight / name).read_bytes() == (killed / name).read_bytes(), name
+    with np.load(straight / SNAPSHOTS) as fa, np.load(killed / SNAPSHOTS) as fb:
+        assert sorted(fa.files) == sorted(fb.files) == ["labels", "step10", "step23"]
+        assert all(np.array_equal(fa[k], fb[k]) for k in fa.files)
+
+
+def test_remove_stale_temps_keeps_live_writers_and_other_files(tmp_path: Path) -> None:
+    dead = tmp_path / f"checkpoint.{_dead_pid()}-0123abcd.tmp.safetensors"
+    live = tmp_path / f"snapshots.{os.getpid()}-0123abcd.tmp.npz"  # a write in progress
+    other = tmp_path / "notes.tmpl"
+    for p in (dead, live, other):
+        p.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
+def test_resume_of_a_run_without_checkpoint_starts_from_step_0(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    write_json(run / CONFIG, json.loads(json.dumps(
+        {**SMALL, "train": {**SMALL["train"], "steps": 10}})))  # killed before step 7
+    assert main(["train", "--resume", "--out", str(run), "--quiet", "--no-figures"]) == 0
+    err = capsys.readouterr().err
+    assert f"ddpmlab: note: {run} holds no checkpoint yet; training it from step 0" in err
+    assert checkpoint.load(run / CKPT).step == 10
+
+
+# --- SIGKILL at random moments ----------------------------------------------------------
+
+def launch(args: list[str]) -> subprocess.Popen[str]:
+    def default_sigint() -> None:  # a shell may start background jobs with SIGINT ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    return subprocess.Popen([sys.executable, "-m", "ddpmlab.cli", "train", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
+
+
+def wait_for_training(proc: subprocess.Popen[str]) -> list[str]:
+    """stderr lines up to the one announcing training (all of them if the process ends)."""
+    lines = []
+    while line := proc.stderr.readline():
+        lines.append(line)
+        if line.startswith("training "):
+            break
+    return lines
+
+
+def checkpoint_step(run: Path) -> int:
+    """The step of RUN's checkpoint from its header alone (cheap enough to poll), or -1."""
+    if not (run / CKPT).is_file():
+        return -1
+    with safe_open(run / CKPT, "pt") as f:
+        return json.loads(f.metadata()["header"])["step"]
+
+
+def poll(until, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Wait until ``until()`` or the end of ``proc``."""
+    deadline = time.monotonic() + timeout
+    while not until() and proc.poll() is None:
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.002)
+
+
+def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(
+        tmp_path: Path) -> None:
+    toml = tmp_path / "data.toml"
+    toml.write_text(DATA_TOML)
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    assert main(["train", "moons", "--out", str(reference), "--config", str(toml),
+                 *KILL_ARGS]) == 0
+    fresh = ["moons", "--out", str(run), "--config", str(toml), *KILL_ARGS]
+    resume = ["--resume", "--out", str(run), "--quiet", "--no-figures"]
+    rng = random.Random(1234)
+    counts = dict.fromkeys(["kills", "during a checkpoint write", "during any write",
+                            "resumes", "nothing to resume", "restarts from step 0",
+                            "files checked"], 0)
+    args, left = fresh, []  # left: the temporary files the last kill left behind
+    while True:
+        proc = launch(args)
+        counts["resumes"] += args is resume
+        i = counts["kills"]
+        if i > 0:  # kill 0 lands at once, before Python is even up
+            lines = wait_for_training(proc)
+            if not lines or not lines[-1].startswith("training "):
+                assert proc.wait(timeout=60) == 2, lines
+                proc.stderr.close()
+                assert "nothing to resume" in "".join(lines), lines  # no run directory yet
+                counts["nothing to resume"] += 1
+                args = fresh
+                continue
+            assert not any(p.exists() for p in left), "the resume kept stale temporary files"
+            counts["restarts from step 0"] += any("no checkpoint yet" in x for x in lines)
+            if i == N_KILLS:
+                break
+            if i > 1:  # kill 1 lands as training starts, before the first checkpoint
+                # a point spread over the run (in steps, so any machine gets all the kills),
+                # then a random moment: within the next checkpoint interval, or during a write
+                target = STEPS * (i - 1) // (N_KILLS - 1) + rng.randrange(21)
+                poll(lambda t=target: checkpoint_step(run) >= t, proc)
+                if i % 3 == 2:
+                    poll(lambda: any(p.name.startswith("checkpoint.") for p in temps(run)),
+                         proc)
+                else:
+                    time.sleep(rng.uniform(0.0, 0.01))
+            assert proc.poll() is None, "the run ended before it was killed"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+        proc.stderr.close()
+        counts["kills"] += 1
+        left = temps(run)
+        counts["during any write"] += bool(left)
+        counts["during a checkpoint write"] += any(p.name.startswith("checkpoint.") for p in left)
+        if run.is_dir():
+            counts["files checked"] += check_files(run)
+        args = resume
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    proc.stderr.close()
+
+    assert temps(run) == []
+    counts["files checked"] += check_files(run)
+    a, b = checkpoint.load(reference / CKPT), checkpoint.load(run / CKPT)
+    assert a.step == b.step == STEPS
+    assert same_tensors(a.model, b.model) and same_tensors(a.ema, b.ema)  # bit for bit
+    assert a.meta["history"] == b.meta["history"]
+    for name in (LOSS, DATA, CONFIG):
+        assert (reference / name).read_bytes() == (run / name).read_bytes(), name
+    with np.load(reference / SNAPSHOTS) as fa, np.load(run / SNAPSHOTS) as fb:
+        assert sorted(fa.files) == sorted(fb.files)
+        assert all(np.array_equal(fa[k], fb[k]) for k in fa.files)
+    print("kill test:", ", ".join(f"{k} {v}" for k, v in counts.items()), "; corrupt files 0")
+    assert counts["kills"] == N_KILLS and counts["nothing to resume"] >= 1
+    assert counts["during a checkpoint write"] >= 1
+
+
+# --- interrupts -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_saves_a_checkpoint_exits_130_and_resume_completes(
+        sig: signal.Signals, tmp_path: Path) -> None:
+    toml = tmp_path / "data.toml"
+    toml.write_text(DATA_TOML)
+    run = tmp_path / "run"
+    proc = launch(["moons", "--out", str(run), "--config", str(toml), "--steps", "600",
+                   "--timesteps", "20", "--hidden", "16", "--batch-size", "64",
+                   "--checkpoint-every", "50", "--quiet", "--no-figures"])
+    lines = wait_for_training(proc)
+    assert lines and lines[-1].startswith("training "), lines
+    poll(lambda: checkpoint_step(run) >= 50, proc)  # well inside training
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == 130
+    rest = proc.stderr.read()
+    proc.stderr.close()
+    assert rest.startswith("ddpmlab: interrupted") and rest.count("\n") == 1, rest
+    step = checkpoint.load(run / CKPT).step
+    assert 50 <= step < 600
+    assert main(["train", "--resume", "--out", str(run), "--quiet", "--no-figures"]) == 0
+    assert checkpoint.load(run / CKPT).step == 600 and temps(run) == []
+
+
+# --- safe loading -----------------------------------------------------------------------
+
+def _write_bad_checkpoint(kind: str, good: Path, path: Path, marker: Path) -> None:
+    if kind == "pickle":
+        class Evil:
+            def __reduce__(self):
+                return (Path.touch, (marker,))
+
+        torch.save({"model": Evil()}, path)
+    elif kind == "truncated":
+        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    elif kind == "other_model":  # tensors of a hidden=32 network, config says hidden=16
+        ckpt = checkpoint.load(good)
+        wide = replace(ckpt.config, {"model": {"hidden": 32}})
+        bad = Trainer(wide, torch.randn(50, 2)).to_checkpoint(ckpt.meta)
+        bad.config = ckpt.config
+        checkpoint.save(path, bad)
+    elif kind == "version":
+        with safe_open(good, "pt") as f:
+            metadata = f.metadata()
+        save_file(load_file(good), path, metadata={**metadata, "version": "999"})
+    else:
+        raise AssertionError(kind)
+
+
+def snapshot_bytes(*folders: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for folder in folders for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("kind, expect", [
+    ("pickle", "is not a ddpmlab checkpoint (not a safetensors file, or truncated)"),
+    ("truncated", "is damaged"),
+    ("other_model", "does not match its configuration (size mismatch for "),
+    ("version", "has checkpoint format version 999; this ddpmlab reads version 1"),
+])
+def test_unsafe_or_foreign_checkpoints_are_refused_with_one_line(
+        kind: str, expect: str, tiny_run: Path, tmp_path: Path, capsys) -> None:
+    run, marker = tmp_path / "run", tmp_path / "pwned"
+    run.mkdir()
+    for name in (CONFIG, DATA):
+        shutil.copy(tiny_run / name, run / name)
+    _write_bad_checkpoint(kind, tiny_run / CKPT, run / CKPT, marker)
+    with pytest.raises(UserError, match=re.escape(expect)):
+        open_run(run)
+    before = snapshot_bytes(tmp_path)
+    commands = [["evaluate", str(run)], ["sample", str(run), "--out", str(tmp_path / "x.npy")],
+                ["train", "--resume", "--out", str(run), "--quiet", "--no-figures"]]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("ddpmlab: error: ") and expect in err, err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert snapshot_bytes(tmp_path) == before  # nothing written, nothing damaged
+    assert not marker.exists()  # the pickle never ran
