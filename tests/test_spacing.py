@@ -13,7 +13,6 @@ from test_samplers import err, gaussian_eps, replay
 
 from ddpmlab.errors import UserError
 from ddpmlab.samplers import SPACINGS, ddpm_chain, timesteps
-from ddpmlab.samplers.spacing import DEFAULT_SPACING
 from ddpmlab.schedules import NoiseSchedule, make_schedule
 
 torch.set_num_threads(1)
@@ -99,10 +98,10 @@ def test_every_K_matches_diffusers_and_is_a_valid_grid(T, spacing):
         assert overshoots > 0  # e.g. K = 61: the case the truncation exists for
 
 
-def test_default_spacing_is_trailing():
-    # It starts at t = T-1 for every K: sampling begins from the noise level x_T ~ N(0, I).
-    assert DEFAULT_SPACING == "trailing"
-    assert timesteps(50, 7)[0][0] == 49
+def test_default_spacing_is_diffusers_leading_grid():
+    # leading, measured best here (spacing.DEFAULT_SPACING): steps of T // K ending at t = 0.
+    assert timesteps(50, 7)[0].tolist() == [42, 35, 28, 21, 14, 7, 0]
+    assert timesteps(50, 7)[0].tolist() == timesteps(50, 7, "leading")[0].tolist()
 
 
 @pytest.mark.parametrize("K", [0, -1, 51, 2.5, True, None])

@@ -37,7 +37,9 @@ FLAGS: dict[str, tuple[str, str, type, str]] = {
     "--schedule": ("diffusion", "schedule", str,
                    "beta schedule: linear, linear_unscaled, cosine or sigmoid"),
     "--timesteps": ("diffusion", "timesteps", int, "T, the number of diffusion steps"),
-    "--variance": ("diffusion", "variance", str, "reverse variance: fixed_small or fixed_large"),
+    "--variance": ("diffusion", "variance", str,
+                   "reverse variance: fixed_small, fixed_large or learned_range"),
+    "--prediction": ("diffusion", "prediction", str, "network target: eps, x0 or v"),
 }
 RESUME_FLAGS = {"steps", "checkpoint_every"}  # the train fields --resume may change
 
@@ -119,7 +121,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         raise UserError(f"output folder {args.out.parent} does not exist; create it first")
     if args.out.is_dir():
         raise UserError(f"--out {args.out} is a folder; give a file name")
-    x = runs.open_run(args.run).sample(args.n, args.seed)
+    x = runs.open_run(args.run).sample(args.n, args.seed, args.sampler, args.steps, args.eta)
     if args.out.suffix == ".npy":
         write_atomic(args.out, lambda tmp: np.save(tmp, x))
     else:
@@ -134,9 +136,32 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from ddpmlab.metrics import format_table  # imported on use, as in run.py
 
     run = runs.open_run(args.run)
-    result, n, repeats = runs.evaluate_run(run, args.n, args.seed, args.repeats)
+    if (args.sampler, args.steps, args.eta) == ("ddpm", None, 0.0):
+        result, n, repeats = runs.evaluate_run(run, args.n, args.seed, args.repeats)
+        written = f"written to {run.path / runs.METRICS}"
+    else:  # another sampler: printed, metrics.json keeps the default sampler's numbers
+        result, n, repeats = runs.score(run, args.n, args.seed, args.repeats, args.sampler,
+                                        args.steps, args.eta)
+        written = f"({args.sampler}, {args.steps or 'all'} steps, eta {args.eta:g})"
     print(format_table(result, n, repeats))
-    print(f"written to {run.path / runs.METRICS}")
+    print(written)
+    if args.nll:
+        from ddpmlab.analysis import NLL, format_bound, run_bound
+
+        print(format_bound(run_bound(run, args.n, args.seed)))
+        print(f"written to {run.path / NLL} and {run.path / runs.FIGURES / 'nll_terms.png'}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from ddpmlab.analysis import SWEEP, format_sweep, sweep
+
+    run = runs.open_run(args.run)
+    for name in args.samplers:
+        if name not in runs.SAMPLERS:
+            raise UserError(f"unknown sampler '{name}'; choose one of: {', '.join(runs.SAMPLERS)}")
+    rows = sweep(run, tuple(args.samplers), tuple(args.steps or ()), args.n, args.seed, args.eta)
+    print(format_sweep(rows))
+    print(f"written to {run.path / SWEEP} and {run.path / runs.FIGURES / 'sweep.png'}")
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
@@ -149,6 +174,15 @@ def cmd_animate(args: argparse.Namespace) -> None:
         raise UserError(f"--n must be positive, got {args.n}")
     path = runs.animate(runs.open_run(args.run), n=args.n, seed=args.seed, path=args.out)
     print(f"animation written to {path}")
+
+
+def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sampler", choices=runs.SAMPLERS, default="ddpm",
+                   help="ddpm (ancestral, Ho et al. 2020) or ddim (Song et al. 2021)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampling steps K in 1..T, leading spacing (default: all T)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 "
+                   "ancestral (default: 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=1000, help="number of points (default: 1000)")
     s.add_argument("--out", type=Path, required=True, help="output .npy or .csv file")
     s.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    _add_sampler_flags(s)
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("evaluate", help="sample quality beside the real-vs-real floor")
@@ -184,7 +219,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     e.add_argument("--repeats", type=int, default=runs.EVAL_REPEATS,
                    help="independent draws averaged, held-out size permitting (default: 3)")
+    _add_sampler_flags(e)
+    e.add_argument("--nll", action="store_true", help="also the negative log-likelihood bound "
+                   "in nats and bits per dimension (figure: RUN/figures/nll_terms.png)")
     e.set_defaults(func=cmd_evaluate)
+
+    w = sub.add_parser("sweep", help="sampler x number of steps: quality and seconds")
+    w.add_argument("run", type=Path, help="run directory")
+    w.add_argument("--samplers", nargs="+", default=list(runs.SAMPLERS),
+                   help="samplers to compare (default: ddpm ddim)")
+    w.add_argument("--steps", type=int, nargs="+", help="step counts (default: 5 10 20 50 100 T)")
+    w.add_argument("--n", type=int, default=runs.EVAL_N, help="points per set (default: 2000)")
+    w.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
+    w.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    w.set_defaults(func=cmd_sweep)
 
     f = sub.add_parser("figures", help="re-make every figure of a run")
     f.add_argument("run", type=Path, help="run directory")

@@ -45,14 +45,22 @@ class DiffusionConfig:
     schedule: beta schedule name (see ``ddpmlab.schedules.SCHEDULES``).
     timesteps: T, the number of noising steps; timesteps are indexed 0..T-1.
     variance: ``fixed_small`` (sigma_t^2 = posterior variance beta~_t) or ``fixed_large``
-        (sigma_t^2 = beta_t), the two choices of Ho et al. 2020, Sec. 3.2.
+        (sigma_t^2 = beta_t), the two choices of Ho et al. 2020, Sec. 3.2; or
+        ``learned_range``: the network also outputs v in [-1, 1] interpolating their logs
+        (Nichol & Dhariwal 2021, Eq. 15), trained with the hybrid loss.
+    prediction: what the network outputs: ``eps`` (Ho et al. 2020), ``x0``, or ``v``
+        (Salimans & Ho 2022).
     antithetic: draw t and T-1-t in the same batch, as the source text's loss does.
+    vlb_weight: lambda of the hybrid loss L_simple + lambda L_vlb (Nichol & Dhariwal 2021,
+        Sec. 3.1: 0.001); used with ``learned_range`` only. See ``likelihood.hybrid_loss``.
     """
 
     schedule: str = "cosine"
     timesteps: int = 200
     variance: str = "fixed_small"
+    prediction: str = "eps"
     antithetic: bool = False
+    vlb_weight: float = 0.001
 
 
 @dataclass(frozen=True)
@@ -183,6 +191,7 @@ def validate(config: RunConfig) -> RunConfig:
         (config.data.n_train >= 2, "data.n_train must be at least 2"),
         (config.data.heldout >= 2, "data.heldout must be at least 2"),
         (config.diffusion.timesteps >= 2, "diffusion.timesteps must be at least 2"),
+        (config.diffusion.vlb_weight >= 0, "diffusion.vlb_weight must be >= 0"),
         (config.model.hidden >= 1, "model.hidden must be positive"),
         (config.model.depth >= 1, "model.depth must be positive"),
         (config.model.fourier_scale >= 0, "model.fourier_scale must be >= 0"),

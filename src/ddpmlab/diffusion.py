@@ -179,20 +179,60 @@ def target_for(schedule: NoiseSchedule, prediction: str, x0: torch.Tensor, eps: 
     return v_from(schedule, x0, eps, t)
 
 
+VARIANCES = ("fixed_small", "fixed_large", "learned_range")
+
+
+def check_variance(variance: str) -> None:
+    if variance not in VARIANCES:
+        raise UserError(f"unknown variance '{variance}'; choose one of: {', '.join(VARIANCES)}")
+
+
 def reverse_variance(schedule: NoiseSchedule, kind: str) -> torch.Tensor:
     """sigma_t^2 of the reverse step, (T,): Ho et al. 2020, Sec. 3.2 gives two choices.
 
     ``fixed_small``: beta~_t, optimal for x_0 a point mass; ``fixed_large``: beta_t, optimal for
     x_0 ~ N(0, I). Both give the same samples up to the last few steps on most data.
+    ``learned_range`` depends on the network output: see :func:`reverse_log_variance`.
     """
+    check_variance(kind)
     if kind == "fixed_small":
         return schedule.posterior_variance
     if kind == "fixed_large":
         return schedule.beta
-    raise ValueError(f"unknown variance '{kind}'; choose one of: {', '.join(VARIANCES)}")
+    raise ValueError("learned_range variances depend on the network output; "
+                     "use reverse_log_variance")
 
 
-VARIANCES = ("fixed_small", "fixed_large")
+def split_output(output: torch.Tensor, variance: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(mean part, variance part v in [-1, 1] or None): a ``learned_range`` network returns
+    twice the channels, the mean's first (Nichol & Dhariwal 2021, Sec. 3.1)."""
+    if variance == "learned_range":
+        mean_part, v = output.chunk(2, dim=1)
+        return mean_part, v
+    return output, None
+
+
+def reverse_log_variance(schedule: NoiseSchedule, t: torch.Tensor, x: torch.Tensor,
+                         variance: str, v: torch.Tensor | None = None) -> torch.Tensor:
+    """log sigma_t^2 of p(x_{t-1} | x_t), broadcastable to x (B, *D).
+
+    At t = 0 beta~_0 = 0, so, as improved-diffusion does, both fixed choices use beta~_1 there
+    (the decoder p(x_0 | x_1) needs a positive variance; sampling adds no noise at t = 0).
+    ``learned_range``: Nichol & Dhariwal 2021, Eq. 15,
+    Sigma = exp(u log beta_t + (1 - u) log beta~_t), u = (v + 1) / 2.
+    """
+    check_timesteps(t, schedule.T)
+    check_variance(variance)
+    log_small = schedule.posterior_log_variance  # log beta~_t, t = 0 clipped to t = 1
+    if variance == "fixed_small":
+        return extract(log_small, t, x)
+    log_large = torch.cat([log_small[:1], schedule.beta[1:].log()])  # improved-diffusion
+    if variance == "fixed_large":
+        return extract(log_large, t, x)
+    if v is None:
+        raise ValueError("learned_range needs the network's variance output v")
+    u = (v + 1) / 2  # N&D Eq. 15: v in [-1, 1] -> u in [0, 1]
+    return u * extract(schedule.beta.log(), t, x) + (1 - u) * extract(log_small, t, x)
 
 
 def sample_timesteps(batch: int, T: int, generator: torch.Generator | None = None,
@@ -220,11 +260,18 @@ def diffusion_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor
     weighted by 1 + SNR_t, SNR_t = alpha_bar_t / (1 - alpha_bar_t) (Salimans & Ho 2022, Sec. 4).
     """
     check_prediction(prediction)
-    t = sample_timesteps(x0.shape[0], schedule.T, generator, antithetic)
-    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-    x_t = q_sample(schedule, x0, t, eps)
+    t, eps, x_t = draw_training_inputs(schedule, x0, generator, antithetic)
     target = target_for(schedule, prediction, x0, eps, t)
     return (target - denoiser(x_t, t)).square().mean()  # Ho Eq. 14 for eps
+
+
+def draw_training_inputs(schedule: NoiseSchedule, x0: torch.Tensor,
+                         generator: torch.Generator | None = None, antithetic: bool = False
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(t, eps, x_t) for a batch x0 (B, *D): t (Ho Alg. 1, line 3), then eps, then x_t (Eq. 4)."""
+    t = sample_timesteps(x0.shape[0], schedule.T, generator, antithetic)
+    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    return t, eps, q_sample(schedule, x0, t, eps)
 
 
 def eps_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,

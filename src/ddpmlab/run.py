@@ -29,16 +29,17 @@ from torch import nn
 from ddpmlab import checkpoint
 from ddpmlab.config import RunConfig, from_dict, to_dict
 from ddpmlab.data import PointSet, Standardizer, resolve
-from ddpmlab.diffusion import q_sample
+from ddpmlab.diffusion import q_sample, split_output
 from ddpmlab.errors import UserError
 from ddpmlab.fileio import remove_stale_temps, write_atomic, write_bytes, write_json
-from ddpmlab.models import build_model
-from ddpmlab.samplers import ddpm_chain, ddpm_sample
+from ddpmlab.samplers import ddim_chain, ddpm_chain
+from ddpmlab.samplers.ddpm import final_state
 from ddpmlab.schedules import NoiseSchedule, make_schedule
-from ddpmlab.train import Diverged, Trainer, default_snapshots
+from ddpmlab.train import Diverged, Trainer, build_network, default_snapshots
 
 CONFIG, DATA, CKPT = "config.json", "data.npz", "checkpoint.safetensors"
 LOSS, SNAPSHOTS, METRICS, FIGURES = "loss.csv", "snapshots.npz", "metrics.json", "figures"
+SAMPLERS = ("ddpm", "ddim")
 EVAL_N = 2000  # points per set for evaluation (the issue's measure)
 EVAL_REPEATS = 3  # draws averaged for the model value and for the floor
 CHAIN_FRAMES = 10  # panels in a reverse-process figure
@@ -73,18 +74,32 @@ class Run:
     points: PointSet
     step: int
 
-    def chain(self, n: int, seed: int) -> Iterator[tuple[int, np.ndarray]]:
+    def _chain(self, shape: tuple[int, ...], g: torch.Generator, sampler: str,
+               steps: int | None, eta: float) -> Iterator[tuple[int, torch.Tensor]]:
+        d = self.config.diffusion
+        if sampler == "ddpm":
+            return ddpm_chain(self.model, self.schedule, shape, steps=steps,
+                              variance=d.variance, prediction=d.prediction, generator=g)
+        if sampler == "ddim":  # DDIM uses the mean part only: drop a learned variance's v
+            def mean_part(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return split_output(self.model(x, t), d.variance)[0]
+            return ddim_chain(mean_part, self.schedule, shape, steps=steps, eta=eta,
+                              prediction=d.prediction, generator=g)
+        raise UserError(f"unknown sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
+
+    def chain(self, n: int, seed: int, sampler: str = "ddpm", steps: int | None = None,
+              eta: float = 0.0) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(n_steps_left, points (n, dim))`` in data coordinates along the reverse chain."""
         g = torch.Generator().manual_seed(seed)
-        for k, x in ddpm_chain(self.model, self.schedule, (n, self.points.train.shape[1]),
-                               variance=self.config.diffusion.variance, generator=g):
+        for k, x in self._chain((n, self.points.train.shape[1]), g, sampler, steps, eta):
             yield k, self.standardizer.inverse(x.numpy().astype(np.float64))
 
-    def sample(self, n: int, seed: int) -> np.ndarray:
-        """n samples (n, dim) float64 in data coordinates."""
+    def sample(self, n: int, seed: int, sampler: str = "ddpm", steps: int | None = None,
+               eta: float = 0.0) -> np.ndarray:
+        """n samples (n, dim) float64 in data coordinates: ``sampler`` with K = ``steps``."""
         g = torch.Generator().manual_seed(seed)
-        x = ddpm_sample(self.model, self.schedule, (n, self.points.train.shape[1]),
-                        variance=self.config.diffusion.variance, generator=g)
+        x = final_state(lambda shape: self._chain(shape, g, sampler, steps, eta),
+                        (n, self.points.train.shape[1]), chunk=65_536)
         return self.standardizer.inverse(x.numpy().astype(np.float64))
 
 
@@ -145,7 +160,7 @@ def open_run(path: str | os.PathLike[str]) -> Run:
     ckpt = _load_checkpoint(path)
     data = _load_npz(path / DATA)
     config = ckpt.config
-    model = build_model(config.model, config.diffusion.timesteps, data["train"].shape[1])
+    model = build_network(config, data["train"].shape[1])
     checkpoint.load_weights(model, ckpt.ema, str(path / CKPT))
     model.eval().requires_grad_(False)
     return Run(path=path, config=config, model=model,
@@ -231,7 +246,8 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: b
     def snapshot(step: int) -> None:  # reverse chain of the EMA model, fixed noise across steps
         g = torch.Generator().manual_seed(config.train.seed + 1)
         chain = ddpm_chain(trainer.ema, trainer.schedule, (1000, x.shape[1]),
-                           variance=config.diffusion.variance, generator=g)
+                           variance=config.diffusion.variance,
+                           prediction=config.diffusion.prediction, generator=g)
         frames = list(_chain_frames(chain, trainer.schedule.T, CHAIN_FRAMES))
         snaps[f"step{step}"] = np.stack(
             [standardizer.inverse(f.numpy().astype(np.float64)) for _, f in frames])
@@ -277,7 +293,24 @@ def _save_progress(out: Path, trainer: Trainer, meta: dict[str, Any]) -> None:
 
 def evaluate_run(run: Run, n: int = EVAL_N, seed: int = 0,
                  repeats: int = EVAL_REPEATS) -> tuple[dict, int, int]:
-    """Score n samples against held-out data beside the real-vs-real floor; write metrics.json.
+    """:func:`score` the run's default sampler and write metrics.json."""
+    result, n, repeats = score(run, n, seed, repeats)
+    write_json(run.path / METRICS, {"n": n, "repeats": repeats, "seed": seed, "step": run.step,
+                                    "metrics": result})
+    return result, n, repeats
+
+
+def reference_sets(run: Run, n: int) -> list[np.ndarray]:
+    """The held-out points cut into m >= 2 disjoint sets of min(n, half the held-out) points."""
+    heldout = run.points.heldout
+    n = min(n, len(heldout) // 2)
+    return [heldout[i * n:(i + 1) * n] for i in range(len(heldout) // n)]
+
+
+def score(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
+          sampler: str = "ddpm", steps: int | None = None,
+          eta: float = 0.0) -> tuple[dict, int, int]:
+    """Score n samples against held-out data beside the real-vs-real floor.
 
     The held-out points are cut into m >= 2 disjoint real sets R_0 .. R_{m-1} of n points.
     Draw i scores n fresh samples against R_i, and its floor scores R_{i+1 mod m} against
@@ -285,17 +318,14 @@ def evaluate_run(run: Run, n: int = EVAL_N, seed: int = 0,
     floors are averaged over ``repeats`` draws (at most m), because one W1 between 2,000-point
     sets moves by 10-30 % with the reference set alone. Returns (result, n, repeats).
     """
-    heldout = run.points.heldout
-    n = min(n, len(heldout) // 2)
-    m = len(heldout) // n
+    sets = reference_sets(run, n)
+    n, m = len(sets[0]), len(sets)
     repeats = max(1, min(repeats, m))
-    sets = [heldout[i * n:(i + 1) * n] for i in range(m)]
     from ddpmlab import metrics
     result = metrics.average([
-        metrics.evaluate(run.sample(n, seed + i), sets[i], sets[(i + 1) % m])
+        metrics.evaluate(run.sample(n, seed + i, sampler, steps, eta), sets[i],
+                         sets[(i + 1) % m])
         for i in range(repeats)])
-    write_json(run.path / METRICS, {"n": n, "repeats": repeats, "seed": seed, "step": run.step,
-                                    "metrics": result})
     return result, n, repeats
 
 

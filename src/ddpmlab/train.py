@@ -17,8 +17,9 @@ from tqdm.auto import tqdm
 
 from ddpmlab import checkpoint
 from ddpmlab.config import RunConfig
-from ddpmlab.diffusion import eps_loss
+from ddpmlab.diffusion import check_prediction, check_variance, diffusion_loss
 from ddpmlab.errors import UserError
+from ddpmlab.likelihood import hybrid_loss
 from ddpmlab.models import build_model
 from ddpmlab.schedules import make_schedule
 
@@ -47,6 +48,14 @@ def default_snapshots(steps: int) -> tuple[int, ...]:
     return tuple(sorted({max(1, steps // 20), max(1, steps // 2), steps}))
 
 
+def build_network(config: RunConfig, dim: int) -> torch.nn.Module:
+    """The configured network for ``dim``-column data; twice the outputs for a learned variance."""
+    check_prediction(config.diffusion.prediction)
+    check_variance(config.diffusion.variance)
+    out_dim = 2 * dim if config.diffusion.variance == "learned_range" else dim
+    return build_model(config.model, config.diffusion.timesteps, dim, out_dim)
+
+
 class Trainer:
     """Owns the model, its EMA copy, the optimiser and the generator of one run.
 
@@ -63,7 +72,7 @@ class Trainer:
         self.schedule = make_schedule(config.diffusion.schedule, config.diffusion.timesteps)
         with torch.random.fork_rng():
             torch.manual_seed(config.train.seed)  # the network's initial weights
-            self.model = build_model(config.model, config.diffusion.timesteps, x_train.shape[1])
+            self.model = build_network(config, x_train.shape[1])
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.params = list(self.model.parameters())
         self.ema_params = list(self.ema.parameters())
@@ -113,8 +122,13 @@ class Trainer:
             group["lr"] = c.train.lr * lr_factor(c, self.step)
         idx = torch.randint(0, self.x_train.shape[0], (c.train.batch_size,),
                             generator=self.generator)
-        loss = eps_loss(self.schedule, self.model, self.x_train[idx], self.generator,
-                        c.diffusion.antithetic)
+        d = c.diffusion
+        if d.variance == "learned_range":  # Nichol & Dhariwal 2021, Sec. 3.1
+            loss = hybrid_loss(self.schedule, self.model, self.x_train[idx], self.generator,
+                               d.antithetic, d.prediction, d.vlb_weight)
+        else:  # Ho et al. 2020, Algorithm 1 (with the chosen target)
+            loss = diffusion_loss(self.schedule, self.model, self.x_train[idx], self.generator,
+                                  d.antithetic, d.prediction)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, c.train.grad_clip, foreach=True)

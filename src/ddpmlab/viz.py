@@ -329,6 +329,64 @@ def plot_loss(
     return _save(fig, path)
 
 
+def _line_axes(fig: Figure, xlabel: str, ylabel: str, position: int = 111) -> Axes:
+    ax = fig.add_subplot(position)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", color="#ececec", linewidth=0.8)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+@_styled
+def plot_bound_terms(terms: np.ndarray, prior: float, path: str | os.PathLike[str],
+                     title: str = "") -> Path:
+    """The variational bound term by term: L_t (T,) nats against t (L_0, the decoder, apart).
+
+    The KL terms L_1 .. L_{T-1} are positive and drawn on a log scale; the decoder term L_0
+    (a density, possibly negative) and the prior term L_T are given in the legend.
+    """
+    terms = np.asarray(terms, dtype=np.float64)
+    if terms.ndim != 1 or terms.size < 2 or not np.isfinite(terms).all():
+        raise ValueError(f"terms must be a finite 1-D array of at least 2 values: {terms.shape}")
+    fig = _figure(6.4, 3.6, layout="constrained")
+    ax = _line_axes(fig, "timestep t", "L_t (nats)")
+    t = np.arange(1, terms.size)
+    ax.plot(t, np.maximum(terms[1:], 1e-12), color=POINT_COLOR, linewidth=1.5,
+            label=f"KL terms, sum {terms[1:].sum():.3f}")
+    ax.plot([], [], " ", label=f"decoder L_0 = {terms[0]:.3f}")
+    ax.plot([], [], " ", label=f"prior L_T = {prior:.2e}")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+@_styled
+def plot_sweep(rows: Sequence[dict], path: str | os.PathLike[str]) -> Path:
+    """Sampler x number of steps: 1-NNA, W1 / floor and seconds, one line per sampler.
+
+    rows: dicts with keys ``sampler``, ``steps``, ``1nna``, ``w1_ratio``, ``seconds``.
+    """
+    if not rows:
+        raise ValueError("rows is empty")
+    fig = _figure(11.0, 3.4, layout="constrained")
+    panels = [("1nna", "1-NNA (0.5 ideal)"), ("w1_ratio", "W1 / floor (1 = real data)"),
+              ("seconds", "seconds")]
+    for i, (key, label) in enumerate(panels):
+        ax = _line_axes(fig, "sampling steps", label, 131 + i)
+        for sampler in dict.fromkeys(r["sampler"] for r in rows):
+            pts = sorted((r["steps"], r[key]) for r in rows if r["sampler"] == sampler)
+            ax.plot(*zip(*pts, strict=True), marker="o", label=sampler)
+        ax.set_xscale("log")
+        if key == "1nna":
+            ax.axhline(0.5, color=DATA_COLOR, linewidth=1.0)
+        if key == "w1_ratio":
+            ax.axhline(1.0, color=DATA_COLOR, linewidth=1.0)
+        ax.legend()
+    return _save(fig, path)
+
+
 @_styled
 def write_gif(
     frames: Iterable[Frame],

@@ -12,16 +12,18 @@ class SeedMLP(nn.Module):
     """The source text's network, exactly (module and parameter names included).
 
     Three hidden layers of ``hidden`` units with ReLU; a learned embedding of each timestep
-    (one table per layer) is added to every hidden layer before its activation.
+    (one table per layer) is added to every hidden layer before its activation. ``out_dim``
+    (default ``dim``) widens the last layer for a learned variance.
     """
 
-    def __init__(self, timesteps: int, dim: int = 2, hidden: int = 64) -> None:
+    def __init__(self, timesteps: int, dim: int = 2, hidden: int = 64,
+                 out_dim: int | None = None) -> None:
         super().__init__()
         self.linears = nn.ModuleList([
             nn.Linear(dim, hidden), nn.ReLU(),
             nn.Linear(hidden, hidden), nn.ReLU(),
             nn.Linear(hidden, hidden), nn.ReLU(),
-            nn.Linear(hidden, dim),
+            nn.Linear(hidden, out_dim or dim),
         ])
         self.step_embeddings = nn.ModuleList([nn.Embedding(timesteps, hidden) for _ in range(3)])
 

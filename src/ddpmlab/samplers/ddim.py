@@ -63,10 +63,9 @@ def ddim_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
                x_T: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Run DDIM from x_T ~ N(0, I) and yield ``(n, x)``: n = t + 1 of each visited t, then 0.
 
-    shape: (B, *D). steps: K in 1..T timesteps chosen by ``spacing`` (None: all T). The
-    default spacing, ``trailing``, starts at t = T-1 for every K: x_T ~ N(0, I) is then the
-    noise level the network was trained on, where diffusers' default ``leading`` starts lower
-    (t = T - T//K) from the same N(0, I) (Lin et al. 2023, Sec. 3.3). eta: 0 deterministic,
+    shape: (B, *D). steps: K in 1..T timesteps chosen by ``spacing`` (None: all T; the
+    default, ``leading``, is diffusers' and was measured best here: see
+    ``ddpmlab.samplers.spacing.DEFAULT_SPACING``). eta: 0 deterministic,
     1 ancestral. The generator draws x_T, then (eta > 0 only) one z per step but the last.
     Yielded tensors are new (B, *D) float32 tensors, never modified afterwards.
     """

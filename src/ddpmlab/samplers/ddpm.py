@@ -13,7 +13,15 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from ddpmlab.diffusion import Denoiser, check_prediction, reverse_mean, reverse_variance
+from ddpmlab.diffusion import (
+    Denoiser,
+    check_prediction,
+    check_variance,
+    reverse_log_variance,
+    reverse_mean,
+    reverse_variance,
+    split_output,
+)
 from ddpmlab.samplers.spacing import DEFAULT_SPACING, timesteps
 from ddpmlab.schedules import NoiseSchedule
 
@@ -33,27 +41,34 @@ def ddpm_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
     None visits all T, and then every spacing is the same. With K < T the labels are those of
     the visited steps (t + 1 of each, then 0), and the first is below T unless the spacing
     starts at t = T-1. variance: ``fixed_small`` or ``fixed_large`` (Ho Sec. 3.2), of the
-    respaced schedule. prediction: what the denoiser outputs (``ddpmlab.diffusion``).
+    respaced schedule, or ``learned_range`` (the denoiser returns (B, 2D): mean part and v,
+    interpolated on the respaced schedule as improved-diffusion does). prediction: what the
+    denoiser outputs (``ddpmlab.diffusion``).
     No noise is added at the last step (Algorithm 2, line 3: z = 0 when t = 1). Each step runs
     under inference mode; the yielded tensors are new (B, *D) float32 tensors, never modified
     afterwards. The generator draws x_T, then one z per step but the last.
     """
     check_prediction(prediction)
+    check_variance(variance)
     t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps, spacing)
     respaced = schedule.respaced(t_seq)  # the schedule itself when every t is visited
     K = len(t_seq)
-    sigma = reverse_variance(respaced, variance).sqrt()
+    learned = variance == "learned_range"
+    sigma = None if learned else reverse_variance(respaced, variance).sqrt()
     x = torch.randn(shape, generator=generator) if x_T is None else x_T.clone()
     yield int(t_seq[0]) + 1, x
     for k, (t, t_next) in enumerate(zip(t_seq.tolist(), t_prev.tolist(), strict=True)):
         j = K - 1 - k  # the step's index in the respaced schedule (j = t when K = T)
         with torch.inference_mode():
-            output = denoiser(x, torch.full((shape[0],), t, dtype=torch.long))
+            output, v = split_output(
+                denoiser(x, torch.full((shape[0],), t, dtype=torch.long)), variance)
             jj = torch.full((shape[0],), j, dtype=torch.long)
             mean = reverse_mean(respaced, x, jj, output, prediction)  # Ho Alg. 2, line 4
             if j > 0:
                 z = torch.randn(shape, generator=generator)
-                x = mean + sigma[j] * z  # Ho Alg. 2, line 4: + sigma_t z
+                std = (torch.exp(0.5 * reverse_log_variance(respaced, jj, x, variance, v))
+                       if learned else sigma[j])  # N&D Eq. 15 for learned_range
+                x = mean + std * z  # Ho Alg. 2, line 4: + sigma_t z
             else:
                 x = mean
         yield t_next + 1, x

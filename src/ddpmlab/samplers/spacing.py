@@ -24,8 +24,12 @@ from ddpmlab.errors import UserError
 
 SPACINGS = ("linspace", "leading", "trailing")
 
-#: The samplers' default: starts at t = T-1 for every K (see the module docstring).
-DEFAULT_SPACING = "trailing"
+#: The samplers' default, chosen by measurement. ``trailing`` starts at t = T-1, where the
+#: cosine schedule's capped last beta leaves alpha_bar ~ 6e-8 (T = 200): x0_hat there divides
+#: the network's error by sqrt(alpha_bar), and a long first stride carries it into the sample.
+#: On swiss roll (learned and fixed variance, 6,000 steps) leading scored 1-NNA 0.596 where
+#: trailing scored 0.91 with DDIM at K = 20, and 0.53-0.57 vs 0.55-0.57 with DDPM.
+DEFAULT_SPACING = "leading"
 
 
 def timesteps(T: int, K: int, spacing: str = DEFAULT_SPACING) -> tuple[np.ndarray, np.ndarray]:
@@ -49,3 +53,4 @@ def timesteps(T: int, K: int, spacing: str = DEFAULT_SPACING) -> tuple[np.ndarra
         t = (np.round(np.arange(T, 0, -T / K)).astype(np.int64) - 1)[:K]
     t_prev = np.append(t[1:], -1).astype(np.int64)
     return t.copy(), t_prev
+

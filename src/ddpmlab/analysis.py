@@ -1,0 +1,95 @@
+"""Analyses of a trained run: the likelihood bound (``evaluate --nll``) and the sampler sweep.
+
+Both read a run directory, compute, and write a JSON file and a figure into it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from ddpmlab import viz
+from ddpmlab.errors import UserError
+from ddpmlab.fileio import write_json
+from ddpmlab.likelihood import nll_bound
+from ddpmlab.run import EVAL_N, FIGURES, SAMPLERS, Run, reference_sets
+
+NLL, SWEEP = "nll.json", "sweep.json"
+
+
+def run_bound(run: Run, n: int = EVAL_N, seed: int = 0) -> dict:
+    """The variational bound on n held-out points, in the data's own units; writes nll.json.
+
+    The network models standardised points z = (x - mean) / std, so
+    -log p(x) = -log p(z) + sum_d log std_d (change of variables): both are reported.
+    """
+    if n < 1:
+        raise UserError(f"--n must be positive, got {n}")
+    x = run.points.heldout[:n]
+    z = torch.from_numpy(run.standardizer.transform(x)).to(torch.float32)
+    d = run.config.diffusion
+    bound = nll_bound(run.schedule, run.model, z, prediction=d.prediction, variance=d.variance,
+                      generator=torch.Generator().manual_seed(seed))
+    log_det = float(np.log(run.standardizer.std).sum())  # Jacobian of the standardisation
+    nats_per_dim = (bound.nats + log_det) / bound.dims
+    result = {
+        "n": len(x), "seed": seed, "step": run.step, "variance": d.variance,
+        "nats_per_dim": nats_per_dim, "bits_per_dim": nats_per_dim / math.log(2),
+        "standardised_nats_per_dim": bound.nats_per_dim, "prior": bound.prior,
+        "decoder": float(bound.terms[0]), "terms": bound.terms.tolist(),
+    }
+    write_json(run.path / NLL, result)
+    (run.path / FIGURES).mkdir(exist_ok=True)
+    viz.plot_bound_terms(bound.terms, bound.prior, run.path / FIGURES / "nll_terms.png",
+                         title=f"bound terms, {d.variance} variance, step {run.step}")
+    return result
+
+
+def format_bound(result: dict) -> str:
+    return (f"negative log-likelihood bound on {result['n']} held-out points "
+            f"({result['variance']} variance):\n"
+            f"  {result['nats_per_dim']:.4f} nats/dim = {result['bits_per_dim']:.4f} bits/dim "
+            f"(standardised data: {result['standardised_nats_per_dim']:.4f} nats/dim)\n"
+            f"  decoder L_0 {result['decoder']:.4f} nats, prior L_T {result['prior']:.2e} nats, "
+            f"KL terms {sum(result['terms'][1:]):.4f} nats")
+
+
+def sweep(run: Run, samplers: tuple[str, ...] = SAMPLERS, steps: tuple[int, ...] | None = None,
+          n: int = EVAL_N, seed: int = 0, eta: float = 0.0) -> list[dict]:
+    """Sampler x number of steps -> quality beside its floor and seconds; writes sweep.json.
+
+    steps default: 5, 10, 20, 50, 100 and T (those < T, then T). One draw per cell, scored
+    against the same reference and floor sets, so the cells compare with each other; seconds
+    are the sampling time of that draw.
+    """
+    from ddpmlab import metrics
+
+    T = run.schedule.T
+    steps = steps or (*(k for k in (5, 10, 20, 50, 100) if k < T), T)
+    if any(not 1 <= k <= T for k in steps):
+        raise UserError(f"sampling steps must lie in 1..{T} (T of this run), got {list(steps)}")
+    real, real_ref = reference_sets(run, n)[:2]
+    rows = []
+    for sampler in samplers:
+        for k in steps:
+            start = time.perf_counter()
+            samples = run.sample(len(real), seed, sampler, k, eta)
+            seconds = time.perf_counter() - start
+            result = metrics.evaluate(samples, real, real_ref)
+            rows.append({"sampler": sampler, "steps": k, "seconds": seconds, "n": len(real),
+                         "1nna": result["1nna"]["value"], "1nna_floor": result["1nna"]["floor"],
+                         "w1": result["w1"]["value"], "w1_ratio": result["w1"]["ratio"]})
+    write_json(run.path / SWEEP, {"eta": eta, "seed": seed, "rows": rows})
+    (run.path / FIGURES).mkdir(exist_ok=True)
+    viz.plot_sweep(rows, run.path / FIGURES / "sweep.png")
+    return rows
+
+
+def format_sweep(rows: list[dict]) -> str:
+    lines = [f"{'sampler':<8}{'steps':>6}{'seconds':>9}{'1-NNA':>8}{'floor':>8}{'W1/floor':>10}"]
+    lines += [f"{r['sampler']:<8}{r['steps']:>6}{r['seconds']:>9.2f}{r['1nna']:>8.3f}"
+              f"{r['1nna_floor']:>8.3f}{r['w1_ratio']:>10.2f}" for r in rows]
+    return "\n".join(lines)
