@@ -1,7 +1,11 @@
-"""Shared fixtures: one thread (the suite's runtimes are measured that way) and tiny runs."""
+"""Shared fixtures: one thread (the suite's runtimes are measured that way), tiny runs, and the
+diffusers reference numbers with their error measure."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -22,3 +26,20 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory):
     config.write_text("[data]\nn_train = 600\nheldout = 400\n")
     assert main(["train", "moons", "--out", str(out), "--config", str(config), *TINY]) == 0
     return out
+
+
+REF_PATH = Path(__file__).parent / "data" / "diffusers_ref_subset.npz"
+
+
+@pytest.fixture(scope="session")
+def ref() -> dict[str, np.ndarray]:
+    """The project's copy of shared/reference/diffusers_ref.npz (tests/data/make_subset.py)."""
+    with np.load(REF_PATH) as f:
+        return {k: f[k] for k in f.files}
+
+
+def err(a, b) -> float:
+    """The reference's error measure, max |a - b| / (1 + |b|), in float64."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b) / (1.0 + np.abs(b))))

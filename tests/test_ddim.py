@@ -6,12 +6,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_samplers import MU, N_STAT, STD, assert_gaussian_moments, err, gaussian_eps
+from conftest import err
+from test_samplers import MU, N_STAT, STD, assert_gaussian_moments, gaussian_eps
 
 from ddpmlab.diffusion import PREDICTIONS, mean_from_eps, reverse_variance
 from ddpmlab.errors import UserError
@@ -20,18 +20,11 @@ from ddpmlab.schedules import NoiseSchedule, make_schedule, sigmoid_betas
 
 torch.set_num_threads(1)
 
-REF_PATH = Path(__file__).parent / "data" / "diffusers_ref_subset.npz"
 STEP_SCHEDULES = {
     "linear": lambda: make_schedule("linear", 1000),
     "squaredcos_cap_v2": lambda: make_schedule("cosine", 1000),
     "sigmoid": lambda: NoiseSchedule.from_betas(sigmoid_betas(1000, 1e-4, 0.02)),
 }
-
-
-@pytest.fixture(scope="module")
-def ref() -> dict[str, np.ndarray]:
-    with np.load(REF_PATH) as f:
-        return {k: f[k] for k in f.files}
 
 
 def dummy(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

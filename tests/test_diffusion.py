@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import err
 
 from ddpmlab.diffusion import (
     check_timesteps,
@@ -26,21 +26,7 @@ from ddpmlab.schedules import NoiseSchedule, make_schedule, sigmoid_betas
 
 torch.set_num_threads(1)
 
-REF_PATH = Path(__file__).parent / "data" / "diffusers_ref_subset.npz"
 ULP1 = 2.0**-23  # float32 spacing just above 1: the rounding unit of 1 - abar_t / abar_{t-1}
-
-
-@pytest.fixture(scope="module")
-def ref() -> dict[str, np.ndarray]:
-    with np.load(REF_PATH) as f:
-        return {k: f[k] for k in f.files}
-
-
-def err(a, b) -> float:
-    """The reference's error measure, max |a - b| / (1 + |b|), in float64."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b) / (1.0 + np.abs(b))))
 
 
 def alpha_bar64(name: str, T: int) -> np.ndarray:

@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_samplers import MU, STD, err, gaussian_eps
+from conftest import err
+from test_samplers import MU, STD, gaussian_eps
 
 from ddpmlab.diffusion import q_sample, reverse_log_variance
 from ddpmlab.likelihood import (
@@ -34,16 +34,9 @@ from ddpmlab.schedules import SCHEDULES, NoiseSchedule, make_schedule
 
 torch.set_num_threads(1)
 
-REF_PATH = Path(__file__).parent / "data" / "diffusers_ref_subset.npz"
 DIFFUSERS_NAMES = {"linear_unscaled": "linear", "cosine": "squaredcos_cap_v2"}
 N_BOUND = 30_000  # points for the exact-model bound: its MC standard error is ~0.004 nats/dim
 GRID = (2.0 * np.arange(256) / 255 - 1.0)  # the 8-bit levels scaled to [-1, 1], float64
-
-
-@pytest.fixture(scope="module")
-def ref() -> dict[str, np.ndarray]:
-    with np.load(REF_PATH) as f:
-        return {k: f[k] for k in f.files}
 
 
 def float64_constants(name: str, T: int) -> dict[str, np.ndarray]:

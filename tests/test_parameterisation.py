@@ -4,12 +4,10 @@ diffusers 0.42.1 (tests/data) and each other; the generalised training loss."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from test_samplers import err
+from conftest import err
 
 from ddpmlab.diffusion import (
     PREDICTIONS,
@@ -29,14 +27,7 @@ from ddpmlab.schedules import make_schedule
 
 torch.set_num_threads(1)
 
-REF_PATH = Path(__file__).parent / "data" / "diffusers_ref_subset.npz"
 DIFFUSERS_NAMES = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
-
-
-@pytest.fixture(scope="module")
-def ref() -> dict[str, np.ndarray]:
-    with np.load(REF_PATH) as f:
-        return {k: f[k] for k in f.files}
 
 
 def full_t(t: int, n: int) -> torch.Tensor:

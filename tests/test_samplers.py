@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import err
 
 from ddpmlab.diffusion import mean_from_eps, reverse_variance
 from ddpmlab.samplers import ddpm_chain, ddpm_sample
@@ -23,23 +23,9 @@ from ddpmlab.schedules import NoiseSchedule, make_schedule
 
 torch.set_num_threads(1)
 
-REF_PATH = Path(__file__).parent / "data" / "diffusers_ref_subset.npz"
 MU = (0.5, -0.25)
 STD = (0.3, 0.6)
 N_STAT = 20_000  # samples for the moment checks (~0.8 s per 1000-step chain)
-
-
-@pytest.fixture(scope="module")
-def ref() -> dict[str, np.ndarray]:
-    with np.load(REF_PATH) as f:
-        return {k: f[k] for k in f.files}
-
-
-def err(a, b) -> float:
-    """The reference's error measure, max |a - b| / (1 + |b|), in float64."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b) / (1.0 + np.abs(b))))
 
 
 def gaussian_eps(alpha_bar: torch.Tensor, mu=MU, std=STD):

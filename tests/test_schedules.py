@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import err
 
 from ddpmlab.errors import UserError
 from ddpmlab.schedules import (
@@ -27,23 +27,9 @@ from ddpmlab.schedules import (
 
 torch.set_num_threads(1)
 
-REF_PATH = Path(__file__).parent / "data" / "diffusers_ref_subset.npz"
 # Tolerance of the reference README for schedules: |a - b| / (1 + |b|) <= 2e-5.
 SCHEDULE_TOL = 2e-5
 NAMES = ("linear", "linear_unscaled", "cosine", "sigmoid")
-
-
-@pytest.fixture(scope="module")
-def ref() -> dict[str, np.ndarray]:
-    with np.load(REF_PATH) as f:
-        return {k: f[k] for k in f.files}
-
-
-def err(a, b) -> float:
-    """The reference's error measure, max |a - b| / (1 + |b|), in float64."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b) / (1.0 + np.abs(b))))
 
 
 # ------------------------------------------------------------------ against diffusers

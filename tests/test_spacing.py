@@ -4,12 +4,12 @@ et al. 2023 (Table 2); the respaced schedule; strided DDPM as DDPM on the respac
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_samplers import err, gaussian_eps, replay
+from conftest import err
+from test_samplers import gaussian_eps, replay
 
 from ddpmlab.errors import UserError
 from ddpmlab.samplers import SPACINGS, ddpm_chain, timesteps
@@ -17,13 +17,6 @@ from ddpmlab.schedules import NoiseSchedule, make_schedule
 
 torch.set_num_threads(1)
 
-REF_PATH = Path(__file__).parent / "data" / "diffusers_ref_subset.npz"
-
-
-@pytest.fixture(scope="module")
-def ref() -> dict[str, np.ndarray]:
-    with np.load(REF_PATH) as f:
-        return {k: f[k] for k in f.files}
 
 
 def diffusers_timesteps(T: int, K: int, spacing: str) -> np.ndarray:
