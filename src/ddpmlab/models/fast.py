@@ -1,0 +1,225 @@
+"""The point MLPs' passes written by hand: training gradients without autograd, and sampling.
+
+At batch 128-512 and width 64 a training step is dominated by the cost of dispatching
+operations, not by arithmetic: autograd records each forward operation and replays a
+backward node per operation, each a few microseconds. Written by hand, the backward pass of
+these MLPs is a short list of large matrix products (per linear layer y = a W^T + b:
+dL/dW = g^T a, dL/db = sum_rows g, dL/da = g W) and one fused elementwise kernel per
+activation (aten's own ``threshold_backward`` and ``silu_backward``, the kernels autograd
+calls), written straight into the caller's gradient buffers.
+
+:func:`mse_and_grads` gives L = mean((target - model(x_t, t))^2), the loss of every
+parameterisation (``ddpmlab.diffusion.diffusion_loss``: eps, x0 or v targets), and
+dL/dtheta for every parameter; tests/test_fast.py checks both against autograd for random
+weights and inputs. Models not listed in :data:`FAST` (and the hybrid loss of a learned
+variance) train through autograd instead; ``ddpmlab.train`` chooses.
+
+:func:`sampling_denoiser` wraps a network for the samplers: a ResMLP forward pass for rows
+that share one timestep, written into reusable buffers, over chunks of rows that stay in
+cache (bench/README.md has the measurements).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ddpmlab.models.mlp import ResMLP, SeedMLP
+
+Tensors = dict[str, torch.Tensor]  # name -> tensor, as model.state_dict(keep_vars=True)
+relu_backward = torch.ops.aten.threshold_backward.default  # (grad, relu output, 0)
+silu_backward = torch.ops.aten.silu_backward.default  # (grad, silu input)
+silu_backward_out = torch.ops.aten.silu_backward.grad_input  # the same, into grad_input=
+silu_out = torch.ops.aten.silu.out  # silu(x, out=buffer)
+# Parameters are read from a name -> tensor dict, not through the modules: nn.Module
+# attribute and ModuleList lookups cost about 30 us of a 400 us step at the source config.
+
+
+def _linear(a: torch.Tensor, p: Tensors, name: str) -> torch.Tensor:
+    """y = a W^T + b for the layer ``name``, the same product as ``nn.Linear`` (one addmm)."""
+    return torch.addmm(p[name + ".bias"], a, p[name + ".weight"].t())
+
+
+def _linear_backward(g: torch.Tensor, a: torch.Tensor, p: Tensors, grads: Tensors,
+                     name: str, need_input: bool = True) -> torch.Tensor | None:
+    """Write dL/dW = g^T a and dL/db = sum_rows g for y = a W^T + b; return dL/da = g W."""
+    grad_w = grads[name + ".weight"]
+    if grad_w.shape[1] < grad_w.shape[0]:  # a thin input (x: 2 columns): 2.5x faster as a^T g
+        grad_w.copy_(torch.mm(a.t(), g).t())
+    else:
+        torch.mm(g.t(), a, out=grad_w)
+    torch.sum(g, 0, out=grads[name + ".bias"])
+    return torch.mm(g, p[name + ".weight"]) if need_input else None
+
+
+def _mse(diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """L = mean(diff^2) and dL/d diff = 2 diff / n, for diff = output - target (consumed)."""
+    flat = diff.view(-1)
+    loss = torch.dot(flat, flat) / flat.numel()  # one kernel, where square().mean() takes two
+    return loss, diff.mul_(2.0 / flat.numel())
+
+
+def _seed_mlp(model: SeedMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
+              target: torch.Tensor, grads: Tensors) -> torch.Tensor:
+    # forward: h_i = relu(h_{i-1} W_i^T + b_i + E_i[t]), out = h_3 W_4^T + b_4
+    acts = [x]  # the input of each linear layer
+    for i in range(3):
+        e = p[f"step_embeddings.{i}.weight"].index_select(0, t)
+        acts.append(torch.relu(_linear(acts[-1], p, f"linears.{2 * i}").add_(e)))
+    loss, g = _mse(_linear(acts[-1], p, "linears.6") - target)
+    # backward
+    g = _linear_backward(g, acts[-1], p, grads, "linears.6")
+    for i in reversed(range(3)):
+        g = relu_backward(g, acts[i + 1], 0)  # dL/d(pre-activation of layer i)
+        grads[f"step_embeddings.{i}.weight"].index_add_(0, t, g)  # zeroed by the caller
+        g = _linear_backward(g, acts[i], p, grads, f"linears.{2 * i}", need_input=i > 0)
+    return loss
+
+
+def _features(x: torch.Tensor, fourier: torch.Tensor) -> torch.Tensor:
+    """fourier_features(x, B) written into one buffer (no concatenation pass), or x."""
+    n, d = fourier.shape[1], x.shape[1]
+    if not n:
+        return x
+    feats = torch.empty(x.shape[0], d + 2 * n)
+    proj = x @ (2 * math.pi * fourier)  # (B, n)
+    feats[:, :d] = x
+    torch.sin(proj, out=feats[:, d:d + n])
+    torch.cos(proj, out=feats[:, d + n:])
+    return feats
+
+
+def _resmlp(model: ResMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
+            target: torch.Tensor, grads: Tensors) -> torch.Tensor:
+    # forward, as ResMLP.forward, with the blocks' input biases b_i moved into the timestep
+    # MLP's output bias, so that each block's pre-activation a_i = e_i + b_i + u W_i^T is
+    # accumulated by the product in place in the gathered embedding (B, depth * hidden)
+    table, depth, H = p["t_table"], model.depth, p["out.weight"].shape[1]
+    T = table.shape[0]
+    rows = table if t.shape[0] > T else table.index_select(0, t)
+    t_pre = _linear(rows, p, "t_mlp.0")
+    t_act = nn.functional.silu(t_pre)
+    bias = p["t_mlp.2.bias"] + torch.cat([p[f"blocks_in.{i}.bias"] for i in range(depth)])
+    pre = torch.addmm(bias, t_act, p["t_mlp.2.weight"].t())  # e + b_in, (T or B, depth H)
+    if t.shape[0] > T:
+        pre = pre.index_select(0, t)
+    feats = _features(x, p["fourier"])
+    h = [_linear(feats, p, "inp")]  # the residual stream before each block, and after
+    inner = []  # (u, a, silu(a)) of each block, u = silu(h), a = u W_i^T + b_i + e_i
+    for i in range(depth):
+        u = nn.functional.silu(h[-1])
+        a = pre[:, i * H:(i + 1) * H].addmm_(u, p[f"blocks_in.{i}.weight"].t())
+        inner.append((u, a, nn.functional.silu(a)))
+        h.append((h[-1] + p[f"blocks_out.{i}.bias"]).addmm_(
+            inner[-1][2], p[f"blocks_out.{i}.weight"].t()))
+    s = nn.functional.silu(h[-1])
+    loss, g = _mse(_linear(s, p, "out") - target)
+    # backward
+    g_h = silu_backward(_linear_backward(g, s, p, grads, "out"), h[-1])  # dL/dh
+    g_pre = torch.empty(x.shape[0], depth * H)  # dL/da of every block, side by side
+    for i in reversed(range(depth)):
+        u, a, s_a = inner[i]
+        g_s = _linear_backward(g_h, s_a, p, grads, f"blocks_out.{i}")
+        g_a = silu_backward_out(g_s, a, grad_input=g_pre[:, i * H:(i + 1) * H])
+        g_u = _linear_backward(g_a, u, p, grads, f"blocks_in.{i}")
+        g_h = g_h + silu_backward(g_u, h[i])  # the residual path carries g_h through
+    _linear_backward(g_h, feats, p, grads, "inp", need_input=False)
+    if t.shape[0] > T:
+        g_pre = torch.zeros(T, g_pre.shape[1]).index_add_(0, t, g_pre)
+    g_e = _linear_backward(g_pre, t_act, p, grads, "t_mlp.2")
+    _linear_backward(silu_backward(g_e, t_pre), rows, p, grads, "t_mlp.0", need_input=False)
+    return loss
+
+
+class _ResMLPSampling:
+    """ResMLP.forward for a sampler's step (every row at one t), no autograd.
+
+    The module's arithmetic with fewer passes over (N, hidden) memory: each block's timestep
+    embedding joins its bias (one (1, hidden) row), the residual stream is updated in place
+    (h += s W_o^T, then + b_o), and the input layer reads x, sin and cos from three
+    contiguous buffers instead of their concatenation. Activations go into buffers kept
+    between calls: a new tensor of a few megabytes per operation comes back from the system
+    as fresh pages, whose page faults cost up to a third of the time (bench/README.md).
+    """
+
+    def __init__(self, model: ResMLP) -> None:
+        self.model, self.p = model, model.state_dict(keep_vars=True)
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def _buffer(self, name: str, rows: int, cols: int) -> torch.Tensor:
+        buf = self.buffers.get(name)
+        if buf is None or buf.shape[0] < rows:
+            buf = self.buffers[name] = torch.empty(rows, cols)
+        return buf[:rows]
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        p, (n, d) = self.p, x.shape
+        if n > 1 and not bool((t == t[0]).all()):
+            return self.model(x, t)
+        F, w, H = p["fourier"].shape[1], p["inp.weight"], p["out.weight"].shape[1]
+        h = torch.addmm(p["inp.bias"], x, w[:, :d].t(), out=self._buffer("h", n, H))
+        if F:  # [x, sin, cos] W^T as three products: sin and cos into contiguous buffers
+            proj = torch.mm(x, 2 * math.pi * p["fourier"], out=self._buffer("proj", n, F))
+            h.addmm_(torch.sin(proj, out=self._buffer("sin", n, F)), w[:, d:d + F].t())
+            h.addmm_(torch.cos(proj, out=self._buffer("cos", n, F)), w[:, d + F:].t())
+        emb = self.model.embed(t[:1]).chunk(self.model.depth, dim=1)  # depth x (1, hidden)
+        u, a = self._buffer("u", n, H), self._buffer("a", n, H)
+        for i, e in enumerate(emb):
+            torch.addmm(p[f"blocks_in.{i}.bias"] + e, silu_out(h, out=u),
+                        p[f"blocks_in.{i}.weight"].t(), out=a)
+            h.addmm_(nn.functional.silu(a, inplace=True), p[f"blocks_out.{i}.weight"].t())
+            h.add_(p[f"blocks_out.{i}.bias"])
+        return _linear(nn.functional.silu(h, inplace=True), p, "out")
+
+
+#: Rows per network evaluation when sampling: activations of 8,192 x 64 float32 (2 MB)
+#: stay in cache, and memory does not grow with the number of points (bench/README.md).
+SAMPLING_ROWS = 8192
+
+
+def sampling_denoiser(model: nn.Module, rows: int = SAMPLING_ROWS
+                      ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``model`` as the samplers' denoiser ``(x_t, t) -> output``, for inference only.
+
+    Evaluates at most ``rows`` rows at a time (the output is the same, row by row), and for
+    a ResMLP whose rows share t uses :class:`_ResMLPSampling`, equal to ``model(x_t, t)`` up
+    to float32 rounding (tests/test_fast.py).
+    """
+    forward = _ResMLPSampling(model) if type(model) is ResMLP else model
+
+    def denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            if x.shape[0] <= rows:
+                return forward(x, t)
+            return torch.cat([forward(x[i:i + rows], t[i:i + rows])
+                              for i in range(0, x.shape[0], rows)])
+
+    return denoiser
+
+
+#: Models with a hand-derived gradient; any other trains through autograd.
+FAST: dict[type[nn.Module], Callable[..., torch.Tensor]] = {SeedMLP: _seed_mlp,
+                                                             ResMLP: _resmlp}
+
+
+def supports(model: nn.Module) -> bool:
+    """Whether :func:`mse_and_grads` covers ``model`` (exactly SeedMLP or ResMLP)."""
+    return type(model) in FAST
+
+
+def mse_and_grads(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, target: torch.Tensor,
+                  grads: Tensors, tensors: Tensors | None = None) -> torch.Tensor:
+    """L = mean((target - model(x_t, t))^2) and its gradient, without autograd.
+
+    x_t, target: (B, out) float32 (B >= 1); t: (B,) int64 in 0..T-1. grads maps every
+    parameter name of ``model`` to a zeroed tensor of its shape: dL/dparameter is written
+    there (embedding tables are accumulated into, so they must start at zero). tensors:
+    ``model.state_dict(keep_vars=True)``, computed here unless given (a training loop keeps
+    one). Returns L, a detached scalar. Equal to autograd's up to float32 rounding.
+    """
+    with torch.inference_mode():
+        p = model.state_dict(keep_vars=True) if tensors is None else tensors
+        return FAST[type(model)](model, p, x_t, t, target, grads)
