@@ -273,3 +273,11 @@ def test_help_everywhere() -> None:
         with pytest.raises(SystemExit) as e:
             main([*command, "--help"])
         assert e.value.code == 0
+
+
+def test_the_gifs_last_frame_is_the_runs_sample(tiny_run: Path, tmp_path: Path) -> None:
+    # make_figures draws samples.png from the GIF's end instead of sampling the chain again
+    from ddpmlab.run import _animate, open_run
+    run = open_run(tiny_run)
+    _, end = _animate(run, 50, 3, tmp_path / "a.gif")
+    np.testing.assert_array_equal(end, run.sample(50, 3))

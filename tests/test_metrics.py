@@ -18,6 +18,7 @@ from ddpmlab.metrics import (
     median_bandwidth,
     mmd,
     one_nn_accuracy,
+    scores,
     wasserstein,
 )
 
@@ -256,3 +257,13 @@ def test_format_table_names_every_metric_and_the_sample_size():
     assert len(lines) == 2 + len(METRICS)
     assert len({len(line) for line in lines[1:]}) == 1  # fixed-width columns
     assert lines[-1].split()[-1] == "-"
+
+
+def test_a_given_floor_is_used_as_is_and_equals_the_computed_one():
+    samples, real, real_ref = good(60, seed=4), good(60, seed=5), good(60, seed=6)
+    floor = scores(real_ref, real)
+    assert evaluate(samples, real, floor=floor) == evaluate(samples, real, real_ref)
+    shifted = {name: 2 * v for name, v in floor.items()}  # a floor is not recomputed
+    assert evaluate(samples, real, floor=shifted)["w1"]["floor"] == 2 * floor["w1"]
+    with pytest.raises(ValueError, match="exactly one"):
+        evaluate(samples, real)

@@ -71,14 +71,15 @@ def sweep(run: Run, samplers: tuple[str, ...] = SAMPLERS, steps: tuple[int, ...]
     steps = steps or (*(k for k in (5, 10, 20, 50, 100) if k < T), T)
     if any(not 1 <= k <= T for k in steps):
         raise UserError(f"sampling steps must lie in 1..{T} (T of this run), got {list(steps)}")
-    real, real_ref = reference_sets(run, n)[:2]
+    real = reference_sets(run.points.heldout, n)[0]  # draw 0 of `evaluate`, and its floor
+    floor = run.floor(len(real), 0)
     rows = []
     for sampler in samplers:
         for k in steps:
             start = time.perf_counter()
             samples = run.sample(len(real), seed, sampler, k, eta)
             seconds = time.perf_counter() - start
-            result = metrics.evaluate(samples, real, real_ref)
+            result = metrics.evaluate(samples, real, floor=floor)
             rows.append({"sampler": sampler, "steps": k, "seconds": seconds, "n": len(real),
                          "1nna": result["1nna"]["value"], "1nna_floor": result["1nna"]["floor"],
                          "w1": result["w1"]["value"], "w1_ratio": result["w1"]["ratio"]})

@@ -150,37 +150,52 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 _RATIO = ("w1", "w2")  # only strictly positive, distance-valued metrics get a ratio
 
 
-def evaluate(
-    samples: np.ndarray, real: np.ndarray, real_ref: np.ndarray
-) -> dict[str, dict[str, float | None]]:
+Scores = dict[str, float]  # metric name -> value, in METRICS order
+Result = dict[str, dict[str, float | None]]  # metric name -> value, floor and ratio
+
+
+def scores(x: np.ndarray, real: np.ndarray) -> Scores:
+    """Every metric of ``x`` (n, d) against ``real`` (k, d), in :data:`METRICS` order.
+
+    MMD's bandwidth is the median heuristic on ``real``, so that a model's scores and the
+    floor's, both against ``real``, use one kernel.
+    """
+    x, real = _check("x", x), _check("real", real)
+    if x.shape[1] != real.shape[1]:
+        raise UserError(f"x has {x.shape[1]} columns, real {real.shape[1]}; use the same dims")
+    fns = dict(METRICS, mmd=partial(mmd, bandwidth=median_bandwidth(real)))
+    return {name: fn(x, real) for name, fn in fns.items()}
+
+
+def evaluate(samples: np.ndarray, real: np.ndarray, real_ref: np.ndarray | None = None, *,
+             floor: Scores | None = None) -> Result:
     """Score model ``samples`` (n, d) against ``real`` (k, d), beside the real-vs-real floor.
 
-    ``real_ref`` (n, d) is a second real sample, independent of ``real`` and of the same size
-    as ``samples``. Returns ``{metric: {"value", "floor", "ratio"}}`` in :data:`METRICS` order;
-    ratio = value / floor for w1 and w2, None otherwise. MMD uses one bandwidth for both
-    (median heuristic on ``real``).
+    The floor is ``scores(real_ref, real)``: ``real_ref`` (n, d) is a second real sample,
+    independent of ``real`` and of the same size as ``samples``. It depends on the real sets
+    only, so a caller scoring several models against one pair passes it once computed as
+    ``floor`` instead of ``real_ref``. Returns ``{metric: {"value", "floor", "ratio"}}`` in
+    :data:`METRICS` order; ratio = value / floor for w1 and w2, None otherwise.
     """
-    samples, real, real_ref = (
-        _check("samples", samples),
-        _check("real", real),
-        _check("real_ref", real_ref),
-    )
-    d = samples.shape[1]
-    for name, a in [("real", real), ("real_ref", real_ref)]:
-        if a.shape[1] != d:
-            raise UserError(f"{name} has {a.shape[1]} columns, samples {d}; use the same dims")
-    if len(real_ref) != len(samples):
-        raise UserError(f"real_ref has {len(real_ref)} rows, samples {len(samples)}; use equal n")
-    fns = dict(METRICS, mmd=partial(mmd, bandwidth=median_bandwidth(real)))
-    out: dict[str, dict[str, float | None]] = {}
-    for name, fn in fns.items():
-        value, floor = fn(samples, real), fn(real_ref, real)
-        ratio = value / floor if name in _RATIO and floor > 0 else None
-        out[name] = {"value": value, "floor": floor, "ratio": ratio}
+    if (real_ref is None) == (floor is None):
+        raise ValueError("pass exactly one of real_ref and floor")
+    samples, real = _check("samples", samples), _check("real", real)
+    if real.shape[1] != samples.shape[1]:
+        raise UserError(f"real has {real.shape[1]} columns, samples {samples.shape[1]}; "
+                        "use the same dims")
+    if real_ref is not None:
+        real_ref = _check("real_ref", real_ref)
+        if real_ref.shape != samples.shape:
+            raise UserError(f"real_ref has {real_ref.shape[0]} rows of {real_ref.shape[1]}, "
+                            f"samples {samples.shape[0]} of {samples.shape[1]}; "
+                            "use equal n and dims")
+        floor = scores(real_ref, real)
+    assert floor is not None
+    out: Result = {}
+    for name, value in scores(samples, real).items():
+        ratio = value / floor[name] if name in _RATIO and floor[name] > 0 else None
+        out[name] = {"value": value, "floor": floor[name], "ratio": ratio}
     return out
-
-
-Result = dict[str, dict[str, float | None]]
 
 
 def average(results: list[Result]) -> Result:

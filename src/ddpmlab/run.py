@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,14 @@ class Run:
     standardizer: Standardizer
     points: PointSet
     step: int
+    #: real-vs-real floors by (n, draw), computed once (they depend on the held-out data only)
+    floors: dict[tuple[int, int], dict[str, float]] = field(default_factory=dict, repr=False)
+
+    def floor(self, n: int, i: int) -> dict[str, float]:
+        """The floor of draw i at n points (n as :func:`reference_sets` cuts it)."""
+        if (n, i) not in self.floors:
+            self.floors.update(real_floors(self.points.heldout, n, (i,)))
+        return self.floors[(n, i)]
 
     @property
     def denoiser(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -243,6 +252,9 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: b
         _write_loss(out, trainer)  # loss.csv may be older or newer than the checkpoint
     else:
         _save_npz(out / DATA, train=points.train, heldout=points.heldout)
+    # The evaluation's floors depend on the held-out data only: computed on a free core while
+    # the model trains.
+    floors = _in_background(real_floors, points.heldout, EVAL_N, range(EVAL_REPEATS))
     if on_start is not None:
         on_start(f"training {config.model.name} on {points.name} ({len(points.train)} points) "
                  f"from step {trainer.step} to {config.train.steps} -> {out}")
@@ -283,10 +295,25 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: b
         _save_progress(out, trainer, meta)
         raise
     run = open_run(out)
+    run.floors.update(floors.result())
     evaluate_run(run)
     if figures:
         make_figures(run)
     return run
+
+
+def _in_background(fn: Callable[..., Any], *args: Any) -> Future:
+    """``fn(*args)`` on a daemon thread (an interrupted run does not wait for it)."""
+    future: Future = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as e:  # handed to whoever asks for the result
+            future.set_exception(e)
+
+    threading.Thread(target=work, daemon=True).start()
+    return future
 
 
 def _write_loss(out: Path, trainer: Trainer) -> None:
@@ -308,11 +335,20 @@ def evaluate_run(run: Run, n: int = EVAL_N, seed: int = 0,
     return result, n, repeats
 
 
-def reference_sets(run: Run, n: int) -> list[np.ndarray]:
+def reference_sets(heldout: np.ndarray, n: int) -> list[np.ndarray]:
     """The held-out points cut into m >= 2 disjoint sets of min(n, half the held-out) points."""
-    heldout = run.points.heldout
     n = min(n, len(heldout) // 2)
     return [heldout[i * n:(i + 1) * n] for i in range(len(heldout) // n)]
+
+
+def real_floors(heldout: np.ndarray, n: int, draws: Iterable[int]
+                ) -> dict[tuple[int, int], dict[str, float]]:
+    """The floor of each draw i < m, ``metrics.scores(R_{i+1 mod m}, R_i)``, keyed (n, i)."""
+    from ddpmlab import metrics
+    sets = reference_sets(heldout, n)
+    m = len(sets)
+    return {(len(sets[0]), i): metrics.scores(sets[(i + 1) % m], sets[i])
+            for i in draws if i < m}
 
 
 def score(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
@@ -324,16 +360,17 @@ def score(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
     Draw i scores n fresh samples against R_i, and its floor scores R_{i+1 mod m} against
     R_i: the same metric between two independent real samples of the same size. Values and
     floors are averaged over ``repeats`` draws (at most m), because one W1 between 2,000-point
-    sets moves by 10-30 % with the reference set alone. Returns (result, n, repeats).
+    sets moves by 10-30 % with the reference set alone. The floors are computed once per
+    ``run`` (:attr:`Run.floors`). Returns (result, n, repeats).
     """
-    sets = reference_sets(run, n)
+    sets = reference_sets(run.points.heldout, n)
     n, m = len(sets[0]), len(sets)
     repeats = max(1, min(repeats, m))
     from ddpmlab import metrics
 
     def draw(i: int) -> metrics.Result:
         return metrics.evaluate(run.sample(n, seed + i, sampler, steps, eta), sets[i],
-                                sets[(i + 1) % m])
+                                floor=run.floor(n, i))
 
     # The draws are independent and deterministic, and torch's kernels and POT's exact OT
     # (most of the time) release the GIL: one thread per draw shares the free cores between
@@ -371,24 +408,34 @@ def make_figures(run: Run, seed: int = 0) -> Path:
             viz.plot_reverse_process(frames_s, out / f"reverse_{name}.png",
                                      title=f"reverse process after {step} training steps",
                                      limits=limits)
-    samples = run.sample(2000, seed)
-    viz.plot_samples_over_data(samples, data, out / "samples.png",
-                               title=f"{len(samples)} samples over the data")
     if (run.path / LOSS).exists():
         loss = np.loadtxt(run.path / LOSS, delimiter=",", skiprows=1, ndmin=2)
         if len(loss):
             viz.plot_loss(loss[:, 0], loss[:, 1], out / "loss.png", ema=0.8)
-    animate(run, seed=seed)
+    _, samples = _animate(run, 2000, seed, out / "reverse.gif")  # x_0 = run.sample(2000, seed)
+    viz.plot_samples_over_data(samples, data, out / "samples.png",
+                               title=f"{len(samples)} samples over the data")
     return out
 
 
 def animate(run: Run, n: int = 2000, seed: int = 0, path: Path | None = None) -> Path:
     """reverse.gif: the reverse chain from noise to the data, streamed, with fixed axes."""
+    return _animate(run, n, seed, path or run.path / FIGURES / "reverse.gif")[0]
+
+
+def _animate(run: Run, n: int, seed: int, path: Path) -> tuple[Path, np.ndarray]:
+    """Write the GIF of :func:`animate`; return its path and the chain's end, x_0 (n, dim)."""
     from ddpmlab import viz
-    path = path or run.path / FIGURES / "reverse.gif"
     path.parent.mkdir(exist_ok=True)
     data = run.points.train
     noise_box = np.array(run.standardizer.inverse(np.array([[-2.5, -2.5], [2.5, 2.5]])))
     limits = viz.limits_for(data, noise_box, margin=0.02)
-    frames = _chain_frames(run.chain(n, seed), run.schedule.T, min(GIF_FRAMES, run.schedule.T + 1))
-    return viz.write_gif(frames, path, limits, title_fmt="$x_{{{t}}}$")
+    end: list[np.ndarray] = []
+
+    def frames() -> Iterator[tuple[int, np.ndarray]]:
+        for k, x in _chain_frames(run.chain(n, seed), run.schedule.T,
+                                  min(GIF_FRAMES, run.schedule.T + 1)):
+            end[:] = [x]
+            yield k, x
+
+    return viz.write_gif(frames(), path, limits, title_fmt="x{t_sub}"), end[0]
