@@ -97,9 +97,9 @@ class TrainConfig:
         run resumes from there; 0 writes it only at the end (and on Ctrl-C or SIGTERM).
     """
 
-    steps: int = 6_000
+    steps: int = 4_000
     batch_size: int = 256
-    lr: float = 2e-3
+    lr: float = 4e-3
     lr_schedule: str = "cosine"
     warmup: int = 200
     grad_clip: float = 1.0

@@ -19,7 +19,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,9 +252,6 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: b
         _write_loss(out, trainer)  # loss.csv may be older or newer than the checkpoint
     else:
         _save_npz(out / DATA, train=points.train, heldout=points.heldout)
-    # The evaluation's floors depend on the held-out data only: computed on a free core while
-    # the model trains.
-    floors = _in_background(real_floors, points.heldout, EVAL_N, range(EVAL_REPEATS))
     if on_start is not None:
         on_start(f"training {config.model.name} on {points.name} ({len(points.train)} points) "
                  f"from step {trainer.step} to {config.train.steps} -> {out}")
@@ -284,36 +281,58 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: b
 
     if trainer.step in snapshot_steps and f"step{trainer.step}" not in snaps:
         snapshot(trainer.step)  # step 0, or a snapshot an interrupt cut short
+    floors = _Floors(points.heldout)
     try:
         trainer.fit(progress=progress, on_step=on_step)
         _save_progress(out, trainer, meta)
     except Diverged as e:  # the weights hold NaN now: keep the last good checkpoint, if any
+        floors.cancel()
         kept = ("no checkpoint was written" if saved_step is None
                 else f"{out / CKPT} keeps step {saved_step}")
         raise Diverged(f"{e}; {kept}") from None
     except BaseException:  # Ctrl-C or a failure keeps what was learned so far
+        floors.cancel()
         _save_progress(out, trainer, meta)
         raise
     run = open_run(out)
-    run.floors.update(floors.result())
+    run.floors.update(floors.wait())
     evaluate_run(run)
     if figures:
         make_figures(run)
     return run
 
 
-def _in_background(fn: Callable[..., Any], *args: Any) -> Future:
-    """``fn(*args)`` on a daemon thread (an interrupted run does not wait for it)."""
-    future: Future = Future()
+class _Floors:
+    """The evaluation's floors (:func:`real_floors`), computed on a free core while training.
 
-    def work() -> None:
-        try:
-            future.set_result(fn(*args))
-        except BaseException as e:  # handed to whoever asks for the result
-            future.set_exception(e)
+    They depend on the held-out data only. Not a daemon thread: one still inside POT's C++
+    at interpreter exit can abort the process, so an interrupted run cancels it and waits
+    for the draw in progress (about a second). A failure leaves the draw to be computed, and
+    reported, by the evaluation itself.
+    """
 
-    threading.Thread(target=work, daemon=True).start()
-    return future
+    def __init__(self, heldout: np.ndarray) -> None:
+        self.floors: dict[tuple[int, int], dict[str, float]] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._work, args=(heldout,))
+        self.thread.start()
+
+    def _work(self, heldout: np.ndarray) -> None:
+        for i in range(EVAL_REPEATS):
+            if self.stop.is_set():
+                return
+            try:
+                self.floors.update(real_floors(heldout, EVAL_N, (i,)))
+            except Exception:
+                return
+
+    def wait(self) -> dict[tuple[int, int], dict[str, float]]:
+        self.thread.join()
+        return self.floors
+
+    def cancel(self) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def _write_loss(out: Path, trainer: Trainer) -> None:
