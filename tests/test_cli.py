@@ -281,3 +281,11 @@ def test_the_gifs_last_frame_is_the_runs_sample(tiny_run: Path, tmp_path: Path) 
     run = open_run(tiny_run)
     _, end = _animate(run, 50, 3, tmp_path / "a.gif")
     np.testing.assert_array_equal(end, run.sample(50, 3))
+
+
+def test_score_calls_meanwhile_once_and_gives_the_same_numbers(tiny_run: Path) -> None:
+    from ddpmlab.run import open_run, score
+    calls = []
+    plain = score(open_run(tiny_run), n=40, repeats=2)
+    beside = score(open_run(tiny_run), n=40, repeats=2, meanwhile=lambda: calls.append(1))
+    assert calls == [1] and beside == plain

@@ -296,9 +296,7 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: b
         raise
     run = open_run(out)
     run.floors.update(floors.wait())
-    evaluate_run(run)
-    if figures:
-        make_figures(run)
+    evaluate_run(run, meanwhile=(lambda: make_figures(run)) if figures else None)
     return run
 
 
@@ -345,10 +343,10 @@ def _save_progress(out: Path, trainer: Trainer, meta: dict[str, Any]) -> None:
     _write_loss(out, trainer)
 
 
-def evaluate_run(run: Run, n: int = EVAL_N, seed: int = 0,
-                 repeats: int = EVAL_REPEATS) -> tuple[dict, int, int]:
+def evaluate_run(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
+                 meanwhile: Callable[[], object] | None = None) -> tuple[dict, int, int]:
     """:func:`score` the run's default sampler and write metrics.json."""
-    result, n, repeats = score(run, n, seed, repeats)
+    result, n, repeats = score(run, n, seed, repeats, meanwhile=meanwhile)
     write_json(run.path / METRICS, {"n": n, "repeats": repeats, "seed": seed, "step": run.step,
                                     "metrics": result})
     return result, n, repeats
@@ -371,8 +369,8 @@ def real_floors(heldout: np.ndarray, n: int, draws: Iterable[int]
 
 
 def score(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
-          sampler: str = "ddpm", steps: int | None = None,
-          eta: float = 0.0) -> tuple[dict, int, int]:
+          sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0, *,
+          meanwhile: Callable[[], object] | None = None) -> tuple[dict, int, int]:
     """Score n samples against held-out data beside the real-vs-real floor.
 
     The held-out points are cut into m >= 2 disjoint real sets R_0 .. R_{m-1} of n points.
@@ -380,23 +378,32 @@ def score(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
     R_i: the same metric between two independent real samples of the same size. Values and
     floors are averaged over ``repeats`` draws (at most m), because one W1 between 2,000-point
     sets moves by 10-30 % with the reference set alone. The floors are computed once per
-    ``run`` (:attr:`Run.floors`). Returns (result, n, repeats).
+    ``run`` (:attr:`Run.floors`). ``meanwhile()`` is called once the samples are drawn, while
+    the metrics are computed (the train command draws its figures then). Returns
+    (result, n, repeats).
     """
     sets = reference_sets(run.points.heldout, n)
     n, m = len(sets[0]), len(sets)
     repeats = max(1, min(repeats, m))
     from ddpmlab import metrics
 
-    def draw(i: int) -> metrics.Result:
-        return metrics.evaluate(run.sample(n, seed + i, sampler, steps, eta), sets[i],
-                                floor=run.floor(n, i))
+    def draw(i: int) -> np.ndarray:
+        return run.sample(n, seed + i, sampler, steps, eta)
 
-    # The draws are independent and deterministic, and torch's kernels and POT's exact OT
-    # (most of the time) release the GIL: one thread per draw shares the free cores between
-    # them and costs nothing on a busy machine; the numbers are those of one draw after
-    # the other.
+    def evaluate(i: int, samples: np.ndarray) -> metrics.Result:
+        return metrics.evaluate(samples, sets[i], floor=run.floor(n, i))
+
+    # The draws are independent and deterministic: one thread each shares the free cores
+    # between them (torch's kernels release the GIL), and costs nothing on a busy machine.
+    # The metrics (POT, SciPy, scikit-learn) run in C almost entirely outside the GIL, so
+    # they go on beside meanwhile(); figures (matplotlib) hold the GIL almost throughout,
+    # which would stall a torch sampler beside them, not the metrics.
     with ThreadPoolExecutor(max_workers=repeats) as pool:
-        result = metrics.average(list(pool.map(draw, range(repeats))))
+        samples = list(pool.map(draw, range(repeats)))
+        scoring = [pool.submit(evaluate, i, x) for i, x in enumerate(samples)]
+        if meanwhile is not None:
+            meanwhile()
+        result = metrics.average([job.result() for job in scoring])
     return result, n, repeats
 
 
