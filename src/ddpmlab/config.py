@@ -199,7 +199,7 @@ def validate(config: RunConfig) -> RunConfig:
         (config.model.hidden >= 1, "model.hidden must be positive"),
         (config.model.depth >= 1, "model.depth must be positive"),
         (config.model.fourier_scale >= 0, "model.fourier_scale must be >= 0"),
-        (config.train.steps >= 1, "train.steps must be positive (try --steps 6000)"),
+        (config.train.steps >= 1, "train.steps must be positive (try --steps 4000)"),
         (config.train.batch_size >= 2, "train.batch_size must be at least 2"),
         (config.train.lr > 0, "train.lr must be positive"),
         (config.train.warmup >= 0, "train.warmup must be >= 0"),

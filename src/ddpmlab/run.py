@@ -396,10 +396,11 @@ def score(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
     # The draws are independent and deterministic: one thread each shares the free cores
     # between them (torch's kernels release the GIL), and costs nothing on a busy machine.
     # The metrics (POT, SciPy, scikit-learn) run in C almost entirely outside the GIL, so
-    # they go on beside meanwhile(); figures (matplotlib) hold the GIL almost throughout,
-    # which would stall a torch sampler beside them, not the metrics.
+    # they go on beside meanwhile() in one thread, leaving it a core; figures (matplotlib)
+    # hold the GIL almost throughout, which would stall a torch sampler beside them.
     with ThreadPoolExecutor(max_workers=repeats) as pool:
         samples = list(pool.map(draw, range(repeats)))
+    with ThreadPoolExecutor(max_workers=1 if meanwhile else repeats) as pool:
         scoring = [pool.submit(evaluate, i, x) for i, x in enumerate(samples)]
         if meanwhile is not None:
             meanwhile()
