@@ -69,11 +69,16 @@ def build_network(config: RunConfig, dim: int) -> torch.nn.Module:
     return build_model(config.model, config.diffusion.timesteps, dim, out_dim)
 
 
+def views_of(flat: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Views of the 1-D ``flat`` shaped as each of ``tensors``, laid end to end."""
+    parts = flat.split([x.numel() for x in tensors])
+    return [part.view(x.shape) for part, x in zip(parts, tensors, strict=True)]
+
+
 def flat_views(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """A new 1-D buffer holding ``tensors`` end to end, and a view of it shaped as each."""
     flat = torch.cat([x.detach().reshape(-1) for x in tensors])
-    parts = flat.split([x.numel() for x in tensors])
-    return flat, [part.view(x.shape) for part, x in zip(parts, tensors, strict=True)]
+    return flat, views_of(flat, tensors)
 
 
 def flatten_parameters(params: list[torch.nn.Parameter]) -> torch.Tensor:
@@ -110,16 +115,13 @@ class FlatAdam:
                            [self.steps], lr=lr, beta1=self.betas[0], beta2=self.betas[1],
                            weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
 
-    def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
-        return [part.view(p.shape) for part, p in
-                zip(flat.split([p.numel() for p in self.params]), self.params, strict=True)]
-
     def state_dict(self) -> dict:
         group = {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": 0,
                  "amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
                  "differentiable": False, "fused": True, "decoupled_weight_decay": False,
                  "params": list(range(len(self.params)))}
-        moments = zip(self._views(self.exp_avg), self._views(self.exp_avg_sq), strict=True)
+        moments = zip(views_of(self.exp_avg, self.params), views_of(self.exp_avg_sq, self.params),
+                      strict=True)
         return {"state": {i: {"step": self.steps.clone(), "exp_avg": m, "exp_avg_sq": v}
                           for i, (m, v) in enumerate(moments)},
                 "param_groups": [group]}
@@ -132,7 +134,7 @@ class FlatAdam:
         if sorted(entries) != list(range(len(self.params))):
             raise ValueError(f"{len(entries)} parameter states for {len(self.params)} parameters")
         for name, flat in (("exp_avg", self.exp_avg), ("exp_avg_sq", self.exp_avg_sq)):
-            for i, view in enumerate(self._views(flat)):
+            for i, view in enumerate(views_of(flat, self.params)):
                 if entries[i][name].shape != view.shape:
                     raise ValueError(f"{name} of parameter {i} has shape "
                                      f"{tuple(entries[i][name].shape)}, not {tuple(view.shape)}")
