@@ -254,9 +254,23 @@ def test_format_table_names_every_metric_and_the_sample_size():
         assert name in text
     assert "n = 50" in text and "0.5" in text
     lines = text.splitlines()
-    assert len(lines) == 2 + len(METRICS)
-    assert len({len(line) for line in lines[1:]}) == 1  # fixed-width columns
-    assert lines[-1].split()[-1] == "-"
+    assert len(lines) == 2 + len(METRICS) + 2  # title, header, one row per metric, footnote
+    rows = lines[1:-2]
+    assert len({len(line) for line in rows}) == 1  # fixed-width columns
+    assert rows[-1].split()[-1] == "-"
+
+
+def test_format_table_says_why_energy_and_mmd_can_be_negative():
+    # A same-law pair: the unbiased energy and MMD of the model row and the floor sit near 0.
+    res = evaluate(good(50, seed=1), good(50, seed=2), good(50, seed=3))
+    lines = format_table(res, 50).splitlines()
+    assert lines[-2].startswith("note:") and max(map(len, lines[-2:])) <= 80
+    note = " ".join(" ".join(lines[-2:]).split())
+    for words in ("energy", "mmd", "unbiased", "scatter around 0", "below 0", "below the floor",
+                  "normal"):
+        assert words in note
+    without = {k: v for k, v in res.items() if k in ("w1", "1nna")}
+    assert "unbiased" not in format_table(without, 50)  # no note where nothing needs it
 
 
 def test_a_given_floor_is_used_as_is_and_equals_the_computed_one():

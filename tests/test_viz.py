@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -85,6 +86,113 @@ def test_samples_over_data_and_loss(tmp_path: Path) -> None:
     assert_image(viz.plot_loss(steps, losses, tmp_path / "loss.png"), "PNG")
     with pytest.raises(ValueError, match="equal length"):
         viz.plot_loss(steps, losses[:-1], tmp_path / "bad.png")
+
+
+def tick_labels(ax: Axes) -> tuple[list[str], list[str]]:
+    """The visible, non-empty x and y tick labels inside the limits of ``ax`` (drawn first)."""
+    ax.figure.canvas.draw()
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    # the locator also places ticks just outside the view; those are never drawn
+    xs = [t.get_text() for t in ax.get_xticklabels() if x0 <= t.get_position()[0] <= x1
+          and t.get_visible() and t.get_text()]
+    ys = [t.get_text() for t in ax.get_yticklabels() if y0 <= t.get_position()[1] <= y1
+          and t.get_visible() and t.get_text()]
+    return xs, ys
+
+
+def assert_scale_readable(ax: Axes) -> None:
+    """Both axes carry at least two tick labels, numbers in data units."""
+    xs, ys = tick_labels(ax)
+    assert len(xs) >= 2 and len(ys) >= 2, (xs, ys)
+    for v in xs + ys:
+        float(v.replace("\u2212", "-"))  # matplotlib writes minus as U+2212
+
+
+def test_single_point_figures_have_ticks_in_data_units() -> None:
+    data = cloud(300, scale=3.0) + np.array([10.0, 0.0])
+    ax = viz._points_figure(data, "data").axes[0]
+    assert_scale_readable(ax)
+    assert any(float(v) >= 10 for v in tick_labels(ax)[0])  # data units, not 0..1 axes units
+    assert_scale_readable(viz._samples_figure(cloud(200), data, "samples").axes[0])
+
+
+def test_grids_label_ticks_on_outer_panels_only() -> None:
+    # 7 panels on a 2 x 5 grid: x labels on the lowest panel of each column (row 0 above the
+    # gap in columns 2-4), y labels on the left column only, as with sharex / sharey.
+    fig = viz._forward_grid_figure([(t, cloud(30, 1 + t)) for t in range(7)])
+    for i, ax in enumerate(fig.axes):
+        r, c = divmod(i, 5)
+        xs, ys = tick_labels(ax)
+        assert bool(xs) == (r == 1 or c >= 2), (i, xs)
+        assert bool(ys) == (c == 0), (i, ys)
+    assert_scale_readable(fig.axes[5])
+    fig = viz._progress_figure([("step 0", chain(4)), ("step 9", chain(4))], None, None)
+    for i, ax in enumerate(fig.axes):
+        xs, ys = tick_labels(ax)
+        assert bool(xs) == (i >= 4) and bool(ys) == (i % 4 == 0), (i, xs, ys)
+    assert_scale_readable(fig.axes[4])
+
+
+def standard_normal_chain(n: int = 4000, steps: int = 5) -> list[tuple[int, np.ndarray]]:
+    """x_T ~ N(0, I) shrinking linearly onto a small data cloud at t = 0."""
+    noise, data = cloud(n), cloud(n, 0.25)
+    return [(t, (t / steps) * noise + (1 - t / steps) * data) for t in range(steps, -1, -1)]
+
+
+def fraction_outside(pts: np.ndarray, lim: tuple[float, float, float, float]) -> float:
+    inside = (lim[0] <= pts[:, 0]) & (pts[:, 0] <= lim[1])
+    inside &= (lim[2] <= pts[:, 1]) & (pts[:, 1] <= lim[3])
+    return float(1.0 - inside.mean())
+
+
+def test_frame_limits_hold_every_point_of_standard_normal_noise() -> None:
+    frames = standard_normal_chain()
+    x_T, data = frames[0][1], frames[-1][1]
+    assert fraction_outside(x_T, viz.limits_for(data, margin=0.1)) > 0.05  # the issue
+    lim = viz.frame_limits([data, *frames], margin=0.02)  # arrays and frames mixed
+    assert all(fraction_outside(p, lim) == 0.0 for _, p in frames)
+    assert np.isclose(lim[1] - lim[0], lim[3] - lim[2])  # square, as limits_for
+    assert lim == viz.limits_for(*(p for _, p in frames), margin=0.02)  # data lies inside x_T's
+    assert viz.frame_limits([x_T]) == viz.frame_limits([(7, x_T)])
+    wild = np.vstack([x_T, [[100.0, 0.0]]])
+    assert viz.frame_limits([wild], quantile=0.0005)[1] < 10 < viz.frame_limits([wild])[1]
+    with pytest.raises(ValueError, match="at least one"):
+        viz.frame_limits([])
+    with pytest.raises(ValueError, match=r"items\[1\]"):
+        viz.frame_limits([x_T, (3, np.zeros((4, 3)))])
+
+
+def test_reverse_panels_by_default_hold_x_T() -> None:
+    frames = standard_normal_chain(steps=4)
+    fig = viz._progress_figure([(None, frames)], "reverse", None)
+    lim = (*fig.axes[0].get_xlim(), *fig.axes[0].get_ylim())
+    assert all(fraction_outside(p, lim) == 0.0 for _, p in frames)
+
+
+def test_loss_figure_says_what_is_plotted_with_readable_log_ticks() -> None:
+    steps = np.arange(50, 4001, 50)
+    losses = 0.5 * np.exp(-steps / 500) + 0.15 + 0.03 * RNG.random(steps.size)  # < 1 decade
+    fig = viz._loss_figure(steps, losses, 0.8, window=50,
+                           ylabel="loss (MSE of the predicted noise)")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "mean loss over 50 steps",
+        "smoothed (exponential moving average, weight 0.8 on the past)",
+    ]
+    assert ax.get_xlabel() == "training step"
+    assert ax.get_ylabel() == "loss (MSE of the predicted noise)"
+    assert ax.get_yscale() == "log"
+    fig.canvas.draw()
+    lo, hi = ax.get_ylim()
+    shown = [t.get_text() for t in ax.yaxis.get_majorticklabels() + ax.yaxis.get_minorticklabels()
+             if t.get_visible() and t.get_text() and lo <= t.get_position()[1] <= hi]
+    assert len(shown) >= 3, shown
+    assert all(float(v) > 0 for v in shown)  # plain numbers, e.g. "0.2", not 2x10^-1
+    for wide in (10.0 * np.exp(-steps / 300) + 0.01, 1e4 * np.exp(-steps / 100) + 1e-4):
+        fig = viz._loss_figure(steps, wide, 0.98, window=None, ylabel="loss")
+        assert len(tick_labels(fig.axes[0])[1]) >= 3
+    legend = viz._loss_figure(steps, losses, 0.98, window=None, ylabel="loss").axes[0].get_legend()
+    assert legend.get_texts()[0].get_text() == "loss as logged"  # no window: claim nothing
 
 
 def test_write_gif_streams_generator_once(tmp_path: Path) -> None:

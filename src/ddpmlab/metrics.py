@@ -5,10 +5,12 @@ All functions take ``x`` of shape (n, d) and ``y`` of shape (m, d) and return on
 * ``w1`` / ``w2``: exact Wasserstein distances W_1 and W_2 (optimal transport with uniform
   weights). The cost of moving one cloud onto the other, in the data's own units.
 * ``energy``: unbiased energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| (Székely & Rizzo 2013).
-  Zero in expectation iff the distributions agree; the unbiased estimate can be slightly
-  negative when they do.
+  Zero in expectation iff the distributions agree. Being unbiased (U-statistics, no i = j
+  terms), the estimate scatters around 0 for equal distributions: it is often negative
+  there, and a floor (real vs real) at or below 0 is normal, not a bug.
 * ``mmd``: unbiased squared maximum mean discrepancy with a Gaussian kernel (Gretton et al.
-  2012). Same reading as energy: ~0 for equal distributions, may be slightly negative.
+  2012). Same reading as energy: it scatters around 0 for equal distributions, so a value
+  or floor at or below 0, or a model value below its floor, is normal sampling noise.
 * ``1nna``: leave-one-out 1-nearest-neighbour accuracy (Lopez-Paz & Oquab 2017; Xu et al.
   2018). 0.5 means the two sets cannot be told apart, 1.0 means fully separable. 0.5 is the
   ideal only when n == m.
@@ -81,7 +83,11 @@ def wasserstein(x: np.ndarray, y: np.ndarray, p: int = 1) -> float:
 
 
 def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased energy distance between x (n, d) and y (m, d); ~0 (can be < 0) if same law."""
+    """Unbiased energy distance between x (n, d) and y (m, d), a float.
+
+    For x and y from the same law the estimate scatters around 0 (unbiased: its mean is 0), so
+    negative values are expected there; only values well above the real-vs-real floor matter.
+    """
     x, y = _pair(x, y)
     n, m = len(x), len(y)
     exy = _pair_sum(x, y, "euclidean") / (n * m)  # E|X-Y|
@@ -107,7 +113,9 @@ def median_bandwidth(x: np.ndarray) -> float:
 def mmd(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None) -> float:
     """Unbiased MMD^2 between x (n, d) and y (m, d), Gaussian kernel of width ``bandwidth``.
 
-    ``bandwidth=None`` uses :func:`median_bandwidth` of the pooled sample. Can be < 0.
+    ``bandwidth=None`` uses :func:`median_bandwidth` of the pooled sample. For x and y from
+    the same law the estimate scatters around 0 (unbiased: its mean is 0), so it is often < 0
+    there; only values well above the real-vs-real floor matter.
     """
     x, y = _pair(x, y)
     h = median_bandwidth(np.vstack([x, y])) if bandwidth is None else float(bandwidth)
@@ -213,8 +221,17 @@ def average(results: list[Result]) -> Result:
     return out
 
 
+# Printed under the table: without it a negative energy or MMD (even a negative floor) looks
+# like a bug to a reader who has not met unbiased estimators.
+UNBIASED_NOTE = ("note: energy and mmd are unbiased estimates: for equal distributions they\n"
+                 "      scatter around 0, so values at or below 0, or below the floor, are normal")
+
+
 def format_table(result: dict[str, dict[str, float | None]], n: int, repeats: int = 1) -> str:
-    """Fixed-width plain-text table of an :func:`evaluate` result at sample size ``n``."""
+    """Fixed-width plain-text table of an :func:`evaluate` result at sample size ``n``.
+
+    A footnote (:data:`UNBIASED_NOTE`) under the rows says why energy and mmd may be <= 0.
+    """
     mean = f", mean of {repeats} draws" if repeats > 1 else ""
     lines = [
         f"sample quality at n = {n} points per set{mean} (floor = real vs independent real; "
@@ -224,4 +241,6 @@ def format_table(result: dict[str, dict[str, float | None]], n: int, repeats: in
     for name, row in result.items():
         ratio = "-" if row.get("ratio") is None else f"{row['ratio']:.4g}"
         lines.append(f"{name:<8}{row['value']:>12.4g}{row['floor']:>12.4g}{ratio:>10}")
+    if "energy" in result or "mmd" in result:
+        lines += UNBIASED_NOTE.splitlines()
     return "\n".join(lines)

@@ -8,7 +8,8 @@ registry, nothing left open. Nothing here trains, samples or imports torch.
 
 Points are ``(N, 2)`` float arrays in data coordinates; a *frame* is a pair ``(t, points)``;
 *limits* are ``(xmin, xmax, ymin, ymax)``. The caller owns folders: a missing parent folder
-raises :class:`FileNotFoundError`.
+raises :class:`FileNotFoundError`. Figures of points carry small ticks in data units (in a grid
+only the outer panels are labelled) so that the data's scale can be read; GIF frames do not.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, MaxNLocator
 from PIL import Image
 
 from ddpmlab.fileio import write_atomic
@@ -45,6 +47,8 @@ _STYLE = {
     "mathtext.fontset": "cm",
     "legend.frameon": False,
 }
+# Ticks of point figures: small and grey, there to read the scale, not to draw the eye.
+_TICKS = {"labelsize": 6.5, "length": 2.0, "width": 0.6, "pad": 1.5, "colors": "#777777"}
 
 
 def _styled(func: Callable[P, R]) -> Callable[P, R]:
@@ -118,22 +122,47 @@ def _scatter(
     *,
     title: str | None = None,
     frame: bool = True,
+    ticks: bool = True,
     color: str = POINT_COLOR,
     s: float = 2.0,
     alpha: float = 0.5,
     label: str | None = None,
 ) -> None:
-    """Scatter ``pts`` (N, 2) on ``ax`` in the house style: fixed limits, equal aspect, no ticks."""
+    """Scatter ``pts`` (N, 2) on ``ax`` in the house style: fixed limits, equal aspect.
+
+    ``ticks`` puts small ticks labelled in data units on the left and bottom edges (about 5
+    per axis, at round steps); without them the axes are bare, as in GIF frames.
+    """
     ax.scatter(pts[:, 0], pts[:, 1], s=s, c=color, alpha=alpha, linewidths=0, label=label)
     ax.set_xlim(limits[0], limits[1])
     ax.set_ylim(limits[2], limits[3])
     ax.set_aspect("equal", adjustable="box")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    if ticks:
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
+        ax.tick_params(**_TICKS)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
     if not frame:
         ax.set_axis_off()
     if title is not None:
         ax.set_title(title, pad=3)
+
+
+def _label_outer(grid: np.ndarray) -> None:
+    """Keep tick labels on the outer panels of ``grid`` (rows, cols) of Axes or None (deleted).
+
+    All panels share one set of limits, so labels on the left column and on the lowest panel
+    of each column are enough (sharex/sharey style); a column whose last row is short of a
+    panel is labelled on the panel above the gap.
+    """
+    rows, cols = grid.shape
+    for r in range(rows):
+        for c in range(cols):
+            if grid[r, c] is not None:
+                lowest = all(grid[below, c] is None for below in range(r + 1, rows))
+                grid[r, c].tick_params(labelbottom=lowest, labelleft=c == 0)
 
 
 def _math(dist: str, t: int) -> str:
@@ -167,13 +196,41 @@ def limits_for(
     return (center[0] - half, center[0] + half, center[1] - half, center[1] + half)
 
 
+def frame_limits(
+    items: Iterable[Frame | np.ndarray], margin: float = 0.05, quantile: float | None = None
+) -> Limits:
+    """Square limits holding every point of every item: frames ``(t, points (N, 2))`` or arrays.
+
+    Meant for a chain from x_T to x_0, where x_T (standard normal noise mapped to data units)
+    spreads wider than the data: sizing on the data alone cuts off part of x_T. By default
+    the box holds *all* points (their min and max per axis), plus ``margin`` times the side on
+    each edge, as :func:`limits_for`; nothing is clipped, at the price that one wild point
+    widens the box. ``quantile`` (e.g. 0.0005) trims that fraction per axis and tail of each
+    item instead. Mix frames and arrays freely: ``frame_limits([data, *frames])``.
+    """
+    arrays = []
+    for i, item in enumerate(items):
+        # a frame is a 2-tuple whose first entry is a scalar t; anything else is points
+        is_frame = isinstance(item, tuple) and len(item) == 2 and np.ndim(item[0]) == 0
+        arrays.append(_points(item[1] if is_frame else item, f"items[{i}]"))
+    if not arrays:
+        raise ValueError("frame_limits needs at least one frame or point set")
+    return limits_for(*arrays, margin=margin, quantile=quantile)
+
+
 @_styled
 def plot_points(x: np.ndarray, path: str | os.PathLike[str], title: str = "data") -> Path:
     """Scatter one point cloud ``x`` (N, 2) into ``path``."""
+    return _save(_points_figure(x, title), path)
+
+
+@_styled
+def _points_figure(x: np.ndarray, title: str) -> Figure:
+    """Build the figure of :func:`plot_points`: one scatter with ticks in data units."""
     pts = _points(x, "x")
     fig = _figure(4.6, 4.8, layout="constrained")
     _scatter(fig.add_subplot(), pts, limits_for(pts), title=title, s=4.0, alpha=0.6)
-    return _save(fig, path)
+    return fig
 
 
 @_styled
@@ -186,11 +243,13 @@ def _forward_grid_figure(
     rows = math.ceil(len(checked) / cols)
     lim = _limits(limits) if limits else limits_for(*(p for _, p in checked), quantile=0.002)
     fig = _figure(2.0 * cols, 2.1 * rows + (0.35 if title else 0.0), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, (t, pts) in zip(axes, checked, strict=False):
-        _scatter(ax, pts, lim, title=_math("q", t), frame=False)
-    for ax in axes[len(checked) :]:
-        fig.delaxes(ax)
+    grid = fig.subplots(rows, cols, squeeze=False)
+    for ax, (t, pts) in zip(grid.flat, checked, strict=False):
+        _scatter(ax, pts, lim, title=_math("q", t))
+    for i in range(len(checked), grid.size):
+        fig.delaxes(grid.flat[i])
+        grid.flat[i] = None  # _label_outer sees the gap
+    _label_outer(grid)
     if title:
         fig.suptitle(title, fontsize=12)
     return fig
@@ -216,10 +275,14 @@ def _progress_figure(
     title: str | None,
     limits: Limits | None,
 ) -> Figure:
-    """One row of p(x_t) panels per ``(row_label, checked_frames)``, same limits everywhere."""
+    """One row of p(x_t) panels per ``(row_label, checked_frames)``, same limits everywhere.
+
+    ``limits=None`` holds every point of every frame (:func:`frame_limits`), x_T included.
+    """
     if not checked:
         raise ValueError("snapshots is empty")
-    lim = _limits(limits) if limits else limits_for(checked[-1][1][-1][1], margin=0.1)
+    every = [f for _, fr in checked for f in fr]
+    lim = _limits(limits) if limits else frame_limits(every, margin=0.05)
     cols = max(len(fr) for _, fr in checked)
     first_ts = [t for t, _ in checked[0][1]]
     extra = 0.4 if title else 0.0
@@ -230,11 +293,13 @@ def _progress_figure(
         for c, ax in enumerate(grid[r]):
             if c >= len(fr):
                 fig.delaxes(ax)
+                grid[r, c] = None
                 continue
             t, pts = fr[c]
             _scatter(ax, pts, lim, title=_math("p", t) if titled else None)
             if c == 0 and label:
                 ax.set_ylabel(label, fontsize=10)
+    _label_outer(grid)
     if title:
         fig.suptitle(title, fontsize=12)
     return fig
@@ -249,7 +314,8 @@ def plot_reverse_process(
 ) -> Path:
     """One row of reverse-chain panels ``(t, points (N, 2))`` from x_T to x_0, titled p(x_t).
 
-    All panels share ``limits``, by default the last frame's box plus a 10 % margin.
+    All panels share ``limits``, by default the box of every point of every frame plus a 5 %
+    margin (:func:`frame_limits`), so that x_T is not cut off.
     """
     return _save(_progress_figure([(None, _frames(frames, "frames"))], title, limits), path)
 
@@ -263,7 +329,8 @@ def plot_training_progress(
 ) -> Path:
     """One reverse-chain row per ``(training_step, frames)`` snapshot, labelled "step N".
 
-    All panels share ``limits``, by default the last snapshot's last frame plus a 10 % margin.
+    All panels share ``limits``, by default the box of every point of every snapshot's frames
+    plus a 5 % margin (:func:`frame_limits`).
     """
     rows = [
         (f"step {int(step)}", _frames(frames, f"snapshots[{r}] frames"))
@@ -280,6 +347,12 @@ def plot_samples_over_data(
     title: str | None = None,
 ) -> Path:
     """``data`` (M, 2) in grey behind ``samples`` (N, 2) in colour, with a legend."""
+    return _save(_samples_figure(samples, data, title), path)
+
+
+@_styled
+def _samples_figure(samples: np.ndarray, data: np.ndarray, title: str | None) -> Figure:
+    """Build the figure of :func:`plot_samples_over_data`."""
     smp, dat = _points(samples, "samples"), _points(data, "data")
     lim = limits_for(dat, smp, quantile=0.002)
     fig = _figure(4.8, 5.0, layout="constrained")
@@ -287,7 +360,7 @@ def plot_samples_over_data(
     _scatter(ax, dat, lim, color=DATA_COLOR, s=4.0, alpha=0.45, label="data")
     _scatter(ax, smp, lim, title=title, s=4.0, alpha=0.6, label="samples")
     ax.legend(loc="upper right", markerscale=3.0, handletextpad=0.2)
-    return _save(fig, path)
+    return fig
 
 
 def _ema(values: np.ndarray, decay: float) -> np.ndarray:
@@ -302,9 +375,31 @@ def _ema(values: np.ndarray, decay: float) -> np.ndarray:
 
 @_styled
 def plot_loss(
-    steps: np.ndarray, losses: np.ndarray, path: str | os.PathLike[str], ema: float = 0.98
+    steps: np.ndarray,
+    losses: np.ndarray,
+    path: str | os.PathLike[str],
+    ema: float = 0.98,
+    *,
+    window: int | None = None,
+    ylabel: str = "training loss",
 ) -> Path:
-    """Training loss against step: ``losses`` (S,) faint, its EMA bold, log-scale y when > 0."""
+    """Training loss against step: ``losses`` (S,) faint, its EMA bold, log-scale y when > 0.
+
+    ``window``: each value is the mean loss over that many training steps (the trainer's
+    ``log_every``); it names the faint curve ("mean loss over 50 steps"; without it, "loss as
+    logged"). ``ylabel`` says what the loss is, e.g. "loss (MSE of the predicted noise)". The
+    legend spells out the smoothing for a reader without the code. A log axis labels, as plain
+    numbers, its powers of ten and also 2..9 x 10^k when the losses span under a decade, 2 and
+    5 x 10^k under three decades, so that at least about three ticks carry a number.
+    """
+    return _save(_loss_figure(steps, losses, ema, window=window, ylabel=ylabel), path)
+
+
+@_styled
+def _loss_figure(
+    steps: np.ndarray, losses: np.ndarray, ema: float, *, window: int | None, ylabel: str
+) -> Figure:
+    """Build the figure of :func:`plot_loss`."""
     st = np.asarray(steps, dtype=np.float64)
     ls = np.asarray(losses, dtype=np.float64)
     if st.ndim != 1 or ls.shape != st.shape or st.size == 0:
@@ -315,18 +410,34 @@ def plot_loss(
         raise ValueError("steps or losses contain NaN or infinite values")
     if not 0.0 <= ema < 1.0:
         raise ValueError(f"ema must be in [0, 1), got {ema}")
+    if window is not None and window < 1:
+        raise ValueError(f"window must be a positive number of steps, got {window}")
     fig = _figure(6.4, 3.6, layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(st, ls, color=POINT_COLOR, alpha=0.3, linewidth=0.8, label="raw loss")
-    ax.plot(st, _ema(ls, ema), color="#17406f", linewidth=2.0, label=f"EMA ({ema:g})")
+    raw = ("loss as logged" if window is None else "loss at each step" if window == 1
+           else f"mean loss over {window} steps")
+    ax.plot(st, ls, color=POINT_COLOR, alpha=0.3, linewidth=0.8, label=raw)
+    ax.plot(st, _ema(ls, ema), color="#17406f", linewidth=2.0,
+            label=f"smoothed (exponential moving average, weight {ema:g} on the past)")
     if (ls > 0).all():
         ax.set_yscale("log")
+        # Loss curves span a decade or two, where 10^k ticks alone give 1-2 labels: label
+        # minor ticks too, as plain numbers, at every k x 10^k within a decade, at 2 and 5 x
+        # 10^k over up to three. (Over many decades the minor locator gives none and the
+        # decades suffice; within a factor of ~2 it falls back to linear ticks.)
+        decades = math.log10(ls.max() / ls.min())
+        ax.yaxis.set_major_formatter("{x:.3g}")
+        if decades < 3:
+            subs = np.arange(2.0, 10.0) if decades < 1 else (2.0, 5.0)
+            ax.yaxis.set_minor_locator(LogLocator(base=10.0, subs=subs))
+            ax.yaxis.set_minor_formatter("{x:.3g}")
+            ax.grid(True, which="minor", axis="y", color="#f4f4f4", linewidth=0.6)
     ax.set_xlabel("training step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     ax.grid(True, which="major", color="#ececec", linewidth=0.8)
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(loc="upper right")
-    return _save(fig, path)
+    return fig
 
 
 def _line_axes(fig: Figure, xlabel: str, ylabel: str, position: int = 111) -> Axes:
@@ -418,7 +529,7 @@ def write_gif(
     frame_ms = max(10, round(100.0 / fps) * 10)
     fig = _figure(4.0, 4.0, dpi=size_px / 4.0)
     ax = fig.add_axes((0.02, 0.02, 0.96, 0.88))
-    _scatter(ax, np.empty((0, 2)), lim, s=5.0, alpha=0.6)
+    _scatter(ax, np.empty((0, 2)), lim, ticks=False, s=5.0, alpha=0.6)
     dots, canvas = ax.collections[0], fig.canvas
     assert isinstance(canvas, FigureCanvasAgg)
     label = fig.text(0.5, 0.95, "", ha="center", va="center", fontsize=13)
