@@ -95,8 +95,8 @@ def swiss(seeds: list[int], tmp: Path) -> list[dict]:
             run = train_run(config, tmp / f"{variance}-{seed}", progress=False, figures=False)
             seconds = time.perf_counter() - start
             bound = run_bound(run)
-            ddpm, _, _ = score(run)
-            ddim, _, _ = score(run, sampler="ddim", steps=20)
+            ddpm = score(run).metrics
+            ddim = score(run, sampler="ddim", steps=20).metrics
             row = {"seed": seed, "variance": variance, "nats_per_dim": bound["nats_per_dim"],
                    "ddpm_all_1nna": ddpm["1nna"]["value"], "ddim20_1nna": ddim["1nna"]["value"],
                    "1nna_floor": ddpm["1nna"]["floor"], "ddim20_w1_ratio": ddim["w1"]["ratio"],

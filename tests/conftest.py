@@ -3,6 +3,7 @@ diffusers reference numbers with their error measure."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +17,30 @@ TINY = ["--steps", "40", "--timesteps", "20", "--hidden", "16", "--batch-size", 
         "--quiet"]
 
 
+def contents(*folders: Path) -> dict[Path, bytes]:
+    """Every file under ``folders`` and its bytes."""
+    return {p: p.read_bytes() for f in folders for p in sorted(f.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory):
-    """A trained tiny run directory (shared by the read-only tests)."""
+    """A trained tiny run directory, shared and read-only: a test that writes into it fails
+    at the end of the session (use ``tiny_copy`` to change a run)."""
     from ddpmlab.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     config = out.parent / "tiny.toml"
     config.write_text("[data]\nn_train = 600\nheldout = 400\n")
     assert main(["train", "moons", "--out", str(out), "--config", str(config), *TINY]) == 0
-    return out
+    before = contents(out)
+    yield out
+    assert contents(out) == before, "a test changed the shared tiny_run; use tiny_copy"
+
+
+@pytest.fixture
+def tiny_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    """A copy of tiny_run of the test's own, free to change."""
+    return Path(shutil.copytree(tiny_run, tmp_path / "tiny"))
 
 
 REF_PATH = Path(__file__).parent / "data" / "diffusers_ref_subset.npz"

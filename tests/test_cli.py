@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, contents
 from PIL import Image
 
 from ddpmlab import checkpoint
@@ -57,21 +57,21 @@ def test_sample_writes_points_and_same_seed_same_points(tiny_run: Path, tmp_path
     assert not np.allclose(a, c)
 
 
-def test_evaluate_prints_the_table_with_floors(tiny_run: Path, capsys) -> None:
-    assert main(["evaluate", str(tiny_run), "--n", "100"]) == 0
+def test_evaluate_prints_the_table_with_floors(tiny_copy: Path, capsys) -> None:
+    assert main(["evaluate", str(tiny_copy), "--n", "100"]) == 0
     out = capsys.readouterr().out
     for name in METRICS:
         assert name in out
     assert "n = 100" in out
-    assert json.loads((tiny_run / "metrics.json").read_text())["n"] == 100
+    assert json.loads((tiny_copy / "metrics.json").read_text())["n"] == 100
 
 
-def test_figures_and_animate_remake_files(tiny_run: Path, tmp_path: Path) -> None:
-    (tiny_run / "figures" / "forward.png").unlink()
-    assert main(["figures", str(tiny_run)]) == 0
-    assert (tiny_run / "figures" / "forward.png").is_file()
+def test_figures_and_animate_remake_files(tiny_copy: Path, tmp_path: Path) -> None:
+    (tiny_copy / "figures" / "forward.png").unlink()
+    assert main(["figures", str(tiny_copy)]) == 0
+    assert (tiny_copy / "figures" / "forward.png").is_file()
     gif = tmp_path / "chain.gif"
-    assert main(["animate", str(tiny_run), "--n", "100", "--out", str(gif)]) == 0
+    assert main(["animate", str(tiny_copy), "--n", "100", "--out", str(gif)]) == 0
     with Image.open(gif) as im:
         assert im.n_frames == 21  # x_20 .. x_0: every state of a 20-step chain
 
@@ -198,10 +198,6 @@ def _chattr(flag: str, path: Path) -> int:
     return subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode
 
 
-def _contents(*folders: Path) -> dict[Path, bytes]:
-    return {p: p.read_bytes() for f in folders for p in sorted(f.rglob("*")) if p.is_file()}
-
-
 @pytest.mark.parametrize("case, expect", [
     ("missing", "not found"),
     ("empty", "empty"),
@@ -235,7 +231,7 @@ def _contents(*folders: Path) -> dict[Path, bytes]:
     ("sample_out_missing", "does not exist; create it first"),
     ("sample_out_folder", "is a folder; give a file name"),
     ("sample_out_readonly", "Permission denied" if os.geteuid() else "Operation not permitted"),
-    ("animate_out_missing", "No such file or directory"),
+    ("animate_out_missing", "does not exist; create it first"),
     ("run_no_data", "data.npz is missing"),
     ("run_foreign_ckpt", "does not belong to this run: its model.hidden is 32 but"),
     ("resume_no_data", "data.npz is missing"),
@@ -246,7 +242,7 @@ def _contents(*folders: Path) -> dict[Path, bytes]:
 def test_bad_input_gets_one_line_and_exit_2(case: str, expect: str, tmp_path: Path,
                                             tiny_run: Path, capsys) -> None:
     argv = _argv(case, tmp_path, tiny_run)
-    before = _contents(tmp_path, tiny_run)
+    before = contents(tmp_path, tiny_run)
     try:
         assert main(argv) == 2
     finally:
@@ -258,7 +254,7 @@ def test_bad_input_gets_one_line_and_exit_2(case: str, expect: str, tmp_path: Pa
     assert err.startswith("ddpmlab: error:") and expect in err, err
     assert "\n" not in err and "Traceback" not in err and ".tmp" not in err
     assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
-    assert _contents(tmp_path, tiny_run) == before  # nothing written before is damaged
+    assert contents(tmp_path, tiny_run) == before  # nothing written before is damaged
 
 
 def test_console_script_exits_2_without_traceback(tmp_path: Path) -> None:
@@ -286,6 +282,7 @@ def test_the_gifs_last_frame_is_the_runs_sample(tiny_run: Path, tmp_path: Path) 
 def test_score_calls_meanwhile_once_and_gives_the_same_numbers(tiny_run: Path) -> None:
     from ddpmlab.run import open_run, score
     calls = []
-    plain = score(open_run(tiny_run), n=40, repeats=2)
-    beside = score(open_run(tiny_run), n=40, repeats=2, meanwhile=lambda: calls.append(1))
+    plain = score(open_run(tiny_run), n=40, repeats=2).metrics
+    beside = score(open_run(tiny_run), n=40, repeats=2,
+                   meanwhile=lambda: calls.append(1)).metrics
     assert calls == [1] and beside == plain

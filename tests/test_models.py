@@ -123,8 +123,9 @@ def _randomise_output_layer(model: ResMLP) -> None:
         model.out.bias.copy_(torch.randn(model.out.bias.shape, generator=g))
 
 
-def test_resmlp_both_timestep_embedding_paths_agree():
-    # N > T embeds the whole table then indexes it; N <= T embeds the gathered rows.
+def test_resmlp_output_does_not_depend_on_how_the_batch_is_cut():
+    # embed() runs the timestep MLP once per distinct t of the batch: a batch holding every t
+    # (N > T, repeats) and small batches (few distinct t) must give the same outputs.
     T = 10
     torch.manual_seed(1)
     model = ResMLP(T, hidden=32, depth=2)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import contents
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from test_train import SMALL, small_config
@@ -124,7 +125,7 @@ def test_resume_after_a_kill_retakes_later_snapshots_and_removes_temps(
             on_step(step)
             if step == 24:
                 shutil.copytree(straight, killed)
-        original(self, progress=False, on_step=hook)
+        original(self, on_step=hook)
 
     monkeypatch.setattr(Trainer, "fit", fit)
     train_run(config, straight, progress=False, figures=False)
@@ -303,6 +304,137 @@ def test_interrupt_saves_a_checkpoint_exits_130_and_resume_completes(
     assert checkpoint.load(run / CKPT).step == 600 and temps(run) == []
 
 
+def test_sigint_and_sigterm_at_random_steps_then_resume_equals_an_uninterrupted_run(
+        tmp_path: Path) -> None:
+    """An interrupt stops training at the end of the step in progress: the checkpoint it
+    writes is a state an uninterrupted run passes through, so the resume is exact."""
+    toml = tmp_path / "data.toml"
+    toml.write_text(DATA_TOML)
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    assert main(["train", "moons", "--out", str(reference), "--config", str(toml),
+                 *KILL_ARGS]) == 0
+    fresh = ["moons", "--out", str(run), "--config", str(toml), *KILL_ARGS]
+    rng = random.Random(99)
+    signals = [signal.SIGINT, signal.SIGTERM] * 3
+    for i, sig in enumerate(signals):
+        proc = launch(fresh + ["--resume"] * (i > 0))  # the same command, --resume appended
+        lines = wait_for_training(proc)
+        assert lines and lines[-1].startswith("training "), lines
+        target = STEPS * (i + 1) // (len(signals) + 1) + rng.randrange(7)
+        poll(lambda t=target: checkpoint_step(run) >= t, proc)
+        time.sleep(rng.uniform(0.0, 0.02))  # a random moment within a step or a write
+        assert proc.poll() is None, "the run ended before it was interrupted"
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == 130
+        assert proc.stderr.read().startswith("ddpmlab: interrupted")
+        proc.stderr.close()
+        assert temps(run) == []
+    assert main(["train", *fresh, "--resume"]) == 0
+    a, b = checkpoint.load(reference / CKPT), checkpoint.load(run / CKPT)
+    assert a.step == b.step == STEPS
+    assert same_tensors(a.model, b.model) and same_tensors(a.ema, b.ema)  # bit for bit
+    assert same_tensors({"rng": a.rng}, {"rng": b.rng})
+    assert a.meta["history"] == b.meta["history"]
+    for name in (LOSS, DATA, CONFIG):
+        assert (reference / name).read_bytes() == (run / name).read_bytes(), name
+    with np.load(reference / SNAPSHOTS) as fa, np.load(run / SNAPSHOTS) as fb:
+        assert sorted(fa.files) == sorted(fb.files)
+        assert all(np.array_equal(fa[k], fb[k]) for k in fa.files)
+
+
+# --- the command that started the run, --resume appended --------------------------------
+
+def _small_run(tmp_path: Path) -> tuple[list[str], Path]:
+    """A 30-step run and the command line that made it."""
+    toml = tmp_path / "data.toml"
+    toml.write_text(DATA_TOML)
+    run = tmp_path / "run"
+    argv = ["train", "moons", "--out", str(run), "--config", str(toml), "--steps", "30",
+            "--timesteps", "20", "--hidden", "16", "--batch-size", "64", "--seed", "3",
+            "--quiet", "--no-figures", "--no-eval"]
+    assert main(argv) == 0
+    return argv, run
+
+
+def test_resume_accepts_the_flags_of_the_command_that_started_the_run(tmp_path: Path) -> None:
+    argv, run = _small_run(tmp_path)
+    assert main([*argv, "--resume", "--steps", "40"]) == 0  # every flag as saved, steps more
+    assert checkpoint.load(run / CKPT).step == 40
+    config = json.loads((run / CONFIG).read_text())
+    assert config["train"]["steps"] == 40 and config["train"]["seed"] == 3
+
+
+@pytest.mark.parametrize("change, expect", [
+    (["--seed", "4"], "--seed differs from the run's train.seed = 3"),
+    (["--hidden", "32"], "--hidden differs from the run's model.hidden = 16"),
+    (["circles"], "DATA 'circles' differs from the run's data.source = 'moons'"),
+    (["--lr", "0.01"], "--lr differs from the run's train.lr = 0.004"),
+])
+def test_resume_refuses_a_setting_that_contradicts_the_run(change: list[str], expect: str,
+                                                           tmp_path: Path, capsys) -> None:
+    argv, run = _small_run(tmp_path)
+    before = contents(run)
+    capsys.readouterr()
+    if change == ["circles"]:
+        argv = [a if a != "moons" else "circles" for a in argv]
+        change = []
+    assert main([*argv, *change, "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ddpmlab: error:") and expect in err and "\n" not in err, err
+    assert contents(run) == before
+
+
+def test_resume_refuses_a_config_file_that_contradicts_the_run(tmp_path: Path, capsys) -> None:
+    argv, run = _small_run(tmp_path)
+    capsys.readouterr()
+    (tmp_path / "data.toml").write_text(DATA_TOML.replace("600", "700"))
+    assert main([*argv, "--resume"]) == 2
+    assert "(data.n_train) differs from the run's data.n_train = 600" in capsys.readouterr().err
+
+
+def test_resume_honours_steps_edited_in_config_json_and_refuses_other_edits(
+        tmp_path: Path, capsys) -> None:
+    _, run = _small_run(tmp_path)
+    capsys.readouterr()
+    config = json.loads((run / CONFIG).read_text())
+    write_json(run / CONFIG, {**config, "train": {**config["train"], "lr": 0.1}})
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 2
+    assert "sets train.lr = 0.1 but the run was trained with 0.004" in capsys.readouterr().err
+    write_json(run / CONFIG, {**config, "train": {**config["train"], "steps": 45}})
+    assert main(["train", "--resume", "--out", str(run), "--quiet", "--no-eval",
+                 "--no-figures"]) == 0
+    assert checkpoint.load(run / CKPT).step == 45
+    assert "from step 30 to 45" in capsys.readouterr().err
+
+
+# --- two processes on one run -----------------------------------------------------------
+
+def test_a_second_process_on_a_run_in_use_is_refused_and_a_kill_frees_it(
+        tmp_path: Path, capsys) -> None:
+    toml = tmp_path / "data.toml"
+    toml.write_text(DATA_TOML)
+    run = tmp_path / "run"
+    proc = launch(["moons", "--out", str(run), "--config", str(toml), "--steps", "100000",
+                   "--timesteps", "20", "--hidden", "16", "--batch-size", "64",
+                   "--checkpoint-every", "50", "--quiet", "--no-figures"])
+    lines = wait_for_training(proc)
+    assert lines and lines[-1].startswith("training "), lines
+    poll(lambda: checkpoint_step(run) >= 50, proc)
+    for argv in (["train", "--resume", "--out", str(run), "--quiet"], ["figures", str(run)],
+                 ["evaluate", str(run), "--n", "50"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "is in use by another ddpmlab process" in err and "\n" not in err, err
+    assert not (run / "figures").exists() and not (run / "metrics.json").exists()
+    proc.send_signal(signal.SIGKILL)  # the kernel drops a dead process's lock
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    proc.stderr.close()
+    steps = checkpoint_step(run) + 10
+    assert main(["train", "--resume", "--out", str(run), "--steps", str(steps), "--quiet",
+                 "--no-eval", "--no-figures"]) == 0
+    assert checkpoint.load(run / CKPT).step == steps
+
+
 # --- safe loading -----------------------------------------------------------------------
 
 def _write_bad_checkpoint(kind: str, good: Path, path: Path, marker: Path) -> None:
@@ -328,10 +460,6 @@ def _write_bad_checkpoint(kind: str, good: Path, path: Path, marker: Path) -> No
         raise AssertionError(kind)
 
 
-def snapshot_bytes(*folders: Path) -> dict[Path, bytes]:
-    return {p: p.read_bytes() for folder in folders for p in folder.rglob("*") if p.is_file()}
-
-
 @pytest.mark.parametrize("kind, expect", [
     ("pickle", "is not a ddpmlab checkpoint (not a safetensors file, or truncated)"),
     ("truncated", "is damaged"),
@@ -347,7 +475,7 @@ def test_unsafe_or_foreign_checkpoints_are_refused_with_one_line(
     _write_bad_checkpoint(kind, tiny_run / CKPT, run / CKPT, marker)
     with pytest.raises(UserError, match=re.escape(expect)):
         open_run(run)
-    before = snapshot_bytes(tmp_path)
+    before = contents(tmp_path)
     commands = [["evaluate", str(run)], ["sample", str(run), "--out", str(tmp_path / "x.npy")],
                 ["train", "--resume", "--out", str(run), "--quiet", "--no-figures"]]
     for argv in commands:
@@ -355,5 +483,5 @@ def test_unsafe_or_foreign_checkpoints_are_refused_with_one_line(
         err = capsys.readouterr().err
         assert err.startswith("ddpmlab: error: ") and expect in err, err
         assert err.count("\n") == 1 and "Traceback" not in err
-    assert snapshot_bytes(tmp_path) == before  # nothing written, nothing damaged
+    assert contents(tmp_path) == before  # nothing written, nothing damaged
     assert not marker.exists()  # the pickle never ran

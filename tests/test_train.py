@@ -34,7 +34,7 @@ def test_same_seed_same_weights_other_seed_other_weights() -> None:
     runs = []
     for seed in (0, 0, 1):
         trainer = Trainer(small_config(seed=seed), x)
-        trainer.fit(progress=False)
+        trainer.fit()
         runs.append(weights(trainer.ema))
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     assert not all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
@@ -51,7 +51,7 @@ def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(tmp_path: Pat
     import ddpmlab.run as run_module
     original = Trainer.fit
     try:  # stop the second run at step 13, as Ctrl-C would
-        Trainer.fit = lambda self, **kw: original(self, progress=False, on_step=interrupt)
+        Trainer.fit = lambda self, **kw: original(self, on_step=interrupt)
         with pytest.raises(KeyboardInterrupt):
             run_module.train_run(config, tmp_path / "resumed", progress=False, figures=False)
     finally:

@@ -11,11 +11,11 @@ import time
 import numpy as np
 import torch
 
-from ddpmlab import viz
+from ddpmlab import feedback, viz
 from ddpmlab.errors import UserError
-from ddpmlab.fileio import write_json
+from ddpmlab.fileio import exclusive, write_json
 from ddpmlab.likelihood import nll_bound
-from ddpmlab.run import EVAL_N, FIGURES, SAMPLERS, Run, reference_sets
+from ddpmlab.run import EVAL_N, FIGURES, SAMPLERS, Run, score
 
 NLL, SWEEP = "nll.json", "sweep.json"
 
@@ -31,6 +31,7 @@ def run_bound(run: Run, n: int = EVAL_N, seed: int = 0) -> dict:
     x = run.points.heldout[:n]
     z = torch.from_numpy(run.standardizer.transform(x)).to(torch.float32)
     d = run.config.diffusion
+    feedback.status(f"computing the bound's {run.schedule.T + 1} terms on {len(x):,} points")
     bound = nll_bound(run.schedule, run.model, z, prediction=d.prediction, variance=d.variance,
                       generator=torch.Generator().manual_seed(seed))
     log_det = float(np.log(run.standardizer.std).sum())  # Jacobian of the standardisation
@@ -41,10 +42,11 @@ def run_bound(run: Run, n: int = EVAL_N, seed: int = 0) -> dict:
         "standardised_nats_per_dim": bound.nats_per_dim, "prior": bound.prior,
         "decoder": float(bound.terms[0]), "terms": bound.terms.tolist(),
     }
-    write_json(run.path / NLL, result)
-    (run.path / FIGURES).mkdir(exist_ok=True)
-    viz.plot_bound_terms(bound.terms, bound.prior, run.path / FIGURES / "nll_terms.png",
-                         title=f"bound terms, {d.variance} variance, step {run.step}")
+    with exclusive(run.path):
+        write_json(run.path / NLL, result)
+        (run.path / FIGURES).mkdir(exist_ok=True)
+        viz.plot_bound_terms(bound.terms, bound.prior, run.path / FIGURES / "nll_terms.png",
+                             title=f"bound terms, {d.variance} variance, step {run.step}")
     return result
 
 
@@ -58,34 +60,38 @@ def format_bound(result: dict) -> str:
 
 
 def sweep(run: Run, samplers: tuple[str, ...] = SAMPLERS, steps: tuple[int, ...] | None = None,
-          n: int = EVAL_N, seed: int = 0, eta: float = 0.0) -> list[dict]:
+          n: int = EVAL_N, seed: int = 0, eta: float = 0.0, repeats: int = 1) -> list[dict]:
     """Sampler x number of steps -> quality beside its floor and seconds; writes sweep.json.
 
-    steps default: 5, 10, 20, 50, 100 and T (those < T, then T). One draw per cell, scored
-    against the same reference and floor sets, so the cells compare with each other; seconds
-    are the sampling time of that draw.
+    steps default: 5, 10, 20, 50, 100 and T (those < T, then T). Each cell is
+    :func:`ddpmlab.run.score` with ``repeats`` draws: the same reference sets and floors as
+    ``evaluate`` with as many repeats (by default one, the first of evaluate's three, so its
+    floor differs from evaluate's three-set average by the scatter of one set). Seconds are
+    the whole cell: sampling and metrics.
     """
-    from ddpmlab import metrics
-
     T = run.schedule.T
     steps = steps or (*(k for k in (5, 10, 20, 50, 100) if k < T), T)
     if any(not 1 <= k <= T for k in steps):
         raise UserError(f"sampling steps must lie in 1..{T} (T of this run), got {list(steps)}")
-    real = reference_sets(run.points.heldout, n)[0]  # draw 0 of `evaluate`, and its floor
-    floor = run.floor(len(real), 0)
     rows = []
-    for sampler in samplers:
-        for k in steps:
-            start = time.perf_counter()
-            samples = run.sample(len(real), seed, sampler, k, eta)
-            seconds = time.perf_counter() - start
-            result = metrics.evaluate(samples, real, floor=floor)
-            rows.append({"sampler": sampler, "steps": k, "seconds": seconds, "n": len(real),
-                         "1nna": result["1nna"]["value"], "1nna_floor": result["1nna"]["floor"],
-                         "w1": result["w1"]["value"], "w1_ratio": result["w1"]["ratio"]})
-    write_json(run.path / SWEEP, {"eta": eta, "seed": seed, "rows": rows})
-    (run.path / FIGURES).mkdir(exist_ok=True)
-    viz.plot_sweep(rows, run.path / FIGURES / "sweep.png")
+    cells = [(sampler, k) for sampler in samplers for k in steps]
+    with exclusive(run.path):
+        with feedback.bar(len(cells), "sweep", unit="cell") as bar:
+            for sampler, k in cells:
+                bar.set_postfix(sampler=sampler, steps=k)
+                start = time.perf_counter()
+                with feedback.shown(False):  # one bar for the sweep, none per cell
+                    result = score(run, n, seed, repeats, sampler, k, eta)
+                seconds = time.perf_counter() - start
+                m = result.metrics
+                rows.append({"sampler": sampler, "steps": k, "seconds": seconds, "n": result.n,
+                             "repeats": result.repeats, "1nna": m["1nna"]["value"],
+                             "1nna_floor": m["1nna"]["floor"], "w1": m["w1"]["value"],
+                             "w1_ratio": m["w1"]["ratio"]})
+                bar.update()
+        write_json(run.path / SWEEP, {"eta": eta, "seed": seed, "rows": rows})
+        (run.path / FIGURES).mkdir(exist_ok=True)
+        viz.plot_sweep(rows, run.path / FIGURES / "sweep.png")
     return rows
 
 

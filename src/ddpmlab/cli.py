@@ -8,25 +8,40 @@ flags win over the file. User mistakes end with one line on stderr and exit stat
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.metadata
 import signal
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
+from ddpmlab import feedback
 from ddpmlab import run as runs
-from ddpmlab.config import RunConfig, from_dict, load_toml, replace, to_dict, validate
+from ddpmlab.config import RunConfig, load_toml, replace, to_dict, validate
 from ddpmlab.data import TOY2D
 from ddpmlab.errors import UserError
 from ddpmlab.fileio import write_atomic
 
+
+def seed_type(text: str) -> int:
+    """argparse type of every --seed: one rule everywhere, an integer in 0 .. 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: give an integer") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"invalid seed {value}: seeds are integers from 0 "
+                                         "to 2**63 - 1")
+    return value
+
+
 # flag -> (config section, field, type, help)
-FLAGS: dict[str, tuple[str, str, type, str]] = {
+FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "--steps": ("train", "steps", int, "training steps"),
-    "--seed": ("train", "seed", int, "random seed (data, weights, batches, noise)"),
+    "--seed": ("train", "seed", seed_type, "random seed (data, weights, batches, noise)"),
     "--batch-size": ("train", "batch_size", int, "points per training batch"),
     "--lr": ("train", "lr", float, "peak Adam learning rate"),
     "--threads": ("train", "threads", int, "torch threads (1 is fastest for small MLPs)"),
@@ -41,7 +56,7 @@ FLAGS: dict[str, tuple[str, str, type, str]] = {
                    "reverse variance: fixed_small, fixed_large or learned_range"),
     "--prediction": ("diffusion", "prediction", str, "network target: eps, x0 or v"),
 }
-RESUME_FLAGS = {"steps", "checkpoint_every"}  # the train fields --resume may change
+FLAG_OF = {(section, name): flag for flag, (section, name, _, _) in FLAGS.items()}
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -70,58 +85,132 @@ def _fresh_out(name: str) -> Path:
     return path
 
 
+def _settings(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], dict[tuple, str]]:
+    """What the command line sets (the --config file, then DATA and the flags over it), and
+    where each setting came from, for messages."""
+    settings: dict[str, dict[str, Any]] = {}
+    origin: dict[tuple, str] = {}
+    if args.config:
+        for section, values in load_toml(args.config).items():
+            if not isinstance(values, dict):
+                raise UserError(f"{args.config}: {section} must be a [table] of settings")
+            settings[section] = dict(values)
+            origin |= {(section, key): f"{args.config} ({section}.{key})" for key in values}
+    if args.data is not None:
+        settings.setdefault("data", {})["source"] = args.data
+        origin["data", "source"] = f"DATA {args.data!r}"
+    for section, values in _overrides(args).items():
+        settings.setdefault(section, {}).update(values)
+        origin |= {(section, key): FLAG_OF[section, key] for key in values}
+    return settings, origin
+
+
+def _same_source(a: str, b: str) -> bool:
+    """Two DATA arguments naming one file (written from other folders) count as the same."""
+    return a == b or (Path(a).is_file() and Path(b).is_file()
+                      and Path(a).resolve() == Path(b).resolve())
+
+
+def _resume_config(args: argparse.Namespace) -> tuple[RunConfig, bool]:
+    """The run's saved configuration, checked against what the command line repeats of it.
+
+    Re-running the command that started the run with --resume appended is allowed: every
+    setting equal to the saved one passes. A different one is refused, naming it, except
+    the train settings a resume may change (``run.RESUMABLE``).
+    """
+    saved, resumable = runs.resume_config(args.out)
+    settings, origin = _settings(args)
+    wanted, have = to_dict(replace(saved, settings)), to_dict(saved)
+    changes: dict[str, Any] = {}
+    for section, values in settings.items():
+        for key in values:
+            new, old = wanted[section][key], have[section][key]
+            if new == old or ((section, key) == ("data", "source") and _same_source(new, old)):
+                continue
+            if section == "train" and key in runs.RESUMABLE:
+                changes[key] = new
+                continue
+            allowed = " and ".join(FLAG_OF["train", k] for k in runs.RESUMABLE)
+            raise UserError(f"{origin[section, key]} differs from the run's {section}.{key} = "
+                            f"{old!r}; --resume continues the run as it was configured, only "
+                            f"{allowed} may change (drop it, or train a new run)")
+    return validate(replace(saved, {"train": changes})), resumable
+
+
+def _check_new_out(out: Path, force: bool) -> None:
+    """Refuse an --out that holds a run, or (without --force) someone's files."""
+    if not out.is_dir():
+        return  # absent, or a file: train_run refuses the latter
+    if (out / runs.CKPT).exists() or (out / runs.CONFIG).exists():
+        raise UserError(f"{out} already holds a run; add --resume to continue it, or choose "
+                        "another --out")
+    others = sorted(p.name for p in out.iterdir())
+    if others and not force:
+        raise UserError(f"{out} is a folder that is not a ddpmlab run (it holds {others[0]}"
+                        f"{f' and {len(others) - 1} more' if len(others) > 1 else ''}); "
+                        "choose another --out, or add --force to write the run into it")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
-    overrides = _overrides(args)
     if args.resume:
         if args.out is None:
             raise UserError("--resume needs --out RUN, the run directory to continue")
-        if set(overrides) - {"train"} or set(overrides.get("train", {})) - RESUME_FLAGS:
-            raise UserError("--resume continues the saved configuration; only --steps and "
-                            "--checkpoint-every may change (drop the other flags)")
-        saved, resume = runs.resume_config(args.out)
-        config = validate(replace(saved, overrides))
+        config, resume = _resume_config(args)
         out = args.out
         if not resume:  # killed before its first checkpoint: nothing learned to keep
             print(f"ddpmlab: note: {out} holds no checkpoint yet; training it from step 0",
                   file=sys.stderr)
     else:
-        base = from_dict(RunConfig, load_toml(args.config)) if args.config else RunConfig()
-        if args.data is not None:
-            overrides.setdefault("data", {})["source"] = args.data
-        elif not args.config:
+        if args.data is None and not args.config:
             raise UserError("give the data to learn: a built-in name "
                             f"({', '.join(TOY2D)}) or a .csv/.txt/.npy file")
-        config = validate(replace(base, overrides))
+        settings, _ = _settings(args)
+        config = validate(replace(RunConfig(), settings))
         out = args.out or _fresh_out(Path(config.data.source).stem)
-        if (out / runs.CKPT).exists():
-            raise UserError(f"{out} already holds a run; add --resume to continue it, or "
-                            "choose another --out")
+        _check_new_out(out, args.force)
         resume = False
-    run = runs.train_run(config, out, resume=resume, progress=not args.quiet,
-                         figures=not args.no_figures,
+    run = runs.train_run(config, out, resume=resume, figures=not args.no_figures,
+                         evaluate=not args.no_eval,
                          on_start=lambda text: print(text, file=sys.stderr))
-    _print_metrics(run)
+    if not args.no_eval:
+        print(runs.read_evaluation(run.path))
     print(f"run saved in {out}/ (figures in {out / runs.FIGURES}/)" if not args.no_figures
           else f"run saved in {out}/")
 
 
-def _print_metrics(run: runs.Run) -> None:
-    from ddpmlab.metrics import format_table  # imported on use, as in run.py
+def _check_new_file(path: Path, force: bool, suffixes: tuple[str, ...]) -> None:
+    """Refuse an output file with the wrong suffix, in a missing folder, or (without --force)
+    one that exists: nothing a user made is overwritten."""
+    if path.suffix not in suffixes:
+        raise UserError(f"--out must end in {' or '.join(suffixes)}, got {path.name}")
+    if path.is_dir():
+        raise UserError(f"--out {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UserError(f"output folder {path.parent} does not exist; create it first")
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; choose another --out, or add --force to replace it")
 
-    saved = json.loads((run.path / runs.METRICS).read_text())
-    print(format_table(saved["metrics"], saved["n"], saved["repeats"]))
+
+def _positive(name: str, value: int) -> None:
+    if value < 1:
+        raise UserError(f"{name} must be positive, got {value}")
+
+
+def _eta(args: argparse.Namespace, samplers: tuple[str, ...]) -> float:
+    """--eta, refused where no sampler uses it (only DDIM has an eta)."""
+    if args.eta is None:
+        return 0.0
+    if "ddim" not in samplers:
+        raise UserError(f"--eta applies to --sampler ddim only (this command uses "
+                        f"{', '.join(samplers)}); drop --eta or add the ddim sampler")
+    return args.eta
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    if args.n < 1:
-        raise UserError(f"--n must be positive, got {args.n}")
-    if args.out.suffix not in (".npy", ".csv"):
-        raise UserError(f"--out must end in .npy or .csv, got {args.out.name}")
-    if not args.out.parent.is_dir():
-        raise UserError(f"output folder {args.out.parent} does not exist; create it first")
-    if args.out.is_dir():
-        raise UserError(f"--out {args.out} is a folder; give a file name")
-    x = runs.open_run(args.run).sample(args.n, args.seed, args.sampler, args.steps, args.eta)
+    _positive("--n", args.n)
+    _check_new_file(args.out, args.force, (".npy", ".csv"))
+    eta = _eta(args, (args.sampler,))
+    x = runs.open_run(args.run).sample(args.n, args.seed, args.sampler, args.steps, eta)
     if args.out.suffix == ".npy":
         write_atomic(args.out, lambda tmp: np.save(tmp, x))
     else:
@@ -133,18 +222,15 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.n < 2 or args.repeats < 1:
         raise UserError("--n must be at least 2 and --repeats at least 1")
-    from ddpmlab.metrics import format_table  # imported on use, as in run.py
-
+    eta = _eta(args, (args.sampler,))
     run = runs.open_run(args.run)
-    if (args.sampler, args.steps, args.eta) == ("ddpm", None, 0.0):
-        result, n, repeats = runs.evaluate_run(run, args.n, args.seed, args.repeats)
-        written = f"written to {run.path / runs.METRICS}"
+    if (args.sampler, args.steps, eta) == ("ddpm", None, 0.0):
+        print(runs.evaluate_run(run, args.n, args.seed, args.repeats))
+        print(f"written to {run.path / runs.METRICS}")
     else:  # another sampler: printed, metrics.json keeps the default sampler's numbers
-        result, n, repeats = runs.score(run, args.n, args.seed, args.repeats, args.sampler,
-                                        args.steps, args.eta)
-        written = f"({args.sampler}, {args.steps or 'all'} steps, eta {args.eta:g})"
-    print(format_table(result, n, repeats))
-    print(written)
+        print(runs.score(run, args.n, args.seed, args.repeats, args.sampler, args.steps, eta))
+        print(f"({args.sampler}, {args.steps or 'all'} steps, eta {eta:g}; metrics.json keeps "
+              "the default sampler's numbers)")
     if args.nll:
         from ddpmlab.analysis import NLL, format_bound, run_bound
 
@@ -155,11 +241,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_sweep(args: argparse.Namespace) -> None:
     from ddpmlab.analysis import SWEEP, format_sweep, sweep
 
-    run = runs.open_run(args.run)
     for name in args.samplers:
         if name not in runs.SAMPLERS:
             raise UserError(f"unknown sampler '{name}'; choose one of: {', '.join(runs.SAMPLERS)}")
-    rows = sweep(run, tuple(args.samplers), tuple(args.steps or ()), args.n, args.seed, args.eta)
+    if args.n < 2 or args.repeats < 1:
+        raise UserError("--n must be at least 2 and --repeats at least 1")
+    eta = _eta(args, tuple(args.samplers))
+    run = runs.open_run(args.run)
+    rows = sweep(run, tuple(args.samplers), tuple(args.steps or ()), args.n, args.seed, eta,
+                 args.repeats)
     print(format_sweep(rows))
     print(f"written to {run.path / SWEEP} and {run.path / runs.FIGURES / 'sweep.png'}")
 
@@ -170,10 +260,18 @@ def cmd_figures(args: argparse.Namespace) -> None:
 
 
 def cmd_animate(args: argparse.Namespace) -> None:
-    if args.n < 1:
-        raise UserError(f"--n must be positive, got {args.n}")
+    _positive("--n", args.n)
+    if args.out is not None:
+        _check_new_file(args.out, args.force, (".gif",))
     path = runs.animate(runs.open_run(args.run), n=args.n, seed=args.seed, path=args.out)
     print(f"animation written to {path}")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors in ddpmlab's form: one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"ddpmlab: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
@@ -181,42 +279,69 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
                    help="ddpm (ancestral, Ho et al. 2020) or ddim (Song et al. 2021)")
     p.add_argument("--steps", type=int, default=None,
                    help="sampling steps K in 1..T, leading spacing (default: all T)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 "
-                   "ancestral (default: 0)")
+    _add_eta(p)
+
+
+def _add_eta(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eta", type=float, default=None, help="DDIM eta: 0 deterministic, 1 "
+                   "ancestral (default: 0; ddim only)")
+
+
+def _add_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=seed_type, default=0, help="sampling seed (default: 0)")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("ddpmlab")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="ddpmlab", description="Denoising diffusion probabilistic models, every step shown.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true",
+                        help="no progress bar or status line on stderr")
+    p = Parser(prog="ddpmlab",
+               description="Denoising diffusion probabilistic models, every step shown.")
+    p.add_argument("--version", action="version", version=f"ddpmlab {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a model on points and write a run directory",
+    t = sub.add_parser("train", parents=[common],
+                       help="train a model on points and write a run directory",
                        description="Train a DDPM on 2-D points; writes RUN/ with checkpoint, "
                        "metrics and figures.")
-    t.add_argument("data", nargs="?", help=f"built-in shape ({', '.join(TOY2D)}) or a "
-                   ".csv/.txt/.npy file of N x 2 numbers")
-    t.add_argument("--out", type=Path, help="run directory (default: runs/DATA, made unique)")
-    t.add_argument("--config", type=Path, help="TOML file with [data] [diffusion] [model] "
-                   "[train] tables; flags override it")
+    t.add_argument("data", nargs="?", metavar="DATA", help=f"built-in shape ({', '.join(TOY2D)})"
+                   " or a .csv/.txt/.npy file of N x 2 numbers")
+    t.add_argument("--out", type=Path, metavar="RUN",
+                   help="run directory (default: runs/DATA, made unique)")
+    t.add_argument("--config", type=Path, metavar="FILE.toml", help="TOML file with [data] "
+                   "[diffusion] [model] [train] tables; flags override it")
     _add_config_flags(t)
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its "
-                   "checkpoint (from step 0 if it was stopped before its first one)")
+                   "checkpoint (from step 0 if it was stopped before its first one); the "
+                   "command that started it may be repeated as it was")
+    t.add_argument("--force", action="store_true", help="write the run into an existing "
+                   "--out folder that holds other files")
+    t.add_argument("--no-eval", action="store_true", help="skip the evaluation (metrics.json)")
     t.add_argument("--no-figures", action="store_true", help="skip figures and the GIF")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="draw samples from a trained run")
-    s.add_argument("run", type=Path, help="run directory")
+    s = sub.add_parser("sample", parents=[common], help="draw samples from a trained run")
+    s.add_argument("run", type=Path, metavar="RUN", help="run directory")
     s.add_argument("--n", type=int, default=1000, help="number of points (default: 1000)")
-    s.add_argument("--out", type=Path, required=True, help="output .npy or .csv file")
-    s.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    s.add_argument("--out", type=Path, required=True, metavar="FILE",
+                   help="output .npy or .csv file")
+    s.add_argument("--force", action="store_true", help="replace --out if it exists")
+    _add_seed(s)
     _add_sampler_flags(s)
     s.set_defaults(func=cmd_sample)
 
-    e = sub.add_parser("evaluate", help="sample quality beside the real-vs-real floor")
-    e.add_argument("run", type=Path, help="run directory")
+    e = sub.add_parser("evaluate", parents=[common],
+                       help="sample quality beside the real-vs-real floor")
+    e.add_argument("run", type=Path, metavar="RUN", help="run directory")
     e.add_argument("--n", type=int, default=runs.EVAL_N, help="points per set (default: 2000)")
-    e.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    _add_seed(e)
     e.add_argument("--repeats", type=int, default=runs.EVAL_REPEATS,
                    help="independent draws averaged, held-out size permitting (default: 3)")
     _add_sampler_flags(e)
@@ -224,26 +349,32 @@ def build_parser() -> argparse.ArgumentParser:
                    "in nats and bits per dimension (figure: RUN/figures/nll_terms.png)")
     e.set_defaults(func=cmd_evaluate)
 
-    w = sub.add_parser("sweep", help="sampler x number of steps: quality and seconds")
-    w.add_argument("run", type=Path, help="run directory")
-    w.add_argument("--samplers", nargs="+", default=list(runs.SAMPLERS),
+    w = sub.add_parser("sweep", parents=[common],
+                       help="sampler x number of steps: quality and seconds")
+    w.add_argument("run", type=Path, metavar="RUN", help="run directory")
+    w.add_argument("--samplers", nargs="+", default=list(runs.SAMPLERS), metavar="SAMPLER",
                    help="samplers to compare (default: ddpm ddim)")
-    w.add_argument("--steps", type=int, nargs="+", help="step counts (default: 5 10 20 50 100 T)")
+    w.add_argument("--steps", type=int, nargs="+", metavar="K",
+                   help="step counts (default: 5 10 20 50 100 T)")
     w.add_argument("--n", type=int, default=runs.EVAL_N, help="points per set (default: 2000)")
-    w.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
-    w.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    w.add_argument("--repeats", type=int, default=1, help="draws averaged per cell, against "
+                   "the reference sets `evaluate` uses (default: 1, its first)")
+    _add_eta(w)
+    _add_seed(w)
     w.set_defaults(func=cmd_sweep)
 
-    f = sub.add_parser("figures", help="re-make every figure of a run")
-    f.add_argument("run", type=Path, help="run directory")
-    f.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    f = sub.add_parser("figures", parents=[common], help="re-make every figure of a run")
+    f.add_argument("run", type=Path, metavar="RUN", help="run directory")
+    _add_seed(f)
     f.set_defaults(func=cmd_figures)
 
-    a = sub.add_parser("animate", help="write the reverse diffusion as a GIF")
-    a.add_argument("run", type=Path, help="run directory")
+    a = sub.add_parser("animate", parents=[common], help="write the reverse diffusion as a GIF")
+    a.add_argument("run", type=Path, metavar="RUN", help="run directory")
     a.add_argument("--n", type=int, default=2000, help="points (default: 2000)")
-    a.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    a.add_argument("--out", type=Path, help="GIF path (default: RUN/figures/reverse.gif)")
+    _add_seed(a)
+    a.add_argument("--out", type=Path, metavar="FILE.gif",
+                   help="GIF path (default: RUN/figures/reverse.gif)")
+    a.add_argument("--force", action="store_true", help="replace --out if it exists")
     a.set_defaults(func=cmd_animate)
     return p
 
@@ -261,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _warning_line  # one line, no source context
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        args.func(args)
+        with feedback.shown(not args.quiet):
+            args.func(args)
     except UserError as e:
         print(f"ddpmlab: error: {e}", file=sys.stderr)
         return 2
@@ -271,8 +403,9 @@ def main(argv: list[str] | None = None) -> int:
               else f"ddpmlab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("ddpmlab: interrupted (a checkpoint of the training so far was saved)",
-              file=sys.stderr)
+        saved = " (a checkpoint of the training so far was saved)" if args.command == "train" \
+            else ""
+        print(f"ddpmlab: interrupted{saved}", file=sys.stderr)
         return 130
     return 0
 

@@ -173,7 +173,7 @@ def replace(config: RunConfig, overrides: dict[str, dict[str, Any]]) -> RunConfi
     """A copy of ``config`` with ``{"train": {"steps": 10}, ...}`` applied and type-checked."""
     merged = to_dict(config)
     for section, values in overrides.items():
-        merged[section].update(values)
+        merged[section] = {**merged.get(section, {}), **values}  # from_dict names a bad one
     return from_dict(RunConfig, merged)
 
 
@@ -202,6 +202,7 @@ def validate(config: RunConfig) -> RunConfig:
         (config.train.steps >= 1, "train.steps must be positive (try --steps 4000)"),
         (config.train.batch_size >= 2, "train.batch_size must be at least 2"),
         (config.train.lr > 0, "train.lr must be positive"),
+        (0 <= config.train.seed < 2**63, "train.seed must be an integer from 0 to 2**63 - 1"),
         (config.train.warmup >= 0, "train.warmup must be >= 0"),
         (config.train.grad_clip > 0, "train.grad_clip must be positive"),
         (0 <= config.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),

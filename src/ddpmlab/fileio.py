@@ -5,6 +5,9 @@ temporary sibling, flushed to disk, and renamed onto the target (``os.replace`` 
 POSIX and Windows). A crash or a kill at any moment leaves no half-written file behind; a
 kill (SIGKILL, power loss) can leave the temporary sibling, which
 :func:`remove_stale_temps` deletes once its writer is gone.
+
+:func:`exclusive` keeps two processes from writing into one folder at once (two trainings of
+one run, or a training and a ``figures``).
 """
 
 from __future__ import annotations
@@ -13,9 +16,18 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from ddpmlab.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the folder is not guarded there
+    fcntl = None  # type: ignore[assignment]
 
 # temporary sibling of NAME.SUFFIX: NAME.<writer pid>-<8 hex digits>.tmp.SUFFIX
 _TEMP = re.compile(r"\.(\d+)-[0-9a-f]{8}\.tmp(\.|$)")
@@ -78,3 +90,48 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
                 continue
             removed.append(p)
     return removed
+
+
+_held: dict[Path, int] = {}  # folders this process has locked -> nesting depth
+_held_lock = threading.Lock()
+
+
+@contextmanager
+def exclusive(folder: str | os.PathLike[str], what: str = "run") -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (which must exist) for the block.
+
+    Another process holding it makes this raise a UserError at once, never wait. The lock is
+    ``flock`` on the folder itself: no lock file is left behind, and the kernel releases it
+    when its process ends, even by SIGKILL, so a killed process cannot leave it stuck. The
+    same process may nest blocks on one folder (training evaluates, which draws figures).
+    """
+    path = Path(folder).resolve()
+    with _held_lock:
+        if path in _held:
+            _held[path] += 1
+            fd = None
+        else:
+            fd = _lock(path, what)
+            _held[path] = 1
+    try:
+        yield
+    finally:
+        with _held_lock:
+            _held[path] -= 1
+            if _held[path] == 0:
+                del _held[path]
+                if fd is not None:
+                    os.close(fd)  # closing the descriptor releases the flock
+
+
+def _lock(path: Path, what: str) -> int | None:
+    if fcntl is None:
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"{path} is in use by another ddpmlab process (a training, figures or "
+                        f"evaluation of this {what}); wait for it to end, or stop it") from None
+    return fd

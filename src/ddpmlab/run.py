@@ -15,6 +15,7 @@ Layout of a run directory::
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -27,13 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.std import tqdm
 
-from ddpmlab import checkpoint
-from ddpmlab.config import RunConfig, from_dict, to_dict
+from ddpmlab import checkpoint, feedback
+from ddpmlab.config import RunConfig, from_dict, replace, to_dict
 from ddpmlab.data import PointSet, Standardizer, resolve
 from ddpmlab.diffusion import q_sample, split_output
 from ddpmlab.errors import UserError
-from ddpmlab.fileio import remove_stale_temps, write_atomic, write_bytes, write_json
+from ddpmlab.fileio import exclusive, remove_stale_temps, write_atomic, write_bytes, write_json
 from ddpmlab.models.fast import sampling_denoiser
 from ddpmlab.samplers import ddim_chain, ddpm_chain
 from ddpmlab.samplers.ddpm import final_state
@@ -47,6 +49,7 @@ EVAL_N = 2000  # points per set for evaluation (the issue's measure)
 EVAL_REPEATS = 3  # draws averaged for the model value and for the floor
 CHAIN_FRAMES = 10  # panels in a reverse-process figure
 GIF_FRAMES = 100  # frames of reverse.gif, spread over the T steps
+RESUMABLE = ("steps", "checkpoint_every")  # the train settings a resumed run may change
 # metrics and viz are imported where used: they pull in scipy, scikit-learn, POT and
 # matplotlib (about a second), which training and a resumed training never need.
 
@@ -103,19 +106,37 @@ class Run:
                               prediction=d.prediction, generator=g)
         raise UserError(f"unknown sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
 
-    def chain(self, n: int, seed: int, sampler: str = "ddpm", steps: int | None = None,
+    def chain(self, n: int, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
               eta: float = 0.0) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(n_steps_left, points (n, dim))`` in data coordinates along the reverse chain."""
         g = torch.Generator().manual_seed(seed)
         for k, x in self._chain((n, self.points.train.shape[1]), g, sampler, steps, eta):
             yield k, self.standardizer.inverse(x.numpy().astype(np.float64))
 
-    def sample(self, n: int, seed: int, sampler: str = "ddpm", steps: int | None = None,
-               eta: float = 0.0) -> np.ndarray:
-        """n samples (n, dim) float64 in data coordinates: ``sampler`` with K = ``steps``."""
+    def sample(self, n: int, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
+               eta: float = 0.0, *, bar: tqdm | None = None) -> np.ndarray:
+        """n samples (n, dim) float64 in data coordinates: ``sampler`` with K = ``steps``.
+
+        Shows a bar of the sampling steps, or advances ``bar`` (one shared by several draws)
+        by one per step and chunk.
+        """
         g = torch.Generator().manual_seed(seed)
-        x = final_state(lambda shape: self._chain(shape, g, sampler, steps, eta),
-                        (n, self.points.train.shape[1]), chunk=65_536)
+        chunk = 65_536
+        own = bar is None
+        if bar is None:
+            chunks = -(-n // chunk)
+            bar = feedback.bar(chunks * (steps or self.schedule.T), f"sampling {n:,} points")
+
+        def chain(shape: tuple[int, ...]) -> Iterator[tuple[int, torch.Tensor]]:
+            for i, state in enumerate(self._chain(shape, g, sampler, steps, eta)):
+                bar.update(i > 0)  # the first state is x_T, before any step
+                yield state
+
+        try:
+            x = final_state(chain, (n, self.points.train.shape[1]), chunk=chunk)
+        finally:
+            if own:
+                bar.close()
         return self.standardizer.inverse(x.numpy().astype(np.float64))
 
 
@@ -153,12 +174,25 @@ def _load_checkpoint(path: Path) -> checkpoint.Checkpoint:
 def resume_config(path: str | os.PathLike[str]) -> tuple[RunConfig, bool]:
     """The configuration to continue run ``path`` with, and whether a checkpoint holds its state.
 
-    A run killed before its first checkpoint has only config.json: it starts again from step 0
+    The checkpoint's configuration, with the :data:`RESUMABLE` train settings of config.json
+    (a ``steps`` raised there by hand is honoured); any other difference is refused. A run
+    killed before its first checkpoint has only config.json: it starts again from step 0
     (``(config, False)``).
     """
     path = Path(path)
     if (path / CKPT).is_file():
-        return _load_checkpoint(path).config, True
+        config = _load_checkpoint(path).config
+        if not (path / CONFIG).is_file():
+            return config, True
+        edited = _read_config(path / CONFIG).get("train", {})
+        ours = to_dict(config)["train"]
+        for key, value in ours.items():
+            if key not in RESUMABLE and edited.get(key, value) != value:
+                raise UserError(f"{path / CONFIG} sets train.{key} = {edited[key]!r} but the "
+                                f"run was trained with {value!r}; only "
+                                f"{', '.join('train.' + k for k in RESUMABLE)} may change on "
+                                "resume (put it back, or use --steps)")
+        return replace(config, {"train": {k: edited[k] for k in RESUMABLE if k in edited}}), True
     if (path / CONFIG).is_file():
         return from_dict(RunConfig, _read_config(path / CONFIG)), False
     raise UserError(f"nothing to resume in {path} (no {CKPT} or {CONFIG}); "
@@ -168,6 +202,9 @@ def resume_config(path: str | os.PathLike[str]) -> tuple[RunConfig, bool]:
 def open_run(path: str | os.PathLike[str]) -> Run:
     """Load a run directory written by :func:`train_run`, with clear errors for anything else."""
     path = Path(path)
+    if path.is_file():
+        raise UserError(f"{path} is a file, not a run directory; give the folder that "
+                        "`ddpmlab train` wrote")
     if not path.is_dir():
         raise UserError(f"run directory not found: {path} (train one with `ddpmlab train`)")
     if not (path / CKPT).is_file():
@@ -207,36 +244,67 @@ def _chain_frames(chain: Iterator[tuple[int, np.ndarray]], T: int,
     return ((k, x) for k, x in chain if k in keep)
 
 
-def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: bool = True,
-              figures: bool = True, on_start: Callable[[str], None] | None = None) -> Run:
+def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = False,
+              progress: bool = True, figures: bool = True, evaluate: bool = True,
+              on_start: Callable[[str], None] | None = None) -> Run:
     """Train a model into run directory ``out``; write checkpoint, losses, snapshots, metrics.
 
     Everything that can fail on user input (data, names, sizes) is checked before the first
     file is written; ``on_start(description)`` is called once training is about to begin.
     The checkpoint and loss.csv are rewritten every ``train.checkpoint_every`` steps, at the
-    end, and on Ctrl-C or SIGTERM; ``resume=True`` continues from the checkpoint in ``out``
-    (temporary files left by a killed run are deleted first, and snapshots taken after the
-    checkpoint are taken again), bit for bit as if the run had not stopped.
+    end, and on Ctrl-C or SIGTERM (at the end of the step in progress); ``resume=True``
+    continues from the checkpoint in ``out`` (temporary files left by a killed run are
+    deleted first, and snapshots taken after the checkpoint are taken again), bit for bit as
+    if the run had not stopped. ``out`` is locked for the whole call (:func:`fileio.exclusive`):
+    a second process on it is refused. ``progress=False`` shows no bar or status line;
+    ``evaluate=False`` skips metrics.json, ``figures=False`` the figures.
     """
-    ckpt = None
-    if resume:
-        ckpt = _load_checkpoint(out)
+    out = Path(out)
+    with feedback.shown(progress and feedback.enabled()):
+        ckpt = _load_checkpoint(out) if resume else None
+        points, standardizer = _training_data(config, out, ckpt)
+        torch.set_num_threads(config.train.threads)
+        x = torch.from_numpy(standardizer.transform(points.train)).to(torch.float32)
+        trainer = Trainer(config, x, resume_from=ckpt)
+        _make_run_directory(out)
+        with exclusive(out):
+            floors = _train(config, out, trainer, points, standardizer, resume, on_start)
+            run = open_run(out)
+            run.floors.update(floors)
+            if evaluate:
+                evaluate_run(run, meanwhile=(lambda: make_figures(run)) if figures else None)
+            elif figures:
+                make_figures(run)
+    return run
+
+
+def _training_data(config: RunConfig, out: Path, ckpt: checkpoint.Checkpoint | None
+                   ) -> tuple[PointSet, Standardizer]:
+    """The run's points and standardiser: saved ones on resume, else freshly drawn and fitted."""
+    if ckpt is not None:
         saved = _load_npz(out / DATA)
         points = PointSet(name=ckpt.meta["name"], train=saved["train"], heldout=saved["heldout"])
-        standardizer = Standardizer.from_dict(ckpt.meta["standardizer"])
-    else:
-        points = resolve(config.data.source, config.data.n_train, config.train.seed,
-                         config.data.heldout)
-        standardizer = Standardizer.fit(points.train)
-    torch.set_num_threads(config.train.threads)
-    x = torch.from_numpy(standardizer.transform(points.train)).to(torch.float32)
-    trainer = Trainer(config, x, resume_from=ckpt)
+        return points, Standardizer.from_dict(ckpt.meta["standardizer"])
+    points = resolve(config.data.source, config.data.n_train, config.train.seed,
+                     config.data.heldout)
+    return points, Standardizer.fit(points.train)
+
+
+def _make_run_directory(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise UserError(f"{out} is a file, not a run directory; choose another --out") from None
     except OSError as e:
         raise UserError(f"cannot create the run directory {out} ({e.strerror})") from None
+
+
+def _train(config: RunConfig, out: Path, trainer: Trainer, points: PointSet,
+           standardizer: Standardizer, resume: bool,
+           on_start: Callable[[str], None] | None) -> dict[tuple[int, int], dict[str, float]]:
+    """The training loop of :func:`train_run` with its files: config, data, snapshots, loss,
+    checkpoints; returns the evaluation's floors, computed meanwhile. Called with ``out``
+    locked."""
     for folder in (out, out / FIGURES):
         if folder.is_dir():
             remove_stale_temps(folder)
@@ -259,10 +327,11 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: b
     snapshot_steps = set(config.train.snapshots or default_snapshots(config.train.steps))
     every = config.train.checkpoint_every or config.train.steps + 1  # 0: at the end only
     saved_step = trainer.step if resume else None
+    dim = trainer.x_train.shape[1]
 
     def snapshot(step: int) -> None:  # reverse chain of the EMA model, fixed noise across steps
         g = torch.Generator().manual_seed(config.train.seed + 1)
-        chain = ddpm_chain(sampling_denoiser(trainer.ema), trainer.schedule, (1000, x.shape[1]),
+        chain = ddpm_chain(sampling_denoiser(trainer.ema), trainer.schedule, (1000, dim),
                            variance=config.diffusion.variance,
                            prediction=config.diffusion.prediction, generator=g)
         frames = list(_chain_frames(chain, trainer.schedule.T, CHAIN_FRAMES))
@@ -283,7 +352,7 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: b
         snapshot(trainer.step)  # step 0, or a snapshot an interrupt cut short
     floors = _Floors(points.heldout)
     try:
-        trainer.fit(progress=progress, on_step=on_step)
+        trainer.fit(on_step=on_step)
         _save_progress(out, trainer, meta)
     except Diverged as e:  # the weights hold NaN now: keep the last good checkpoint, if any
         floors.cancel()
@@ -294,10 +363,7 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, progress: b
         floors.cancel()
         _save_progress(out, trainer, meta)
         raise
-    run = open_run(out)
-    run.floors.update(floors.wait())
-    evaluate_run(run, meanwhile=(lambda: make_figures(run)) if figures else None)
-    return run
+    return floors.wait()
 
 
 class _Floors:
@@ -343,13 +409,41 @@ def _save_progress(out: Path, trainer: Trainer, meta: dict[str, Any]) -> None:
     _write_loss(out, trainer)
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """Sample quality of a run beside the floor a perfect model would score.
+
+    metrics: metric name -> ``{"value", "floor", "ratio"}`` (``ddpmlab.metrics.evaluate``),
+        each averaged over the draws; ``str(evaluation)`` is the table the CLI prints.
+    n: samples per draw, and points per real reference set.
+    repeats: independent draws averaged (each against its own reference set).
+    seed: the first draw's sampling seed (draw i uses seed + i).
+    """
+
+    metrics: dict[str, dict[str, float | None]]
+    n: int
+    repeats: int
+    seed: int = 0
+
+    def __str__(self) -> str:
+        from ddpmlab.metrics import format_table
+        return format_table(self.metrics, self.n, self.repeats)
+
+
 def evaluate_run(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
-                 meanwhile: Callable[[], object] | None = None) -> tuple[dict, int, int]:
+                 meanwhile: Callable[[], object] | None = None) -> Evaluation:
     """:func:`score` the run's default sampler and write metrics.json."""
-    result, n, repeats = score(run, n, seed, repeats, meanwhile=meanwhile)
-    write_json(run.path / METRICS, {"n": n, "repeats": repeats, "seed": seed, "step": run.step,
-                                    "metrics": result})
-    return result, n, repeats
+    with exclusive(run.path):
+        result = score(run, n, seed, repeats, meanwhile=meanwhile)
+        write_json(run.path / METRICS, {"n": result.n, "repeats": result.repeats, "seed": seed,
+                                        "step": run.step, "metrics": result.metrics})
+    return result
+
+
+def read_evaluation(path: str | os.PathLike[str]) -> Evaluation:
+    """The Evaluation that RUN/metrics.json holds."""
+    saved = json.loads((Path(path) / METRICS).read_text())
+    return Evaluation(saved["metrics"], saved["n"], saved["repeats"], saved.get("seed", 0))
 
 
 def reference_sets(heldout: np.ndarray, n: int) -> list[np.ndarray]:
@@ -370,7 +464,7 @@ def real_floors(heldout: np.ndarray, n: int, draws: Iterable[int]
 
 def score(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
           sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0, *,
-          meanwhile: Callable[[], object] | None = None) -> tuple[dict, int, int]:
+          meanwhile: Callable[[], object] | None = None) -> Evaluation:
     """Score n samples against held-out data beside the real-vs-real floor.
 
     The held-out points are cut into m >= 2 disjoint real sets R_0 .. R_{m-1} of n points.
@@ -379,16 +473,19 @@ def score(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
     floors are averaged over ``repeats`` draws (at most m), because one W1 between 2,000-point
     sets moves by 10-30 % with the reference set alone. The floors are computed once per
     ``run`` (:attr:`Run.floors`). ``meanwhile()`` is called once the samples are drawn, while
-    the metrics are computed (the train command draws its figures then). Returns
-    (result, n, repeats).
+    the metrics are computed (the train command draws its figures then).
     """
     sets = reference_sets(run.points.heldout, n)
     n, m = len(sets[0]), len(sets)
     repeats = max(1, min(repeats, m))
     from ddpmlab import metrics
 
+    K = steps or run.schedule.T
+    bar = feedback.bar(repeats * K, f"evaluating: {repeats} draw{'s' * (repeats > 1)} of "
+                       f"{n:,} samples ({sampler}, {K} steps)")
+
     def draw(i: int) -> np.ndarray:
-        return run.sample(n, seed + i, sampler, steps, eta)
+        return run.sample(n, seed + i, sampler, steps, eta, bar=bar)
 
     def evaluate(i: int, samples: np.ndarray) -> metrics.Result:
         return metrics.evaluate(samples, sets[i], floor=run.floor(n, i))
@@ -398,21 +495,29 @@ def score(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
     # The metrics (POT, SciPy, scikit-learn) run in C almost entirely outside the GIL, so
     # they go on beside meanwhile() in one thread, leaving it a core; figures (matplotlib)
     # hold the GIL almost throughout, which would stall a torch sampler beside them.
-    with ThreadPoolExecutor(max_workers=repeats) as pool:
+    with ThreadPoolExecutor(max_workers=repeats) as pool, bar:
         samples = list(pool.map(draw, range(repeats)))
+    feedback.status(f"computing the metrics of {repeats} draw{'s' * (repeats > 1)} and their "
+                    "floors")
     with ThreadPoolExecutor(max_workers=1 if meanwhile else repeats) as pool:
         scoring = [pool.submit(evaluate, i, x) for i, x in enumerate(samples)]
         if meanwhile is not None:
             meanwhile()
         result = metrics.average([job.result() for job in scoring])
-    return result, n, repeats
+    return Evaluation(result, n, repeats, seed)
 
 
 def make_figures(run: Run, seed: int = 0) -> Path:
     """(Re)draw every figure of a run into RUN/figures from its data, losses and model."""
+    with exclusive(run.path):
+        return _make_figures(run, seed)
+
+
+def _make_figures(run: Run, seed: int) -> Path:
     from ddpmlab import viz
     out = run.path / FIGURES
     out.mkdir(exist_ok=True)
+    feedback.status(f"drawing the figures into {out}")
     data = run.points.train[:2000]
     viz.plot_points(data, out / "data.png", title=run.points.name)
     # forward process q(x_n | x_0) at 20 step counts n from 0 (the data) to T
@@ -428,8 +533,9 @@ def make_figures(run: Run, seed: int = 0) -> Path:
     labels = snaps.pop("labels", None)
     rows = sorted((int(k[4:]), v) for k, v in snaps.items())
     if rows and labels is not None:
-        limits = viz.limits_for(data, margin=0.1)
         progress = [(s, list(zip(labels.tolist(), v, strict=True))) for s, v in rows]
+        # one frame for every panel, holding the data and every state, x_T's noise included
+        limits = viz.frame_limits([data, *(f for _, fr in progress for f in fr)], margin=0.05)
         viz.plot_training_progress(progress, out / "training.png", limits=limits)
         for name, (step, frames_s) in zip(("begin", "middle", "end"), progress, strict=False):
             viz.plot_reverse_process(frames_s, out / f"reverse_{name}.png",
@@ -438,31 +544,50 @@ def make_figures(run: Run, seed: int = 0) -> Path:
     if (run.path / LOSS).exists():
         loss = np.loadtxt(run.path / LOSS, delimiter=",", skiprows=1, ndmin=2)
         if len(loss):
-            viz.plot_loss(loss[:, 0], loss[:, 1], out / "loss.png", ema=0.8)
+            viz.plot_loss(loss[:, 0], loss[:, 1], out / "loss.png", ema=0.8,
+                          window=run.config.train.log_every, ylabel=_loss_label(run.config))
     _, samples = _animate(run, 2000, seed, out / "reverse.gif")  # x_0 = run.sample(2000, seed)
     viz.plot_samples_over_data(samples, data, out / "samples.png",
                                title=f"{len(samples)} samples over the data")
     return out
 
 
-def animate(run: Run, n: int = 2000, seed: int = 0, path: Path | None = None) -> Path:
-    """reverse.gif: the reverse chain from noise to the data, streamed, with fixed axes."""
-    return _animate(run, n, seed, path or run.path / FIGURES / "reverse.gif")[0]
+def _loss_label(config: RunConfig) -> str:
+    """What loss.csv holds, in words: the mean squared error of the network's target."""
+    target = {"eps": "noise eps", "x0": "clean point x_0", "v": "velocity v"}
+    d = config.diffusion
+    vlb = " + lambda L_vlb" if d.variance == "learned_range" else ""
+    return f"loss (MSE of the predicted {target.get(d.prediction, d.prediction)}{vlb})"
+
+
+def animate(run: Run, n: int = 2000, seed: int = 0,
+            path: str | os.PathLike[str] | None = None) -> Path:
+    """reverse.gif: the reverse chain from noise to the data, streamed, with fixed axes.
+
+    Written to ``path``, or to RUN/figures/reverse.gif (with the run locked) by default.
+    """
+    if path is not None:
+        return _animate(run, n, seed, Path(path))[0]
+    with exclusive(run.path):
+        return _animate(run, n, seed, run.path / FIGURES / "reverse.gif")[0]
 
 
 def _animate(run: Run, n: int, seed: int, path: Path) -> tuple[Path, np.ndarray]:
     """Write the GIF of :func:`animate`; return its path and the chain's end, x_0 (n, dim)."""
     from ddpmlab import viz
     path.parent.mkdir(exist_ok=True)
-    data = run.points.train
-    noise_box = np.array(run.standardizer.inverse(np.array([[-2.5, -2.5], [2.5, 2.5]])))
-    limits = viz.limits_for(data, noise_box, margin=0.02)
     end: list[np.ndarray] = []
+    count = min(GIF_FRAMES, run.schedule.T + 1)
+    chain = _chain_frames(run.chain(n, seed), run.schedule.T, count)
+    first = next(chain)  # x_T, pure noise: the widest state, sizes the frame with the data
+    limits = viz.frame_limits([run.points.train, first], margin=0.02)
 
     def frames() -> Iterator[tuple[int, np.ndarray]]:
-        for k, x in _chain_frames(run.chain(n, seed), run.schedule.T,
-                                  min(GIF_FRAMES, run.schedule.T + 1)):
-            end[:] = [x]
-            yield k, x
+        with feedback.bar(len(frame_steps(run.schedule.T, count)), f"animating {n:,} points",
+                          unit="frame") as bar:
+            for k, x in itertools.chain([first], chain):
+                end[:] = [x]
+                bar.update()
+                yield k, x
 
     return viz.write_gif(frames(), path, limits, title_fmt="x{t_sub}"), end[0]

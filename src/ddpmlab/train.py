@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
-from ddpmlab import checkpoint
+from ddpmlab import checkpoint, feedback
 from ddpmlab.config import RunConfig
 from ddpmlab.diffusion import (
     check_prediction,
@@ -143,6 +146,32 @@ class FlatAdam:
         self.lr = state["param_groups"][0]["lr"]
 
 
+@contextmanager
+def interrupts_between_steps() -> Iterator[list[int]]:
+    """Inside the block, SIGINT and SIGTERM are recorded instead of raising at once.
+
+    Yields the list of signals caught; the training loop looks at it after each complete
+    step and raises KeyboardInterrupt there. An interrupt that landed mid-step (between the
+    Adam update and the EMA, or before the step's loss is counted) would otherwise save a
+    state that no uninterrupted run passes through, and the resume would not be exact.
+    Off the main thread (where Python delivers no signals) the block changes nothing.
+    """
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def record(signum: int, frame: object) -> None:
+        caught.append(signum)
+
+    previous = {s: signal.signal(s, record) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 class Trainer:
     """Owns the model, its EMA copy, the optimiser and the generator of one run.
 
@@ -250,26 +279,37 @@ class Trainer:
             self.ema_flat.lerp_(self.flat, 1.0 - decay)
         return loss
 
-    def fit(self, *, progress: bool = True, on_step: Callable[[int], None] | None = None) -> None:
-        """Train until ``train.steps``; call ``on_step(step)`` after every update."""
+    def fit(self, *, on_step: Callable[[int], None] | None = None) -> None:
+        """Train until ``train.steps``; call ``on_step(step)`` after every update.
+
+        Ctrl-C or SIGTERM stops the loop between two steps (after ``on_step``), raising
+        KeyboardInterrupt with the trainer in the state of a completed step.
+        """
         c = self.config.train
-        bar = tqdm(total=c.steps, initial=self.step, disable=not progress, unit="step",
-                   dynamic_ncols=True, leave=True)
+        bar = feedback.bar(c.steps, "training", initial=self.step, leave=True)
         try:
-            while self.step < c.steps:
-                loss = float(self.train_step())
-                if not math.isfinite(loss):
-                    raise Diverged(f"the loss became {loss} at step {self.step}; "
-                                   "lower the learning rate (--lr)")
-                self.loss_sum += loss
-                self.loss_count += 1
-                if self.step % c.log_every == 0 or self.step == c.steps:
-                    self.history.append((self.step, self.loss_sum / self.loss_count))
-                    bar.set_postfix(loss=f"{self.history[-1][1]:.4f}",
-                                    lr=f"{c.lr * lr_factor(self.config, self.step):.2g}")
-                    bar.update(self.step - bar.n)
-                    self.loss_sum, self.loss_count = 0.0, 0
-                if on_step is not None:
-                    on_step(self.step)
+            with interrupts_between_steps() as caught:
+                self._loop(bar, on_step, caught)
         finally:
             bar.close()
+
+    def _loop(self, bar: tqdm, on_step: Callable[[int], None] | None,
+              caught: list[int]) -> None:
+        c = self.config.train
+        while self.step < c.steps:
+            loss = float(self.train_step())
+            if not math.isfinite(loss):
+                raise Diverged(f"the loss became {loss} at step {self.step}; "
+                               "lower the learning rate (--lr)")
+            self.loss_sum += loss
+            self.loss_count += 1
+            if self.step % c.log_every == 0 or self.step == c.steps:
+                self.history.append((self.step, self.loss_sum / self.loss_count))
+                bar.set_postfix(loss=f"{self.history[-1][1]:.4f}",
+                                lr=f"{c.lr * lr_factor(self.config, self.step):.2g}")
+                bar.update(self.step - bar.n)
+                self.loss_sum, self.loss_count = 0.0, 0
+            if on_step is not None:
+                on_step(self.step)
+            if caught:  # Ctrl-C or SIGTERM during this step: stop now that it is complete
+                raise KeyboardInterrupt
