@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from conftest import TINY, contents
 from PIL import Image
 
 from ddpmlab import checkpoint
-from ddpmlab.cli import main
+from ddpmlab.cli import build_parser, main
 from ddpmlab.config import replace
 from ddpmlab.metrics import METRICS
 from ddpmlab.train import Trainer
@@ -286,3 +288,126 @@ def test_score_calls_meanwhile_once_and_gives_the_same_numbers(tiny_run: Path) -
     beside = score(open_run(tiny_run), n=40, repeats=2,
                    meanwhile=lambda: calls.append(1)).metrics
     assert calls == [1] and beside == plain
+
+
+# --- nothing a user made is overwritten -------------------------------------------------
+
+@pytest.mark.parametrize("command, name", [
+    ("sample", "heart.csv"), ("sample", "points.npy"), ("animate", "chain.gif")])
+def test_an_existing_output_file_is_refused_unless_force(command: str, name: str,
+                                                         tiny_run: Path, tmp_path: Path,
+                                                         capsys) -> None:
+    target = tmp_path / name
+    target.write_bytes(b"the user's own file")
+    argv = [command, str(tiny_run), "--n", "10", "--out", str(target)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{target} exists; choose another --out, or add --force to replace it" in err
+    assert "\n" not in err and target.read_bytes() == b"the user's own file"
+    assert main([*argv, "--force"]) == 0
+    assert target.read_bytes() != b"the user's own file"
+
+
+@pytest.mark.parametrize("name", ["victim.csv", "x.png", "y.mp4"])
+def test_animate_writes_only_gif_files(name: str, tiny_run: Path, tmp_path: Path,
+                                       capsys) -> None:
+    target = tmp_path / name
+    assert main(["animate", str(tiny_run), "--n", "10", "--out", str(target), "--force"]) == 2
+    assert "--out must end in .gif" in capsys.readouterr().err
+    assert not target.exists()
+
+
+def test_train_refuses_a_folder_that_is_not_a_run_unless_force(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    argv = ["train", "moons", "--out", str(out), *TINY, "--steps", "2", "--no-figures"]
+    assert main(argv) == 2
+    assert ("is a folder that is not a ddpmlab run (it holds notes.txt); choose another --out,"
+            " or add --force" in capsys.readouterr().err)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert main([*argv, "--force"]) == 0
+    assert (out / "notes.txt").read_text() == "my notes"
+    assert (out / "checkpoint.safetensors").is_file()
+
+
+# --- argparse, seeds, options -----------------------------------------------------------
+
+def test_version(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.startswith("ddpmlab 0.")
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["sample", "RUN", "--n", "1e3", "--out", "x.npy"],
+     "argument --n: invalid int value: '1e3'"),
+    (["sample", "RUN"], "the following arguments are required: --out"),
+    (["train", "moons", "--stepz", "3"], "unrecognized arguments: --stepz"),
+    (["sample", "RUN", "--out", "x.npy", "--sampler", "euler"], "invalid choice: 'euler'"),
+    ([], "the following arguments are required: COMMAND"),
+    (["sample", "RUN", "--out", "x.npy", "--seed", "-1"], "invalid seed -1: seeds are integers"),
+    (["train", "moons", "--seed", "-1"], "invalid seed -1: seeds are integers"),
+    (["evaluate", "RUN", "--seed", "x"], "invalid seed 'x': give an integer"),
+])
+def test_argument_errors_are_one_line_and_exit_2(argv: list[str], expect: str, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ddpmlab: error:") and expect in err and err.count("\n") == 1, err
+
+
+def test_a_seed_in_a_config_file_follows_the_same_rule(tmp_path: Path, capsys) -> None:
+    (tmp_path / "c.toml").write_text("[train]\nseed = -1\n")
+    assert main(["train", "moons", "--config", str(tmp_path / "c.toml"), "--quiet"]) == 2
+    assert "train.seed must be an integer from 0 to 2**63 - 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["sample", "{run}", "--out", "{tmp}/x.npy", "--eta", "0.5"],
+                                  ["evaluate", "{run}", "--eta", "1"],
+                                  ["sweep", "{run}", "--samplers", "ddpm", "--eta", "1"]])
+def test_eta_without_ddim_is_refused(argv: list[str], tiny_run: Path, tmp_path: Path,
+                                     capsys) -> None:
+    argv = [a.format(run=tiny_run, tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    assert "--eta applies to --sampler ddim only" in capsys.readouterr().err
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_a_file_given_as_run_is_named_as_such(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["figures", str(tmp_path / "notes.txt")]) == 2
+    assert "notes.txt is a file, not a run directory" in capsys.readouterr().err
+
+
+def test_readme_usage_block_matches_the_parser() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("## Command line\n\n```text\n", 1)[1].split("```", 1)[0]
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    expected = [" ".join(p.format_usage().split()[1:]) for p in sub.choices.values()]
+    got = [" ".join(cmd.split()) for cmd in re.split(r"\n(?=ddpmlab )", block.strip())]
+    assert got == expected
+
+
+# --- feedback ---------------------------------------------------------------------------
+
+def test_long_phases_say_what_they_do_and_quiet_silences_them(tiny_copy: Path, tmp_path: Path,
+                                                              capsys) -> None:
+    assert main(["evaluate", str(tiny_copy), "--n", "50", "--repeats", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "ddpmlab: evaluating: 1 draw of 50 samples (ddpm, 20 steps)" in err
+    assert "ddpmlab: computing the metrics" in err
+    assert "\r" not in err  # not a terminal: status lines, no bar redrawn in place
+    assert main(["sample", str(tiny_copy), "--n", "20", "--out", str(tmp_path / "s.npy")]) == 0
+    assert "ddpmlab: sampling 20 points" in capsys.readouterr().err
+    assert main(["figures", str(tiny_copy), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_no_eval_skips_the_evaluation(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "moons", "--out", str(out), *TINY, "--no-eval"]) == 0
+    assert not (out / "metrics.json").exists() and (out / "figures" / "samples.png").is_file()

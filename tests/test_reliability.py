@@ -385,7 +385,7 @@ def test_resume_refuses_a_setting_that_contradicts_the_run(change: list[str], ex
 
 
 def test_resume_refuses_a_config_file_that_contradicts_the_run(tmp_path: Path, capsys) -> None:
-    argv, run = _small_run(tmp_path)
+    argv, _ = _small_run(tmp_path)
     capsys.readouterr()
     (tmp_path / "data.toml").write_text(DATA_TOML.replace("600", "700"))
     assert main([*argv, "--resume"]) == 2

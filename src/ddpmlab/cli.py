@@ -11,6 +11,7 @@ import argparse
 import importlib.metadata
 import signal
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -57,12 +58,15 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "--prediction": ("diffusion", "prediction", str, "network target: eps, x0 or v"),
 }
 FLAG_OF = {(section, name): flag for flag, (section, name, _, _) in FLAGS.items()}
+METAVARS = {"--steps": "N", "--seed": "S", "--batch-size": "B", "--threads": "K",
+            "--checkpoint-every": "N", "--hidden": "H", "--timesteps": "T", "--model": "NAME",
+            "--schedule": "NAME", "--variance": "NAME", "--prediction": "NAME"}
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     defaults = to_dict(RunConfig())
     for flag, (section, name, kind, text) in FLAGS.items():
-        p.add_argument(flag, type=kind, default=None, metavar=name.upper(),
+        p.add_argument(flag, type=kind, default=None, metavar=METAVARS.get(flag, name.upper()),
                        help=f"{text} (default: {defaults[section][name]})")
 
 
@@ -137,20 +141,6 @@ def _resume_config(args: argparse.Namespace) -> tuple[RunConfig, bool]:
     return validate(replace(saved, {"train": changes})), resumable
 
 
-def _check_new_out(out: Path, force: bool) -> None:
-    """Refuse an --out that holds a run, or (without --force) someone's files."""
-    if not out.is_dir():
-        return  # absent, or a file: train_run refuses the latter
-    if (out / runs.CKPT).exists() or (out / runs.CONFIG).exists():
-        raise UserError(f"{out} already holds a run; add --resume to continue it, or choose "
-                        "another --out")
-    others = sorted(p.name for p in out.iterdir())
-    if others and not force:
-        raise UserError(f"{out} is a folder that is not a ddpmlab run (it holds {others[0]}"
-                        f"{f' and {len(others) - 1} more' if len(others) > 1 else ''}); "
-                        "choose another --out, or add --force to write the run into it")
-
-
 def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         if args.out is None:
@@ -167,9 +157,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         settings, _ = _settings(args)
         config = validate(replace(RunConfig(), settings))
         out = args.out or _fresh_out(Path(config.data.source).stem)
-        _check_new_out(out, args.force)
         resume = False
-    run = runs.train_run(config, out, resume=resume, figures=not args.no_figures,
+    run = runs.train_run(config, out, resume=resume, force=args.force,
+                         figures=not args.no_figures,
                          evaluate=not args.no_eval,
                          on_start=lambda text: print(text, file=sys.stderr))
     if not args.no_eval:
@@ -189,6 +179,8 @@ def _check_new_file(path: Path, force: bool, suffixes: tuple[str, ...]) -> None:
         raise UserError(f"output folder {path.parent} does not exist; create it first")
     if path.exists() and not force:
         raise UserError(f"{path} exists; choose another --out, or add --force to replace it")
+    with tempfile.TemporaryFile(dir=path.parent):  # an unwritable folder fails now, not
+        pass  # after minutes of sampling (OSError: one line, from main)
 
 
 def _positive(name: str, value: int) -> None:
@@ -277,18 +269,19 @@ class Parser(argparse.ArgumentParser):
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=runs.SAMPLERS, default="ddpm",
                    help="ddpm (ancestral, Ho et al. 2020) or ddim (Song et al. 2021)")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=int, default=None, metavar="K",
                    help="sampling steps K in 1..T, leading spacing (default: all T)")
     _add_eta(p)
 
 
 def _add_eta(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--eta", type=float, default=None, help="DDIM eta: 0 deterministic, 1 "
-                   "ancestral (default: 0; ddim only)")
+    p.add_argument("--eta", type=float, default=None, metavar="E",
+                   help="DDIM eta: 0 deterministic, 1 ancestral (default: 0; ddim only)")
 
 
 def _add_seed(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=seed_type, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--seed", type=seed_type, default=0, metavar="S",
+                   help="sampling seed (default: 0)")
 
 
 def _version() -> str:
@@ -342,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", type=Path, metavar="RUN", help="run directory")
     e.add_argument("--n", type=int, default=runs.EVAL_N, help="points per set (default: 2000)")
     _add_seed(e)
-    e.add_argument("--repeats", type=int, default=runs.EVAL_REPEATS,
+    e.add_argument("--repeats", type=int, default=runs.EVAL_REPEATS, metavar="K",
                    help="independent draws averaged, held-out size permitting (default: 3)")
     _add_sampler_flags(e)
     e.add_argument("--nll", action="store_true", help="also the negative log-likelihood bound "
@@ -357,8 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--steps", type=int, nargs="+", metavar="K",
                    help="step counts (default: 5 10 20 50 100 T)")
     w.add_argument("--n", type=int, default=runs.EVAL_N, help="points per set (default: 2000)")
-    w.add_argument("--repeats", type=int, default=1, help="draws averaged per cell, against "
-                   "the reference sets `evaluate` uses (default: 1, its first)")
+    w.add_argument("--repeats", type=int, default=1, metavar="K",
+                   help="draws averaged per cell, against the reference sets `evaluate` uses "
+                   "(default: 1, its first)")
     _add_eta(w)
     _add_seed(w)
     w.set_defaults(func=cmd_sweep)

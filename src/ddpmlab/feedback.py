@@ -2,8 +2,9 @@
 
 Every phase that can take more than about a second (training, sampling, evaluating, drawing
 figures, the bound, a sweep) either shows a :func:`bar` or announces itself with
-:func:`status`. Bars appear only when stderr is a terminal (tqdm's ``disable=None``), so logs
-and pipes get clean lines; :func:`shown` turns everything off (``--quiet``).
+:func:`status`. Bars are drawn only when stderr is a terminal (tqdm's ``disable=None``); logs
+and pipes get one clean status line per bar instead. :func:`shown` turns everything off
+(``--quiet``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ def status(text: str) -> None:
 
 
 def bar(total: int, desc: str, unit: str = "step", **kwargs: Any) -> tqdm:
-    """A tqdm bar on stderr: drawn on a terminal only, never when progress is hidden."""
+    """A tqdm bar on stderr: drawn on a terminal; elsewhere the status line ``desc`` instead;
+    nothing when progress is hidden."""
+    if enabled() and not sys.stderr.isatty():
+        status(desc)
     options = {"leave": False, "dynamic_ncols": True, **kwargs}
     return tqdm(total=total, desc=desc, unit=unit, disable=None if enabled() else True,
                 file=sys.stderr, **options)

@@ -245,8 +245,8 @@ def _chain_frames(chain: Iterator[tuple[int, np.ndarray]], T: int,
 
 
 def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = False,
-              progress: bool = True, figures: bool = True, evaluate: bool = True,
-              on_start: Callable[[str], None] | None = None) -> Run:
+              force: bool = False, progress: bool = True, figures: bool = True,
+              evaluate: bool = True, on_start: Callable[[str], None] | None = None) -> Run:
     """Train a model into run directory ``out``; write checkpoint, losses, snapshots, metrics.
 
     Everything that can fail on user input (data, names, sizes) is checked before the first
@@ -255,12 +255,16 @@ def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = 
     end, and on Ctrl-C or SIGTERM (at the end of the step in progress); ``resume=True``
     continues from the checkpoint in ``out`` (temporary files left by a killed run are
     deleted first, and snapshots taken after the checkpoint are taken again), bit for bit as
-    if the run had not stopped. ``out`` is locked for the whole call (:func:`fileio.exclusive`):
-    a second process on it is refused. ``progress=False`` shows no bar or status line;
-    ``evaluate=False`` skips metrics.json, ``figures=False`` the figures.
+    if the run had not stopped. A new run refuses an ``out`` that holds a run, or other files
+    unless ``force=True`` (they are left alone). ``out`` is locked for the whole call
+    (:func:`fileio.exclusive`): a second process on it is refused. ``progress=False`` shows
+    no bar or status line; ``evaluate=False`` skips metrics.json, ``figures=False`` the
+    figures.
     """
     out = Path(out)
     with feedback.shown(progress and feedback.enabled()):
+        if not resume:
+            _check_new_out(out, force)
         ckpt = _load_checkpoint(out) if resume else None
         points, standardizer = _training_data(config, out, ckpt)
         torch.set_num_threads(config.train.threads)
@@ -288,6 +292,21 @@ def _training_data(config: RunConfig, out: Path, ckpt: checkpoint.Checkpoint | N
     points = resolve(config.data.source, config.data.n_train, config.train.seed,
                      config.data.heldout)
     return points, Standardizer.fit(points.train)
+
+
+def _check_new_out(out: Path, force: bool) -> None:
+    """Refuse a new run's folder that holds a run, or (without ``force``) someone's files."""
+    if not out.is_dir():
+        return  # absent, or a file: _make_run_directory refuses the latter
+    if (out / CKPT).exists() or (out / CONFIG).exists():
+        raise UserError(f"{out} already holds a run; add --resume to continue it, or choose "
+                        "another --out")
+    others = sorted(p.name for p in out.iterdir())
+    if others and not force:
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        raise UserError(f"{out} is a folder that is not a ddpmlab run (it holds {others[0]}"
+                        f"{more}); choose another --out, or add --force to write the run into "
+                        "it")
 
 
 def _make_run_directory(out: Path) -> None:
