@@ -65,7 +65,8 @@ def test_learned_variance_v_prediction_run_samples_with_every_sampler(learned_ru
     for args in (["--sampler", "ddpm"], ["--sampler", "ddpm", "--steps", "5"],
                  ["--sampler", "ddim", "--steps", "1"], ["--sampler", "ddim", "--eta", "1"]):
         out = tmp_path / "x.npy"
-        assert main(["sample", str(learned_run), "--n", "40", "--out", str(out), *args]) == 0
+        assert main(["sample", str(learned_run), "--n", "40", "--out", str(out), *args,
+                     "--force"]) == 0
         x = np.load(out)
         assert x.shape == (40, 2) and np.isfinite(x).all()
 

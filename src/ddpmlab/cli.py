@@ -145,9 +145,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         if args.out is None:
             raise UserError("--resume needs --out RUN, the run directory to continue")
-        config, resume = _resume_config(args)
-        out = args.out
-        if not resume:  # killed before its first checkpoint: nothing learned to keep
+        config, resumable = _resume_config(args)
+        out, resume = args.out, True
+        if not resumable:  # killed before its first checkpoint: nothing learned to keep
             print(f"ddpmlab: note: {out} holds no checkpoint yet; training it from step 0",
                   file=sys.stderr)
     else:
@@ -292,7 +292,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--quiet", action="store_true",
                         help="no progress bar or status line on stderr")
     p = Parser(prog="ddpmlab",

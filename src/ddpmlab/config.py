@@ -132,7 +132,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 def _coerce(value: Any, kind: Any, where: str) -> Any:
     """Check one value against a field's annotation, converting only where lossless."""
     origin = typing.get_origin(kind)
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise UserError(f"{where} must be a table of settings, not {value!r}")
         return from_dict(kind, value, where)

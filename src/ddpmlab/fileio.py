@@ -33,7 +33,7 @@ except ImportError:  # Windows: no advisory locks; the folder is not guarded the
 _TEMP = re.compile(r"\.(\d+)-[0-9a-f]{8}\.tmp(\.|$)")
 
 
-def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary sibling of ``path``, fsync it, rename it onto ``path``."""
     path = Path(path)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")

@@ -168,6 +168,7 @@ def hybrid_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
     """
     t, eps, x_t = draw_training_inputs(schedule, x0, generator, antithetic)
     mean_out, v = split_output(denoiser(x_t, t), "learned_range")
+    assert v is not None  # a learned_range output always has its v half
     mse = (target_for(schedule, prediction, x0, eps, t) - mean_out).square().mean()
     frozen = torch.cat([mean_out.detach(), v], dim=1)  # N&D Sec. 3.1: stop-gradient on the mean
     vb = vlb_term(schedule, x0, x_t, t, frozen, prediction=prediction,

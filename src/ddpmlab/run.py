@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -37,7 +37,8 @@ from ddpmlab.diffusion import q_sample, split_output
 from ddpmlab.errors import UserError
 from ddpmlab.fileio import exclusive, remove_stale_temps, write_atomic, write_bytes, write_json
 from ddpmlab.models.fast import sampling_denoiser
-from ddpmlab.samplers import ddim_chain, ddpm_chain
+from ddpmlab.samplers import ddim_chain, ddpm_chain, timesteps
+from ddpmlab.samplers.ddim import check_eta
 from ddpmlab.samplers.ddpm import final_state
 from ddpmlab.schedules import NoiseSchedule, make_schedule
 from ddpmlab.train import Diverged, Trainer, build_network, default_snapshots
@@ -49,13 +50,14 @@ EVAL_N = 2000  # points per set for evaluation (the issue's measure)
 EVAL_REPEATS = 3  # draws averaged for the model value and for the floor
 CHAIN_FRAMES = 10  # panels in a reverse-process figure
 GIF_FRAMES = 100  # frames of reverse.gif, spread over the T steps
+State = TypeVar("State", np.ndarray, torch.Tensor)  # a chain's states, in either form
 RESUMABLE = ("steps", "checkpoint_every")  # the train settings a resumed run may change
 # metrics and viz are imported where used: they pull in scipy, scikit-learn, POT and
 # matplotlib (about a second), which training and a resumed training never need.
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    write_atomic(path, lambda tmp: np.savez(tmp, **arrays))
+    write_atomic(path, lambda tmp: np.savez(tmp, **arrays))  # type: ignore[arg-type]
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -93,6 +95,15 @@ class Run:
         """The network as the samplers call it (``ddpmlab.models.fast.sampling_denoiser``)."""
         return sampling_denoiser(self.model)
 
+    def check_sampler(self, sampler: str, steps: int | None, eta: float) -> int:
+        """Refuse a bad sampler, step count or eta before any work; return the steps K."""
+        if sampler not in SAMPLERS:
+            raise UserError(f"unknown sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
+        K = self.schedule.T if steps is None else steps
+        timesteps(self.schedule.T, K)
+        check_eta(eta)
+        return K
+
     def _chain(self, shape: tuple[int, ...], g: torch.Generator, sampler: str,
                steps: int | None, eta: float) -> Iterator[tuple[int, torch.Tensor]]:
         d, denoiser = self.config.diffusion, self.denoiser
@@ -120,12 +131,12 @@ class Run:
         Shows a bar of the sampling steps, or advances ``bar`` (one shared by several draws)
         by one per step and chunk.
         """
+        K = self.check_sampler(sampler, steps, eta)
         g = torch.Generator().manual_seed(seed)
         chunk = 65_536
         own = bar is None
         if bar is None:
-            chunks = -(-n // chunk)
-            bar = feedback.bar(chunks * (steps or self.schedule.T), f"sampling {n:,} points")
+            bar = feedback.bar(-(-n // chunk) * K, f"sampling {n:,} points")
 
         def chain(shape: tuple[int, ...]) -> Iterator[tuple[int, torch.Tensor]]:
             for i, state in enumerate(self._chain(shape, g, sampler, steps, eta)):
@@ -237,8 +248,8 @@ def frame_steps(T: int, count: int) -> list[int]:
     return sorted({round(T * (i / (count - 1)) ** 2) for i in range(count)})
 
 
-def _chain_frames(chain: Iterator[tuple[int, np.ndarray]], T: int,
-                  count: int) -> Iterator[tuple[int, np.ndarray]]:
+def _chain_frames(chain: Iterator[tuple[int, State]], T: int,
+                  count: int) -> Iterator[tuple[int, State]]:
     """Keep about ``count`` states of a T-step chain, from x_T to x_0 (see frame_steps)."""
     keep = set(frame_steps(T, count))
     return ((k, x) for k, x in chain if k in keep)
@@ -265,14 +276,16 @@ def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = 
     with feedback.shown(progress and feedback.enabled()):
         if not resume:
             _check_new_out(out, force)
-        ckpt = _load_checkpoint(out) if resume else None
+        # resume with no checkpoint (killed before the first one): from step 0
+        ckpt = _load_checkpoint(out) if resume and (out / CKPT).is_file() else None
         points, standardizer = _training_data(config, out, ckpt)
         torch.set_num_threads(config.train.threads)
         x = torch.from_numpy(standardizer.transform(points.train)).to(torch.float32)
         trainer = Trainer(config, x, resume_from=ckpt)
         _make_run_directory(out)
         with exclusive(out):
-            floors = _train(config, out, trainer, points, standardizer, resume, on_start)
+            floors = _train(config, out, trainer, points, standardizer, ckpt is not None,
+                            on_start)
             run = open_run(out)
             run.floors.update(floors)
             if evaluate:
@@ -499,7 +512,7 @@ def score(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
     repeats = max(1, min(repeats, m))
     from ddpmlab import metrics
 
-    K = steps or run.schedule.T
+    K = run.check_sampler(sampler, steps, eta)
     bar = feedback.bar(repeats * K, f"evaluating: {repeats} draw{'s' * (repeats > 1)} of "
                        f"{n:,} samples ({sampler}, {K} steps)")
 

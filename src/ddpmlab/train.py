@@ -19,7 +19,7 @@ import copy
 import math
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -72,13 +72,13 @@ def build_network(config: RunConfig, dim: int) -> torch.nn.Module:
     return build_model(config.model, config.diffusion.timesteps, dim, out_dim)
 
 
-def views_of(flat: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+def views_of(flat: torch.Tensor, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Views of the 1-D ``flat`` shaped as each of ``tensors``, laid end to end."""
     parts = flat.split([x.numel() for x in tensors])
     return [part.view(x.shape) for part, x in zip(parts, tensors, strict=True)]
 
 
-def flat_views(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def flat_views(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """A new 1-D buffer holding ``tensors`` end to end, and a view of it shaped as each."""
     flat = torch.cat([x.detach().reshape(-1) for x in tensors])
     return flat, views_of(flat, tensors)
@@ -104,7 +104,7 @@ class FlatAdam:
 
     betas, eps = (0.9, 0.999), 1e-8
 
-    def __init__(self, params: list[torch.Tensor], weights: torch.Tensor, grad: torch.Tensor,
+    def __init__(self, params: Sequence[torch.Tensor], weights: torch.Tensor, grad: torch.Tensor,
                  lr: float) -> None:
         self.params, self.weights, self.grad, self.lr = params, weights, grad, lr
         self.exp_avg, self.exp_avg_sq = torch.zeros_like(weights), torch.zeros_like(weights)

@@ -19,7 +19,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import matplotlib
 import numpy as np
@@ -48,7 +48,8 @@ _STYLE = {
     "legend.frameon": False,
 }
 # Ticks of point figures: small and grey, there to read the scale, not to draw the eye.
-_TICKS = {"labelsize": 6.5, "length": 2.0, "width": 0.6, "pad": 1.5, "colors": "#777777"}
+_TICKS: dict[str, Any] = {"labelsize": 6.5, "length": 2.0, "width": 0.6, "pad": 1.5,
+                          "colors": "#777777"}
 
 
 def _styled(func: Callable[P, R]) -> Callable[P, R]:
@@ -56,7 +57,7 @@ def _styled(func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with matplotlib.rc_context(_STYLE):
+        with matplotlib.rc_context(_STYLE):  # type: ignore[arg-type]  # keys are rcParams
             return func(*args, **kwargs)
 
     return wrapper
@@ -88,7 +89,7 @@ def _limits(limits: Sequence[float], name: str = "limits") -> Limits:
     lim = tuple(float(v) for v in limits)
     if len(lim) != 4 or not all(map(math.isfinite, lim)) or lim[0] >= lim[1] or lim[2] >= lim[3]:
         raise ValueError(f"{name} must be finite (xmin, xmax, ymin, ymax) with min < max: {limits}")
-    return lim  # type: ignore[return-value]
+    return lim[0], lim[1], lim[2], lim[3]
 
 
 def _target(path: str | os.PathLike[str]) -> Path:
@@ -428,7 +429,7 @@ def _loss_figure(
         decades = math.log10(ls.max() / ls.min())
         ax.yaxis.set_major_formatter("{x:.3g}")
         if decades < 3:
-            subs = np.arange(2.0, 10.0) if decades < 1 else (2.0, 5.0)
+            subs = [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0] if decades < 1 else [2.0, 5.0]
             ax.yaxis.set_minor_locator(LogLocator(base=10.0, subs=subs))
             ax.yaxis.set_minor_formatter("{x:.3g}")
             ax.grid(True, which="minor", axis="y", color="#f4f4f4", linewidth=0.6)

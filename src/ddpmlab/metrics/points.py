@@ -171,7 +171,8 @@ def scores(x: np.ndarray, real: np.ndarray) -> Scores:
     x, real = _check("x", x), _check("real", real)
     if x.shape[1] != real.shape[1]:
         raise UserError(f"x has {x.shape[1]} columns, real {real.shape[1]}; use the same dims")
-    fns = dict(METRICS, mmd=partial(mmd, bandwidth=median_bandwidth(real)))
+    fns: dict[str, Callable[[np.ndarray, np.ndarray], float]] = dict(
+        METRICS, mmd=partial(mmd, bandwidth=median_bandwidth(real)))
     return {name: fn(x, real) for name, fn in fns.items()}
 
 
@@ -206,17 +207,18 @@ def evaluate(samples: np.ndarray, real: np.ndarray, real_ref: np.ndarray | None 
     return out
 
 
-def average(results: list[Result]) -> Result:
+def average(results: list[Result], ratio_names: tuple[str, ...] = _RATIO) -> Result:
     """Mean value and mean floor over :func:`evaluate` results of independent draws.
 
     Averaging k draws of the samples and k independent real pairs divides the variance of
-    both by k; the ratio is recomputed from the means.
+    both by k; the ratio is recomputed from the means for the metrics in ``ratio_names``
+    (w1 and w2 here; images pass their own).
     """
     out: dict[str, dict[str, float | None]] = {}
     for name in results[0]:
         value = float(np.mean([r[name]["value"] for r in results]))
         floor = float(np.mean([r[name]["floor"] for r in results]))
-        ratio = value / floor if name in _RATIO and floor > 0 else None
+        ratio = value / floor if name in ratio_names and floor > 0 else None
         out[name] = {"value": value, "floor": floor, "ratio": ratio}
     return out
 

@@ -71,11 +71,15 @@ def _seed_mlp(model: SeedMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
         acts.append(torch.relu(_linear(acts[-1], p, f"linears.{2 * i}").add_(e)))
     loss, g = _mse(_linear(acts[-1], p, "linears.6") - target)
     # backward
-    g = _linear_backward(g, acts[-1], p, grads, "linears.6")
-    for i in reversed(range(3)):
-        g = relu_backward(g, acts[i + 1], 0)  # dL/d(pre-activation of layer i)
-        grads[f"step_embeddings.{i}.weight"].index_add_(0, t, g)  # zeroed by the caller
-        g = _linear_backward(g, acts[i], p, grads, f"linears.{2 * i}", need_input=i > 0)
+    for i in (3, 2, 1, 0):  # the output layer, then the hidden layers from the top
+        name = f"linears.{2 * i}"
+        if i < 3:
+            g = relu_backward(g, acts[i + 1], 0)  # dL/d(pre-activation of layer i)
+            grads[f"step_embeddings.{i}.weight"].index_add_(0, t, g)  # zeroed by the caller
+        g_in = _linear_backward(g, acts[i], p, grads, name, need_input=i > 0)
+        if g_in is None:  # reached the input x, which needs no gradient
+            break
+        g = g_in
     return loss
 
 

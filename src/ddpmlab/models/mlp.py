@@ -42,6 +42,9 @@ class ResMLP(nn.Module):
     The timestep enters every block through its own projection of one shared embedding.
     """
 
+    fourier: torch.Tensor  # buffers, declared for the type checker
+    t_table: torch.Tensor
+
     def __init__(self, timesteps: int, dim: int = 2, hidden: int = 128, depth: int = 3,
                  fourier_scale: float = 4.0, out_dim: int | None = None) -> None:
         super().__init__()

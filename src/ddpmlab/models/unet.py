@@ -300,17 +300,17 @@ class UNet(nn.Module):
         """x: (B, C, H, W) float32, t: (B,) int64 in 0..T-1 -> (B, out_channels, H, W)."""
         check_size(x.shape[-2], self.config)
         check_size(x.shape[-1], self.config)
-        emb = F.silu(self.t_mlp(self.t_table[t]))  # (B, 4 base); SiLU shared by all blocks
+        emb = F.silu(self.t_mlp(self.t_table[t]))  # type: ignore[index]  # (B, 4 base); SiLU shared by all blocks
         h = self.inp(x)
         skips = [h]
         for layers in self.down:
-            for layer in layers:
+            for layer in layers:  # type: ignore[attr-defined]
                 h = layer(h, emb)
             skips.append(h)
         for layer in self.middle:
             h = layer(h, emb)
         for layers in self.up:
             h = torch.cat([h, skips.pop()], dim=1)
-            for layer in layers:
+            for layer in layers:  # type: ignore[attr-defined]
                 h = layer(h, emb)
         return self.out(h)

@@ -67,7 +67,7 @@ def ddpm_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
             if j > 0:
                 z = torch.randn(shape, generator=generator)
                 std = (torch.exp(0.5 * reverse_log_variance(respaced, jj, x, variance, v))
-                       if learned else sigma[j])  # N&D Eq. 15 for learned_range
+                       if sigma is None else sigma[j])  # N&D Eq. 15 for learned_range
                 x = mean + std * z  # Ho Alg. 2, line 4: + sigma_t z
             else:
                 x = mean
