@@ -281,18 +281,25 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(
 
 # --- interrupts -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupt_saves_a_checkpoint_exits_130_and_resume_completes(
-        sig: signal.Signals, tmp_path: Path) -> None:
-    toml = tmp_path / "data.toml"
+def training_past_step_50(run: Path, steps: int) -> subprocess.Popen[str]:
+    """A tiny training of ``steps`` steps into ``run``, in a subprocess, once it has written
+    the checkpoint of step 50 (well inside training)."""
+    toml = run.parent / "data.toml"
     toml.write_text(DATA_TOML)
-    run = tmp_path / "run"
-    proc = launch(["moons", "--out", str(run), "--config", str(toml), "--steps", "600",
+    proc = launch(["moons", "--out", str(run), "--config", str(toml), "--steps", str(steps),
                    "--timesteps", "20", "--hidden", "16", "--batch-size", "64",
                    "--checkpoint-every", "50", "--quiet", "--no-figures"])
     lines = wait_for_training(proc)
     assert lines and lines[-1].startswith("training "), lines
-    poll(lambda: checkpoint_step(run) >= 50, proc)  # well inside training
+    poll(lambda: checkpoint_step(run) >= 50, proc)
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_saves_a_checkpoint_exits_130_and_resume_completes(
+        sig: signal.Signals, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = training_past_step_50(run, steps=600)
     proc.send_signal(sig)
     assert proc.wait(timeout=60) == 130
     rest = proc.stderr.read()
@@ -411,15 +418,8 @@ def test_resume_honours_steps_edited_in_config_json_and_refuses_other_edits(
 
 def test_a_second_process_on_a_run_in_use_is_refused_and_a_kill_frees_it(
         tmp_path: Path, capsys) -> None:
-    toml = tmp_path / "data.toml"
-    toml.write_text(DATA_TOML)
     run = tmp_path / "run"
-    proc = launch(["moons", "--out", str(run), "--config", str(toml), "--steps", "100000",
-                   "--timesteps", "20", "--hidden", "16", "--batch-size", "64",
-                   "--checkpoint-every", "50", "--quiet", "--no-figures"])
-    lines = wait_for_training(proc)
-    assert lines and lines[-1].startswith("training "), lines
-    poll(lambda: checkpoint_step(run) >= 50, proc)
+    proc = training_past_step_50(run, steps=100_000)
     for argv in (["train", "--resume", "--out", str(run), "--quiet"], ["figures", str(run)],
                  ["evaluate", str(run), "--n", "50"]):
         assert main(argv) == 2, argv

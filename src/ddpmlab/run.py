@@ -115,11 +115,12 @@ class Run:
                 return split_output(denoiser(x, t), d.variance)[0]
             return ddim_chain(mean_part, self.schedule, shape, steps=steps, eta=eta,
                               prediction=d.prediction, generator=g)
-        raise UserError(f"unknown sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
+        raise AssertionError(f"sampler {sampler!r} passed check_sampler")
 
     def chain(self, n: int, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
               eta: float = 0.0) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(n_steps_left, points (n, dim))`` in data coordinates along the reverse chain."""
+        self.check_sampler(sampler, steps, eta)
         g = torch.Generator().manual_seed(seed)
         for k, x in self._chain((n, self.points.train.shape[1]), g, sampler, steps, eta):
             yield k, self.standardizer.inverse(x.numpy().astype(np.float64))
