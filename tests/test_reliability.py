@@ -208,6 +208,21 @@ def poll(until, proc: subprocess.Popen[str], timeout: float = 60) -> None:
         time.sleep(0.002)
 
 
+def assert_same_run(reference: Path, run: Path) -> None:
+    """The run ended with the reference's state bit for bit: model, EMA, generator, losses,
+    data, configuration and snapshots."""
+    a, b = checkpoint.load(reference / CKPT), checkpoint.load(run / CKPT)
+    assert a.step == b.step == STEPS
+    assert same_tensors(a.model, b.model) and same_tensors(a.ema, b.ema)
+    assert a.rng is not None and b.rng is not None and torch.equal(a.rng, b.rng)
+    assert a.meta["history"] == b.meta["history"]
+    for name in (LOSS, DATA, CONFIG):
+        assert (reference / name).read_bytes() == (run / name).read_bytes(), name
+    with np.load(reference / SNAPSHOTS) as fa, np.load(run / SNAPSHOTS) as fb:
+        assert sorted(fa.files) == sorted(fb.files)
+        assert all(np.array_equal(fa[k], fb[k]) for k in fa.files)
+
+
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(
         tmp_path: Path) -> None:
     toml = tmp_path / "data.toml"
@@ -265,15 +280,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(
 
     assert temps(run) == []
     counts["files checked"] += check_files(run)
-    a, b = checkpoint.load(reference / CKPT), checkpoint.load(run / CKPT)
-    assert a.step == b.step == STEPS
-    assert same_tensors(a.model, b.model) and same_tensors(a.ema, b.ema)  # bit for bit
-    assert a.meta["history"] == b.meta["history"]
-    for name in (LOSS, DATA, CONFIG):
-        assert (reference / name).read_bytes() == (run / name).read_bytes(), name
-    with np.load(reference / SNAPSHOTS) as fa, np.load(run / SNAPSHOTS) as fb:
-        assert sorted(fa.files) == sorted(fb.files)
-        assert all(np.array_equal(fa[k], fb[k]) for k in fa.files)
+    assert_same_run(reference, run)
     print("kill test:", ", ".join(f"{k} {v}" for k, v in counts.items()), "; corrupt files 0")
     assert counts["kills"] == N_KILLS and counts["nothing to resume"] >= 1
     assert counts["during a checkpoint write"] >= 1
@@ -337,16 +344,7 @@ def test_sigint_and_sigterm_at_random_steps_then_resume_equals_an_uninterrupted_
         proc.stderr.close()
         assert temps(run) == []
     assert main(["train", *fresh, "--resume"]) == 0
-    a, b = checkpoint.load(reference / CKPT), checkpoint.load(run / CKPT)
-    assert a.step == b.step == STEPS
-    assert same_tensors(a.model, b.model) and same_tensors(a.ema, b.ema)  # bit for bit
-    assert same_tensors({"rng": a.rng}, {"rng": b.rng})
-    assert a.meta["history"] == b.meta["history"]
-    for name in (LOSS, DATA, CONFIG):
-        assert (reference / name).read_bytes() == (run / name).read_bytes(), name
-    with np.load(reference / SNAPSHOTS) as fa, np.load(run / SNAPSHOTS) as fb:
-        assert sorted(fa.files) == sorted(fb.files)
-        assert all(np.array_equal(fa[k], fb[k]) for k in fa.files)
+    assert_same_run(reference, run)
 
 
 # --- the command that started the run, --resume appended --------------------------------
