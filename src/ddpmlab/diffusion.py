@@ -140,31 +140,56 @@ def eps_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
 
 
 def predict_eps_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
-                   output: torch.Tensor, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
+                   output: torch.Tensor, prediction: str, *,
+                   clip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(eps_hat, x0_hat), each (B, *D), from a network output of kind ``prediction``.
 
     The output itself is returned unchanged in its own slot (eps_hat for ``eps``, x0_hat for
     ``x0``); the other is Ho Eq. 4 solved for it, or Salimans & Ho's conversions for ``v``.
+    ``clip`` (for images, whose data lie in [-1, 1]; never for points): x0_hat is clamped to
+    [-1, 1] and, where the clamp moved it, eps_hat is recomputed from the clamped x0_hat and
+    x_t, as improved-diffusion's ``clip_denoised`` with ``_predict_eps_from_xstart`` does
+    (diffusers' ``clip_sample``). Elements the clamp leaves alone keep their eps_hat bit for
+    bit (the recomputation would give it back only up to rounding), so with data inside the
+    box clip on and off agree exactly.
     """
     check_prediction(prediction)
     if prediction == "eps":
-        return output, x0_from_eps(schedule, x_t, t, output)
-    if prediction == "x0":
-        return eps_from_x0(schedule, x_t, t, output), output
-    return eps_from_v(schedule, x_t, t, output), x0_from_v(schedule, x_t, t, output)
+        eps_hat, x0_hat = output, x0_from_eps(schedule, x_t, t, output)
+    elif prediction == "x0":
+        eps_hat, x0_hat = eps_from_x0(schedule, x_t, t, output), output
+    else:
+        eps_hat, x0_hat = eps_from_v(schedule, x_t, t, output), x0_from_v(schedule, x_t, t, output)
+    if not clip:
+        return eps_hat, x0_hat
+    clipped = x0_hat.clamp(-1.0, 1.0)  # improved-diffusion's clip_denoised: x^_0 in [-1, 1]
+    # Ho Eq. 4 solved for eps at the clamped x^_0 (improved-diffusion's _predict_eps_from_xstart)
+    eps_hat = torch.where(clipped == x0_hat, eps_hat, eps_from_x0(schedule, x_t, t, clipped))
+    return eps_hat, clipped
 
 
 def reverse_mean(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
-                 output: torch.Tensor, prediction: str = "eps") -> torch.Tensor:
+                 output: torch.Tensor, prediction: str = "eps", *,
+                 clip: bool = False) -> torch.Tensor:
     """mu_theta(x_t, t) of the reverse step from a network output: (B, *D) -> (B, *D).
 
     ``eps``: Ho Eq. 11 (:func:`mean_from_eps`); ``x0`` and ``v``: the posterior mean (Ho Eq. 7)
     at x0_hat, as diffusers' DDPMScheduler does. The two agree (see :func:`mean_from_eps`).
+    ``clip`` (images only): the posterior mean (Ho Eq. 7) at x0_hat clamped to [-1, 1], as
+    improved-diffusion's ``p_mean_variance`` with ``clip_denoised=True`` does; where the clamp
+    leaves x0_hat alone the mean is bit for bit the one without ``clip``.
     """
-    if prediction == "eps":
-        return mean_from_eps(schedule, x_t, t, output)
+    if not clip:
+        if prediction == "eps":
+            return mean_from_eps(schedule, x_t, t, output)
+        _, x0_hat = predict_eps_x0(schedule, x_t, t, output, prediction)
+        return q_posterior(schedule, x0_hat, x_t, t)[0]  # Ho Eq. 7 at x0_hat
     _, x0_hat = predict_eps_x0(schedule, x_t, t, output, prediction)
-    return q_posterior(schedule, x0_hat, x_t, t)[0]  # Ho Eq. 7 at x0_hat
+    clipped = x0_hat.clamp(-1.0, 1.0)  # improved-diffusion's clip_denoised: x^_0 in [-1, 1]
+    mean = q_posterior(schedule, clipped, x_t, t)[0]  # Ho Eq. 7 at the clamped x^_0
+    if prediction == "eps":  # unclamped elements: Ho Eq. 11, as without clip (equal to Eq. 7)
+        mean = torch.where(clipped == x0_hat, mean_from_eps(schedule, x_t, t, output), mean)
+    return mean
 
 
 def target_for(schedule: NoiseSchedule, prediction: str, x0: torch.Tensor, eps: torch.Tensor,

@@ -9,7 +9,8 @@ Ho et al. 2020, Eq. 5 (Nichol & Dhariwal 2021, Eqs. 4-6), with 0-based timesteps
 
 All terms are in nats, summed over the data dimensions; :class:`Bound` also reports nats and
 bits per dimension. The decoder is a Gaussian density for continuous data (points) or the
-discretised Gaussian of Ho et al. 2020, Eq. 13, for 8-bit images scaled to [-1, 1].
+discretised Gaussian of Ho et al. 2020, Eq. 13, for images of ``levels`` grey levels (256 for
+8-bit) scaled to [-1, 1].
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ddpmlab.diffusion import (
     split_output,
     target_for,
 )
+from ddpmlab.errors import UserError
 from ddpmlab.schedules import NoiseSchedule
 
 DECODERS = ("gaussian", "discretized")
@@ -60,21 +62,36 @@ def _approx_std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
 
 
-def discretized_gaussian_nll(x: torch.Tensor, mean: torch.Tensor,
-                             log_var: torch.Tensor) -> torch.Tensor:
-    """-log of the Gaussian's mass on x's 8-bit bin, elementwise (Ho et al. 2020, Eq. 13).
+def check_levels(levels: int) -> None:
+    """Raise unless ``levels`` (the grey levels of the discretised decoder) is an integer >= 2."""
+    if isinstance(levels, bool) or not isinstance(levels, int | np.integer) or levels < 2:
+        raise UserError(f"levels must be an integer >= 2 (256 for 8-bit images), got {levels!r}")
 
-    x in [-1, 1] on the grid of 256 levels; the edge bins extend to -inf and +inf.
+
+def discretized_gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
+                             levels: int = 256) -> torch.Tensor:
+    """-log of the Gaussian's mass on x's bin, elementwise (Ho et al. 2020, Eq. 13).
+
+    x in [-1, 1] on the grid of ``levels`` values -1 + 2k / (levels - 1), k = 0..levels-1
+    (256: 8-bit images; 17: scikit-learn's digits); each bin is x +- 1 / (levels - 1) and the
+    edge bins extend to -inf and +inf. Phi is the tanh approximation of Ho et al.'s code at
+    every ``levels`` (off by < 1.8e-4, so a bin's mass by < 3.6e-4). x is recognised as an
+    edge level within 1e-3 of -1 or 1 (improved-diffusion's 0.999), or within a quarter of the
+    grid step when that is smaller (levels > 501).
     """
+    check_levels(levels)
+    half_width = 1.0 / (levels - 1)  # Ho Eq. 13 with 2 / (levels - 1) between levels
+    edge = 1.0 - min(1e-3, 0.5 * half_width)  # 0.999 for every levels <= 501
     inv_std = torch.exp(-0.5 * log_var)
     centred = x - mean
-    cdf_plus = _approx_std_normal_cdf(inv_std * (centred + 1.0 / 255))
-    cdf_minus = _approx_std_normal_cdf(inv_std * (centred - 1.0 / 255))
+    cdf_plus = _approx_std_normal_cdf(inv_std * (centred + half_width))  # Ho Eq. 13: delta_+
+    cdf_minus = _approx_std_normal_cdf(inv_std * (centred - half_width))  # Ho Eq. 13: delta_-
     log_cdf_plus = cdf_plus.clamp(min=1e-12).log()
     log_one_minus_cdf_minus = (1.0 - cdf_minus).clamp(min=1e-12).log()
     log_mid = (cdf_plus - cdf_minus).clamp(min=1e-12).log()
-    log_probs = torch.where(x < -0.999, log_cdf_plus,
-                            torch.where(x > 0.999, log_one_minus_cdf_minus, log_mid))
+    # Ho Eq. 13: delta_- = -inf at x = -1, delta_+ = +inf at x = 1
+    log_probs = torch.where(x < -edge, log_cdf_plus,
+                            torch.where(x > edge, log_one_minus_cdf_minus, log_mid))
     return -log_probs
 
 
@@ -89,24 +106,31 @@ def prior_kl(schedule: NoiseSchedule, x0: torch.Tensor) -> torch.Tensor:
 
 def vlb_term(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
              output: torch.Tensor, *, prediction: str = "eps", variance: str = "fixed_small",
-             decoder: str = "gaussian") -> torch.Tensor:
+             decoder: str = "gaussian", levels: int = 256) -> torch.Tensor:
     """L_t for each sample, (B,) nats: the KL at t >= 1, the decoder NLL at t = 0.
 
     x0, x_t: (B, *D); t: (B,); output: the network's output at (x_t, t) (twice the channels
-    for ``learned_range``). Used for the bound and, with the mean part detached, as the VLB
-    half of the hybrid loss (Nichol & Dhariwal 2021, Sec. 3.1).
+    for ``learned_range``). levels: the grey levels of x0 for the ``discretized`` decoder
+    (:func:`discretized_gaussian_nll`), unused by ``gaussian``. Used for the bound and, with
+    the mean part detached, as the VLB half of the hybrid loss (Nichol & Dhariwal 2021,
+    Sec. 3.1).
     """
     check_timesteps(t, schedule.T)
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder '{decoder}'; choose one of: {', '.join(DECODERS)}")
+    if decoder == "discretized":
+        check_levels(levels)
     mean_out, v = split_output(output, variance)
     model_mean = reverse_mean(schedule, x_t, t, mean_out, prediction)
     model_log_var = reverse_log_variance(schedule, t, x_t, variance, v).expand_as(model_mean)
     true_mean, _ = q_posterior(schedule, x0, x_t, t)
     true_log_var = extract(schedule.posterior_log_variance, t, x_t).expand_as(true_mean)
     kl = _sum_dims(normal_kl(true_mean, true_log_var, model_mean, model_log_var))  # L_t, t >= 1
-    nll = gaussian_nll if decoder == "gaussian" else discretized_gaussian_nll
-    decoder_nll = _sum_dims(nll(x0, model_mean, model_log_var))  # L_0 = -log p(x_0 | x_1)
+    if decoder == "gaussian":
+        nll = gaussian_nll(x0, model_mean, model_log_var)
+    else:
+        nll = discretized_gaussian_nll(x0, model_mean, model_log_var, levels)
+    decoder_nll = _sum_dims(nll)  # L_0 = -log p(x_0 | x_1)
     return torch.where(t == 0, decoder_nll, kl)
 
 
@@ -134,8 +158,14 @@ class Bound:
 
 def nll_bound(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor, *,
               prediction: str = "eps", variance: str = "fixed_small",
-              decoder: str = "gaussian", generator: torch.Generator | None = None) -> Bound:
-    """The full bound on x0 (B, *D): every t evaluated once per sample (one x_t draw each)."""
+              decoder: str = "gaussian", generator: torch.Generator | None = None,
+              levels: int = 256) -> Bound:
+    """The full bound on x0 (B, *D): every t evaluated once per sample (one x_t draw each).
+
+    levels: the grey levels of x0 for the ``discretized`` decoder (see :func:`vlb_term`).
+    """
+    if decoder == "discretized":
+        check_levels(levels)  # before T network calls
     terms = np.empty(schedule.T)
     with torch.inference_mode():
         for t_int in range(schedule.T):
@@ -144,7 +174,7 @@ def nll_bound(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor, *,
             x_t = q_sample(schedule, x0, t, eps)
             terms[t_int] = float(vlb_term(schedule, x0, x_t, t, denoiser(x_t, t),
                                           prediction=prediction, variance=variance,
-                                          decoder=decoder).double().mean())
+                                          decoder=decoder, levels=levels).double().mean())
         prior = float(prior_kl(schedule, x0).double().mean())
     return Bound(terms=terms, prior=prior, dims=int(np.prod(x0.shape[1:])))
 

@@ -2,7 +2,9 @@
 
 One step from timestep t to an earlier t_prev (-1 meaning the data, alpha_bar_prev = 1):
 
-1. eps_hat, x0_hat from the network output (``ddpmlab.diffusion.predict_eps_x0``);
+1. eps_hat, x0_hat from the network output (``ddpmlab.diffusion.predict_eps_x0``); with
+   ``clip`` (images), x0_hat clamped to [-1, 1] and eps_hat recomputed from it (Ho Eq. 4),
+   as improved-diffusion's ``ddim_sample`` does with ``clip_denoised``;
 2. sigma_t = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev) (Song Eq. 16);
 3. x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma_t^2) eps_hat + sigma_t z (Eq. 12).
 
@@ -33,17 +35,21 @@ def check_eta(eta: float) -> None:
 
 def ddim_step(schedule: NoiseSchedule, x_t: torch.Tensor, t: int, t_prev: int,
               output: torch.Tensor, *, eta: float = 0.0, prediction: str = "eps",
-              noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              noise: torch.Tensor | None = None,
+              clip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM step from x_t (B, *D) at timestep t to t_prev in -1..t-1: (x_prev, x0_hat).
 
     output: the network's (B, *D) output at (x_t, t), of kind ``prediction``. noise: z
-    (B, *D), needed when sigma_t > 0 (eta > 0 and t_prev >= 0), ignored otherwise.
+    (B, *D), needed when sigma_t > 0 (eta > 0 and t_prev >= 0), ignored otherwise. clip: clamp
+    x0_hat to [-1, 1] and take eps_hat = (x_t - sqrt(ab_t) x0_hat) / sqrt(1 - ab_t) at the
+    clamped x0_hat (``predict_eps_x0``), for images only; the returned x0_hat is the clamped one.
     """
     check_eta(eta)
     if not (0 <= t < schedule.T and -1 <= t_prev < t):
         raise ValueError(f"need 0 <= t < {schedule.T} and -1 <= t_prev < t, got {t}, {t_prev}")
     tt = torch.full((x_t.shape[0],), t, dtype=torch.long)
-    eps_hat, x0_hat = predict_eps_x0(schedule, x_t, tt, output, prediction)
+    # with clip: x0_hat clamped, eps_hat from it by Ho Eq. 4 (improved-diffusion's ddim_sample)
+    eps_hat, x0_hat = predict_eps_x0(schedule, x_t, tt, output, prediction, clip=clip)
     ab = float(schedule.alpha_bar[t])
     ab_prev = float(schedule.alpha_bar[t_prev]) if t_prev >= 0 else 1.0  # x_{-1} is the data
     # Song Eq. 16: sigma_t^2 = eta^2 (1 - ab_prev)/(1 - ab_t) (1 - ab_t/ab_prev)
@@ -60,13 +66,15 @@ def ddim_step(schedule: NoiseSchedule, x_t: torch.Tensor, t: int, t_prev: int,
 def ddim_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], *,
                steps: int | None = None, spacing: str = DEFAULT_SPACING, eta: float = 0.0,
                prediction: str = "eps", generator: torch.Generator | None = None,
-               x_T: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+               x_T: torch.Tensor | None = None,
+               clip: bool = False) -> Iterator[tuple[int, torch.Tensor]]:
     """Run DDIM from x_T ~ N(0, I) and yield ``(n, x)``: n = t + 1 of each visited t, then 0.
 
     shape: (B, *D). steps: K in 1..T timesteps chosen by ``spacing`` (None: all T; the
     default, ``leading``, is diffusers' and was measured best here: see
     ``ddpmlab.samplers.spacing.DEFAULT_SPACING``). eta: 0 deterministic,
-    1 ancestral. The generator draws x_T, then (eta > 0 only) one z per step but the last.
+    1 ancestral. clip: clamp x0_hat to [-1, 1] at every step (:func:`ddim_step`; images
+    only). The generator draws x_T, then (eta > 0 only) one z per step but the last.
     Yielded tensors are new (B, *D) float32 tensors, never modified afterwards.
     """
     check_prediction(prediction)
@@ -80,17 +88,17 @@ def ddim_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
             noisy = eta > 0 and t_next >= 0  # no noise after the last step (sigma = 0 there)
             z = torch.randn(shape, generator=generator) if noisy else None
             x, _ = ddim_step(schedule, x, t, t_next, output, eta=eta, prediction=prediction,
-                             noise=z)
+                             noise=z, clip=clip)
         yield t_next + 1, x
 
 
 def ddim_sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], *,
                 steps: int | None = None, spacing: str = DEFAULT_SPACING, eta: float = 0.0,
                 prediction: str = "eps", generator: torch.Generator | None = None,
-                chunk: int = 65_536) -> torch.Tensor:
+                chunk: int = 65_536, clip: bool = False) -> torch.Tensor:
     """Final samples x_0, (B, *D): :func:`ddim_chain` run in chunks of ``chunk`` rows,
     keeping only the last state of each."""
     return final_state(
         lambda rows: ddim_chain(denoiser, schedule, rows, steps=steps, spacing=spacing, eta=eta,
-                                prediction=prediction, generator=generator),
+                                prediction=prediction, generator=generator, clip=clip),
         shape, chunk)

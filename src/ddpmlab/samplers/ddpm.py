@@ -32,7 +32,7 @@ def ddpm_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
                steps: int | None = None, spacing: str = DEFAULT_SPACING,
                variance: str = "fixed_small", prediction: str = "eps",
                generator: torch.Generator | None = None,
-               x_T: torch.Tensor | None = None) -> Chain:
+               x_T: torch.Tensor | None = None, clip: bool = False) -> Chain:
     """Run the reverse chain from x_T ~ N(0, I) and yield ``(n, x_n)`` from n = T down to 0.
 
     shape: (B, *D) of the samples. ``n`` is the number of noising steps left (the paper's
@@ -43,7 +43,9 @@ def ddpm_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
     starts at t = T-1. variance: ``fixed_small`` or ``fixed_large`` (Ho Sec. 3.2), of the
     respaced schedule, or ``learned_range`` (the denoiser returns (B, 2D): mean part and v,
     interpolated on the respaced schedule as improved-diffusion does). prediction: what the
-    denoiser outputs (``ddpmlab.diffusion``).
+    denoiser outputs (``ddpmlab.diffusion``). clip: clamp x0_hat to [-1, 1] and step to the
+    posterior mean at it (Ho Eq. 7; improved-diffusion's ``clip_denoised``), for images only;
+    with ``learned_range`` it clips the mean, the variance being the network's.
     No noise is added at the last step (Algorithm 2, line 3: z = 0 when t = 1). Each step runs
     under inference mode; the yielded tensors are new (B, *D) float32 tensors, never modified
     afterwards. The generator draws x_T, then one z per step but the last.
@@ -63,7 +65,8 @@ def ddpm_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
             output, v = split_output(
                 denoiser(x, torch.full((shape[0],), t, dtype=torch.long)), variance)
             jj = torch.full((shape[0],), j, dtype=torch.long)
-            mean = reverse_mean(respaced, x, jj, output, prediction)  # Ho Alg. 2, line 4
+            # Ho Alg. 2, line 4 (with clip: Ho Eq. 7 at the clamped x0_hat)
+            mean = reverse_mean(respaced, x, jj, output, prediction, clip=clip)
             if j > 0:
                 z = torch.randn(shape, generator=generator)
                 std = (torch.exp(0.5 * reverse_log_variance(respaced, jj, x, variance, v))
@@ -88,9 +91,11 @@ def final_state(chain: Callable[[tuple[int, ...]], Chain], shape: tuple[int, ...
 def ddpm_sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], *,
                 steps: int | None = None, spacing: str = DEFAULT_SPACING,
                 variance: str = "fixed_small", prediction: str = "eps",
-                generator: torch.Generator | None = None, chunk: int = 65_536) -> torch.Tensor:
+                generator: torch.Generator | None = None, chunk: int = 65_536,
+                clip: bool = False) -> torch.Tensor:
     """Final samples x_0, (B, *D): :func:`ddpm_chain` run in chunks of ``chunk`` rows."""
     return final_state(
         lambda rows: ddpm_chain(denoiser, schedule, rows, steps=steps, spacing=spacing,
-                                variance=variance, prediction=prediction, generator=generator),
+                                variance=variance, prediction=prediction, generator=generator,
+                                clip=clip),
         shape, chunk)
