@@ -1,66 +1,50 @@
-"""Figures for 2-D diffusion experiments: point clouds, forward and reverse chains, losses, GIFs.
+"""Figures of 2-D diffusion experiments: point clouds, forward and reverse chains, their GIF.
 
-Every function takes numpy arrays, writes one file and returns the :class:`~pathlib.Path` it wrote.
-Writes are atomic: the figure is rendered to a temporary file in the target's folder and moved
-onto the target with :func:`os.replace`, so a crash never leaves a half-written file. Figures are
-built on :class:`matplotlib.figure.Figure` with the Agg canvas: no pyplot, no global figure
-registry, nothing left open. Nothing here trains, samples or imports torch.
+Every function takes numpy arrays, writes one file atomically and returns the
+:class:`~pathlib.Path` it wrote; a missing parent folder raises :class:`FileNotFoundError`, bad
+arrays raise :class:`ValueError` (the house rules of :mod:`ddpmlab.viz.common`, which also
+holds the loss and bound figures). No pyplot; nothing here trains, samples or imports torch.
 
 Points are ``(N, 2)`` float arrays in data coordinates; a *frame* is a pair ``(t, points)``;
-*limits* are ``(xmin, xmax, ymin, ymax)``. The caller owns folders: a missing parent folder
-raises :class:`FileNotFoundError`. Figures of points carry small ticks in data units (in a grid
-only the outer panels are labelled) so that the data's scale can be read; GIF frames do not.
+*limits* are ``(xmin, xmax, ymin, ymax)``. Figures of points carry small ticks in data units (in
+a grid only the outer panels are labelled) so that the data's scale can be read; GIF frames do
+not.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
-import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogLocator, MaxNLocator
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from ddpmlab.fileio import write_atomic
+from ddpmlab.viz.common import (
+    DATA_COLOR,
+    POINT_COLOR,
+    _figure,
+    _gif_frame_ms,
+    _math,
+    _palette_frame,
+    _save,
+    _save_gif,
+    _step_label,
+    _styled,
+    _target,
+)
 
 Limits = tuple[float, float, float, float]
 Frame = tuple[int, np.ndarray]
-P = ParamSpec("P")
-R = TypeVar("R")
-
-DPI = 110
-POINT_COLOR = "#2a64ad"
-DATA_COLOR = "#a8a8a8"
-_STYLE = {
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.edgecolor": "#d0d0d0",
-    "axes.labelcolor": "#333333",
-    "mathtext.fontset": "cm",
-    "legend.frameon": False,
-}
 # Ticks of point figures: small and grey, there to read the scale, not to draw the eye.
 _TICKS: dict[str, Any] = {"labelsize": 6.5, "length": 2.0, "width": 0.6, "pad": 1.5,
                           "colors": "#777777"}
-
-
-def _styled(func: Callable[P, R]) -> Callable[P, R]:
-    """Run ``func`` (build, draw and save) under the house matplotlib style."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with matplotlib.rc_context(_STYLE):  # type: ignore[arg-type]  # keys are rcParams
-            return func(*args, **kwargs)
-
-    return wrapper
 
 
 def _points(x: object, name: str) -> np.ndarray:
@@ -90,30 +74,6 @@ def _limits(limits: Sequence[float], name: str = "limits") -> Limits:
     if len(lim) != 4 or not all(map(math.isfinite, lim)) or lim[0] >= lim[1] or lim[2] >= lim[3]:
         raise ValueError(f"{name} must be finite (xmin, xmax, ymin, ymax) with min < max: {limits}")
     return lim[0], lim[1], lim[2], lim[3]
-
-
-def _target(path: str | os.PathLike[str]) -> Path:
-    """Return ``path`` as a Path; raise FileNotFoundError if its parent folder does not exist."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output folder {path.parent} does not exist; create it first")
-    return path
-
-
-def _figure(width: float, height: float, dpi: float = DPI, **kwargs: object) -> Figure:
-    """A new pyplot-free Figure with an Agg canvas attached."""
-    fig = Figure(figsize=(width, height), dpi=dpi, **kwargs)  # type: ignore[arg-type]
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write ``fig`` atomically (format from the suffix) and free it."""
-    target = _target(path)
-    try:
-        return write_atomic(target, lambda tmp: fig.savefig(tmp, dpi=fig.dpi))
-    finally:
-        fig.clear()
 
 
 def _scatter(
@@ -164,11 +124,6 @@ def _label_outer(grid: np.ndarray) -> None:
             if grid[r, c] is not None:
                 lowest = all(grid[below, c] is None for below in range(r + 1, rows))
                 grid[r, c].tick_params(labelbottom=lowest, labelleft=c == 0)
-
-
-def _math(dist: str, t: int) -> str:
-    """Panel title like the source text: ``$q(\\mathbf{x}_{t})$`` for ``dist="q"``."""
-    return rf"${dist}(\mathbf{{x}}_{{{t}}})$"
 
 
 def limits_for(
@@ -364,144 +319,6 @@ def _samples_figure(samples: np.ndarray, data: np.ndarray, title: str | None) ->
     return fig
 
 
-def _ema(values: np.ndarray, decay: float) -> np.ndarray:
-    """Bias-corrected exponential moving average of a 1-D array."""
-    out = np.empty_like(values)
-    acc = 0.0
-    for i, v in enumerate(values):
-        acc = decay * acc + (1.0 - decay) * v
-        out[i] = acc / (1.0 - decay ** (i + 1))
-    return out
-
-
-@_styled
-def plot_loss(
-    steps: np.ndarray,
-    losses: np.ndarray,
-    path: str | os.PathLike[str],
-    ema: float = 0.98,
-    *,
-    window: int | None = None,
-    ylabel: str = "training loss",
-) -> Path:
-    """Training loss against step: ``losses`` (S,) faint, its EMA bold, log-scale y when > 0.
-
-    ``window``: each value is the mean loss over that many training steps (the trainer's
-    ``log_every``); it names the faint curve ("mean loss over 50 steps"; without it, "loss as
-    logged"). ``ylabel`` says what the loss is, e.g. "loss (MSE of the predicted noise)". The
-    legend spells out the smoothing for a reader without the code. A log axis labels, as plain
-    numbers, its powers of ten and also 2..9 x 10^k when the losses span under a decade, 2 and
-    5 x 10^k under three decades, so that at least about three ticks carry a number.
-    """
-    return _save(_loss_figure(steps, losses, ema, window=window, ylabel=ylabel), path)
-
-
-@_styled
-def _loss_figure(
-    steps: np.ndarray, losses: np.ndarray, ema: float, *, window: int | None, ylabel: str
-) -> Figure:
-    """Build the figure of :func:`plot_loss`."""
-    st = np.asarray(steps, dtype=np.float64)
-    ls = np.asarray(losses, dtype=np.float64)
-    if st.ndim != 1 or ls.shape != st.shape or st.size == 0:
-        raise ValueError(
-            f"steps and losses must be 1-D of equal length, got {st.shape}, {ls.shape}"
-        )
-    if not (np.isfinite(st).all() and np.isfinite(ls).all()):
-        raise ValueError("steps or losses contain NaN or infinite values")
-    if not 0.0 <= ema < 1.0:
-        raise ValueError(f"ema must be in [0, 1), got {ema}")
-    if window is not None and window < 1:
-        raise ValueError(f"window must be a positive number of steps, got {window}")
-    fig = _figure(6.4, 3.6, layout="constrained")
-    ax = fig.add_subplot()
-    raw = ("loss as logged" if window is None else "loss at each step" if window == 1
-           else f"mean loss over {window} steps")
-    ax.plot(st, ls, color=POINT_COLOR, alpha=0.3, linewidth=0.8, label=raw)
-    ax.plot(st, _ema(ls, ema), color="#17406f", linewidth=2.0,
-            label=f"smoothed (exponential moving average, weight {ema:g} on the past)")
-    if (ls > 0).all():
-        ax.set_yscale("log")
-        # Loss curves span a decade or two, where 10^k ticks alone give 1-2 labels: label
-        # minor ticks too, as plain numbers, at every k x 10^k within a decade, at 2 and 5 x
-        # 10^k over up to three. (Over many decades the minor locator gives none and the
-        # decades suffice; within a factor of ~2 it falls back to linear ticks.)
-        decades = math.log10(ls.max() / ls.min())
-        ax.yaxis.set_major_formatter("{x:.3g}")
-        if decades < 3:
-            subs = [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0] if decades < 1 else [2.0, 5.0]
-            ax.yaxis.set_minor_locator(LogLocator(base=10.0, subs=subs))
-            ax.yaxis.set_minor_formatter("{x:.3g}")
-            ax.grid(True, which="minor", axis="y", color="#f4f4f4", linewidth=0.6)
-    ax.set_xlabel("training step")
-    ax.set_ylabel(ylabel)
-    ax.grid(True, which="major", color="#ececec", linewidth=0.8)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(loc="upper right")
-    return fig
-
-
-def _line_axes(fig: Figure, xlabel: str, ylabel: str, position: int = 111) -> Axes:
-    ax = fig.add_subplot(position)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, which="major", color="#ececec", linewidth=0.8)
-    ax.spines[["top", "right"]].set_visible(False)
-    return ax
-
-
-@_styled
-def plot_bound_terms(terms: np.ndarray, prior: float, path: str | os.PathLike[str],
-                     title: str = "") -> Path:
-    """The variational bound term by term: L_t (T,) nats against t (L_0, the decoder, apart).
-
-    The KL terms L_1 .. L_{T-1} are positive and drawn on a log scale; the decoder term L_0
-    (a density, possibly negative) and the prior term L_T are given in the legend.
-    """
-    terms = np.asarray(terms, dtype=np.float64)
-    if terms.ndim != 1 or terms.size < 2 or not np.isfinite(terms).all():
-        raise ValueError(f"terms must be a finite 1-D array of at least 2 values: {terms.shape}")
-    fig = _figure(6.4, 3.6, layout="constrained")
-    ax = _line_axes(fig, "timestep t", "L_t (nats)")
-    t = np.arange(1, terms.size)
-    ax.plot(t, np.maximum(terms[1:], 1e-12), color=POINT_COLOR, linewidth=1.5,
-            label=f"KL terms, sum {terms[1:].sum():.3f}")
-    ax.plot([], [], " ", label=f"decoder L_0 = {terms[0]:.3f}")
-    ax.plot([], [], " ", label=f"prior L_T = {prior:.2e}")
-    ax.set_yscale("log")
-    ax.set_title(title)
-    ax.legend(loc="upper right")
-    return _save(fig, path)
-
-
-@_styled
-def plot_sweep(rows: Sequence[dict], path: str | os.PathLike[str]) -> Path:
-    """Sampler x number of steps: 1-NNA, W1 / floor and seconds, one line per sampler.
-
-    rows: dicts with keys ``sampler``, ``steps``, ``1nna``, ``w1_ratio``, ``seconds``.
-    """
-    if not rows:
-        raise ValueError("rows is empty")
-    fig = _figure(11.0, 3.4, layout="constrained")
-    panels = [("1nna", "1-NNA (0.5 ideal)"), ("w1_ratio", "W1 / floor (1 = real data)"),
-              ("seconds", "seconds")]
-    for i, (key, label) in enumerate(panels):
-        ax = _line_axes(fig, "sampling steps", label, 131 + i)
-        for sampler in dict.fromkeys(r["sampler"] for r in rows):
-            pts = sorted((r["steps"], r[key]) for r in rows if r["sampler"] == sampler)
-            ax.plot(*zip(*pts, strict=True), marker="o", label=sampler)
-        ax.set_xscale("log")
-        if key == "1nna":
-            ax.axhline(0.5, color=DATA_COLOR, linewidth=1.0)
-        if key == "w1_ratio":
-            ax.axhline(1.0, color=DATA_COLOR, linewidth=1.0)
-        ax.legend()
-    return _save(fig, path)
-
-
-_SUBSCRIPT = str.maketrans("0123456789-", "₀₁₂₃₄₅₆₇₈₉₋")
-
-
 @_styled
 def write_gif(
     frames: Iterable[Frame],
@@ -515,19 +332,18 @@ def write_gif(
     """Animated GIF of a stream of ``(t, points (N, 2))`` frames with fixed ``limits``.
 
     ``frames`` is consumed once, lazily (a generator streaming the reverse chain is fine); each
-    frame is rendered by one reused figure and kept only as a small palette image. The last frame
-    stays on screen ``hold_last`` extra frame times; Pillow stores a repeated frame as one frame
-    with a longer duration, so the file has one frame per input and the same total play time.
-    GIF timing has 10 ms resolution, so ``1000 / fps`` is rounded to it. ``title_fmt`` may use
-    ``{t}`` and ``{t_sub}``, t in subscript digits ("x{t_sub}" -> x₁₅: no mathtext to parse).
+    frame is rendered by one reused figure and kept only as a small palette image (32 colours).
+    The last frame stays on screen ``hold_last`` extra frame times; Pillow stores a repeated
+    frame as one frame with a longer duration, so the file has one frame per input and the same
+    total play time. GIF timing has 10 ms resolution, so ``1000 / fps`` is rounded to it.
+    ``title_fmt`` may use ``{t}`` and ``{t_sub}``, t in subscript digits ("x{t_sub}" -> x₁₅: no
+    mathtext to parse). Timing, palette and the atomic write are :mod:`ddpmlab.viz.common`'s.
     """
     target = _target(path)
     lim = _limits(limits)
-    if fps <= 0 or size_px < 32 or hold_last < 0:
-        raise ValueError(
-            f"need fps > 0, size_px >= 32, hold_last >= 0: {fps}, {size_px}, {hold_last}"
-        )
-    frame_ms = max(10, round(100.0 / fps) * 10)
+    if size_px < 32:
+        raise ValueError(f"need size_px >= 32: {size_px}")
+    frame_ms = _gif_frame_ms(fps, hold_last)
     fig = _figure(4.0, 4.0, dpi=size_px / 4.0)
     ax = fig.add_axes((0.02, 0.02, 0.96, 0.88))
     _scatter(ax, np.empty((0, 2)), lim, ticks=False, s=5.0, alpha=0.6)
@@ -542,24 +358,11 @@ def write_gif(
     try:
         for i, (t, pts) in enumerate(frames):
             dots.set_offsets(_points(pts, f"frames[{i}] points"))
-            label.set_text(title_fmt.format(t=t, t_sub=str(t).translate(_SUBSCRIPT)))
+            label.set_text(_step_label(title_fmt, t))
             canvas.restore_region(background)
             fig.draw_artist(dots)
             fig.draw_artist(label)
-            rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[:, :, :3])
-            # octree quantisation: 1 ms a frame, where median cut (ADAPTIVE) takes 9
-            images.append(rgb.quantize(colors=32, method=Image.Quantize.FASTOCTREE))
+            images.append(_palette_frame(np.asarray(canvas.buffer_rgba())[:, :, :3], colors=32))
     finally:
         fig.clear()
-    if not images:
-        raise ValueError("frames is empty")
-    durations = [frame_ms] * len(images)
-    durations[-1] += hold_last * frame_ms
-
-    def write(tmp: Path) -> None:
-        images[0].save(
-            tmp, format="GIF", save_all=True, append_images=images[1:],
-            duration=durations, loop=0, optimize=False,
-        )  # fmt: skip
-
-    return write_atomic(target, write)
+    return _save_gif(target, images, frame_ms, hold_last)

@@ -1,0 +1,84 @@
+"""Figures and GIFs of diffusion experiments, from numpy arrays, written atomically.
+
+``from ddpmlab import viz`` gives every figure function under one name, as when viz was one
+module:
+
+- :mod:`ddpmlab.viz.points`: 2-D point clouds ``(N, 2)``, forward and reverse chains, their
+  GIF (:func:`write_gif`), and the limits that hold a chain (:func:`frame_limits`).
+- :mod:`ddpmlab.viz.images`: images ``(N, C, H, W)`` in [0, 1], grey or RGB: :func:`tile`,
+  grids, forward and reverse chains, samples beside real images, their GIF
+  (:func:`write_image_gif`).
+- :mod:`ddpmlab.viz.common`: the house style, the atomic save, the loss curve, the bound terms,
+  the sampler sweep, and the GIF timing, palette and write that both GIFs share.
+
+Every function writes one file atomically (a crash leaves the old file or none) and returns its
+:class:`~pathlib.Path`; a missing parent folder raises :class:`FileNotFoundError`, bad arrays
+raise :class:`ValueError`. No pyplot; nothing here trains, samples or imports torch.
+"""
+
+from ddpmlab.viz.common import (
+    DATA_COLOR,
+    DPI,
+    POINT_COLOR,
+    plot_bound_terms,
+    plot_loss,
+    plot_sweep,
+)
+from ddpmlab.viz.common import _loss_figure as _loss_figure
+from ddpmlab.viz.common import _save as _save
+from ddpmlab.viz.images import (
+    ImageFrame,
+    plot_image_forward,
+    plot_image_grid,
+    plot_image_reverse,
+    plot_image_training,
+    plot_samples_beside_real,
+    tile,
+    write_image_gif,
+)
+from ddpmlab.viz.points import (
+    Frame,
+    Limits,
+    frame_limits,
+    limits_for,
+    plot_forward_grid,
+    plot_points,
+    plot_reverse_process,
+    plot_samples_over_data,
+    plot_training_progress,
+    write_gif,
+)
+from ddpmlab.viz.points import _forward_grid_figure as _forward_grid_figure
+from ddpmlab.viz.points import _points_figure as _points_figure
+from ddpmlab.viz.points import _progress_figure as _progress_figure
+from ddpmlab.viz.points import _samples_figure as _samples_figure
+
+# The private figure builders above (``X as X``: re-exported, not in __all__) are those that
+# tests/test_viz.py reaches as viz._name, from when viz was one module.
+
+__all__ = [
+    "DATA_COLOR",
+    "DPI",
+    "POINT_COLOR",
+    "Frame",
+    "ImageFrame",
+    "Limits",
+    "frame_limits",
+    "limits_for",
+    "plot_bound_terms",
+    "plot_forward_grid",
+    "plot_image_forward",
+    "plot_image_grid",
+    "plot_image_reverse",
+    "plot_image_training",
+    "plot_loss",
+    "plot_points",
+    "plot_reverse_process",
+    "plot_samples_beside_real",
+    "plot_samples_over_data",
+    "plot_sweep",
+    "plot_training_progress",
+    "tile",
+    "write_gif",
+    "write_image_gif",
+]
