@@ -126,7 +126,7 @@ def _copy_run(tiny_run: Path, to: Path, skip: str = "") -> Path:
 def _other_runs_checkpoint(tiny_run: Path, path: Path) -> None:
     """A checkpoint as another run with hidden=32 would write it (self-consistent)."""
     ckpt = checkpoint.load(tiny_run / "checkpoint.safetensors")
-    wide = replace(ckpt.config, {"model": {"hidden": 32}})
+    wide = replace(ckpt.config, {"model": {"resmlp": {"hidden": 32}}})
     checkpoint.save(path, Trainer(wide, torch.randn(50, 2)).to_checkpoint(ckpt.meta))
 
 
@@ -134,7 +134,7 @@ TOMLS = {
     "toml_key": "[train]\nstepz = 3\n",
     "toml_section": "[training]\nsteps = 3\n",
     "toml_type": '[train]\nsteps = "3"\n',
-    "toml_float": "[model]\nhidden = 16.5\n",
+    "toml_float": "[model.resmlp]\nhidden = 16.5\n",
     "toml_T1": "[diffusion]\ntimesteps = 1\n",
     "toml_batch0": "[train]\nbatch_size = 0\n",
 }
@@ -218,13 +218,13 @@ def _chattr(flag: str, path: Path) -> int:
     ("toml_key", "unknown setting train.stepz; valid in [train]: steps, "),
     ("toml_section", "unknown setting training; valid sections: data, diffusion, model, train"),
     ("toml_type", "train.steps must be int, not str '3'"),
-    ("toml_float", "model.hidden must be int, not float 16.5"),
+    ("toml_float", "model.resmlp.hidden must be int, not float 16.5"),
     ("toml_T1", "diffusion.timesteps must be at least 2"),
     ("toml_batch0", "train.batch_size must be at least 2"),
     ("batch0", "train.batch_size must be at least 2"),
     ("batch-", "train.batch_size must be at least 2"),
-    ("hidden0", "model.hidden must be positive"),
-    ("hidden-", "model.hidden must be positive"),
+    ("hidden0", "model.resmlp.hidden must be positive"),
+    ("hidden-", "model.resmlp.hidden must be positive"),
     ("timesteps0", "diffusion.timesteps must be at least 2"),
     ("timesteps-", "diffusion.timesteps must be at least 2"),
     ("T1", "diffusion.timesteps must be at least 2"),
@@ -235,9 +235,9 @@ def _chattr(flag: str, path: Path) -> int:
     ("sample_out_readonly", "Permission denied" if os.geteuid() else "Operation not permitted"),
     ("animate_out_missing", "does not exist; create it first"),
     ("run_no_data", "data.npz is missing"),
-    ("run_foreign_ckpt", "does not belong to this run: its model.hidden is 32 but"),
+    ("run_foreign_ckpt", "does not belong to this run: its model.resmlp.hidden is 32 but"),
     ("resume_no_data", "data.npz is missing"),
-    ("resume_foreign_ckpt", "does not belong to this run: its model.hidden is 32 but"),
+    ("resume_foreign_ckpt", "does not belong to this run: its model.resmlp.hidden is 32 but"),
     ("resume_nothing", "nothing to resume in"),
     ("resume_flag", "only --steps and --checkpoint-every may change"),
 ])
@@ -275,9 +275,9 @@ def test_help_everywhere() -> None:
 
 def test_the_gifs_last_frame_is_the_runs_sample(tiny_run: Path, tmp_path: Path) -> None:
     # make_figures draws samples.png from the GIF's end instead of sampling the chain again
-    from ddpmlab.run import _animate, open_run
+    from ddpmlab.run import open_run
     run = open_run(tiny_run)
-    _, end = _animate(run, 50, 3, tmp_path / "a.gif")
+    _, end = run.kind.animate(run, 50, 3, tmp_path / "a.gif")
     np.testing.assert_array_equal(end, run.sample(50, 3))
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from ddpmlab.config import ModelConfig
+from ddpmlab.config import ModelConfig, ResMLPConfig, SeedMLPConfig
 from ddpmlab.errors import UserError
 from ddpmlab.models import build_model
 from ddpmlab.models.embeddings import fourier_features, fourier_matrix, sinusoidal_table
@@ -63,7 +63,7 @@ def inputs(n: int, T: int, seed: int = 0, dim: int = 2):
 
 def test_seed_mlp_has_the_source_texts_parameters():
     T = 150
-    model = build_model(ModelConfig(name="seed_mlp", hidden=64), T)
+    model = build_model(ModelConfig(name="seed_mlp", seed_mlp=SeedMLPConfig(hidden=64)), T)
     assert isinstance(model, SeedMLP)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     want = {
@@ -83,7 +83,7 @@ def test_seed_mlp_has_the_source_texts_parameters():
 @pytest.mark.parametrize("T", [150, 1000])
 def test_seed_mlp_forward_is_the_source_texts_forward(T):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name="seed_mlp", hidden=64), T)
+    model = build_model(ModelConfig(name="seed_mlp", seed_mlp=SeedMLPConfig(hidden=64)), T)
     source = DDPM(T, 64)
     source.load_state_dict(model.state_dict(), strict=True)
     x, t = inputs(300, T)
@@ -100,7 +100,7 @@ def test_seed_mlp_forward_is_the_source_texts_forward(T):
                                                                 (33, 2, 1.0)])
 def test_resmlp_output_shape_and_zero_at_init(hidden, depth, fourier_scale):
     T = 50
-    cfg = ModelConfig(name="resmlp", hidden=hidden, depth=depth, fourier_scale=fourier_scale)
+    cfg = ModelConfig(name="resmlp", resmlp=ResMLPConfig(hidden, depth, fourier_scale))
     model = build_model(cfg, T)
     assert isinstance(model, ResMLP)
     x, t = inputs(17, T)
@@ -143,7 +143,9 @@ def test_resmlp_output_does_not_depend_on_how_the_batch_is_cut():
 def test_gradients_reach_every_parameter(name):
     T = 30
     torch.manual_seed(3)
-    model = build_model(ModelConfig(name=name, hidden=32, depth=2), T)
+    config = ModelConfig(name=name, resmlp=ResMLPConfig(hidden=32, depth=2),
+                         seed_mlp=SeedMLPConfig(hidden=32))
+    model = build_model(config, T)
     x, t = inputs(64, T, seed=4)
     target = torch.randn(64, 2, generator=torch.Generator().manual_seed(5))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

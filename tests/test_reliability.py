@@ -371,7 +371,7 @@ def test_resume_accepts_the_flags_of_the_command_that_started_the_run(tmp_path: 
 
 @pytest.mark.parametrize("change, expect", [
     (["--seed", "4"], "--seed differs from the run's train.seed = 3"),
-    (["--hidden", "32"], "--hidden differs from the run's model.hidden = 16"),
+    (["--hidden", "32"], "--width differs from the run's model.resmlp.hidden = 16"),
     (["circles"], "DATA 'circles' differs from the run's data.source = 'moons'"),
     (["--lr", "0.01"], "--lr differs from the run's train.lr = 0.004"),
 ])
@@ -446,7 +446,7 @@ def _write_bad_checkpoint(kind: str, good: Path, path: Path, marker: Path) -> No
         path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     elif kind == "other_model":  # tensors of a hidden=32 network, config says hidden=16
         ckpt = checkpoint.load(good)
-        wide = replace(ckpt.config, {"model": {"hidden": 32}})
+        wide = replace(ckpt.config, {"model": {"resmlp": {"hidden": 32}}})
         bad = Trainer(wide, torch.randn(50, 2)).to_checkpoint(ckpt.meta)
         bad.config = ckpt.config
         checkpoint.save(path, bad)

@@ -17,7 +17,7 @@ from ddpmlab.train import Diverged, Trainer, lr_factor
 
 SMALL = {"data": {"source": "moons", "n_train": 500, "heldout": 100},
          "diffusion": {"timesteps": 30},
-         "model": {"hidden": 16},
+         "model": {"resmlp": {"hidden": 16}},
          "train": {"steps": 30, "batch_size": 32, "log_every": 5, "snapshots": [10]}}
 
 

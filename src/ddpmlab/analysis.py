@@ -8,36 +8,37 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
 import torch
 
 from ddpmlab import feedback, viz
 from ddpmlab.errors import UserError
 from ddpmlab.fileio import exclusive, write_json
 from ddpmlab.likelihood import nll_bound
-from ddpmlab.run import EVAL_N, FIGURES, SAMPLERS, Run, score
+from ddpmlab.run import FIGURES, SAMPLERS, Run, score
 
 NLL, SWEEP = "nll.json", "sweep.json"
 
 
-def run_bound(run: Run, n: int = EVAL_N, seed: int = 0) -> dict:
-    """The variational bound on n held-out points, in the data's own units; writes nll.json.
+def run_bound(run: Run, n: int | None = None, seed: int = 0) -> dict:
+    """The variational bound on n held-out items, in the data's own units; writes nll.json.
 
-    The network models standardised points z = (x - mean) / std, so
-    -log p(x) = -log p(z) + sum_d log std_d (change of variables): both are reported.
+    Points: the network models standardised points, and the change of variables is added
+    back; images: the discretised decoder on the data's levels gives a probability mass
+    (``Modality.bound_inputs``). n defaults to the modality's evaluation size.
     """
+    n = run.kind.eval_size[0] if n is None else n
     if n < 1:
         raise UserError(f"--n must be positive, got {n}")
-    x = run.points.heldout[:n]
-    z = torch.from_numpy(run.standardizer.transform(x)).to(torch.float32)
+    x, decoder, log_det = run.kind.bound_inputs(n)
     d = run.config.diffusion
-    feedback.status(f"computing the bound's {run.schedule.T + 1} terms on {len(x):,} points")
-    bound = nll_bound(run.schedule, run.model, z, prediction=d.prediction, variance=d.variance,
-                      generator=torch.Generator().manual_seed(seed))
-    log_det = float(np.log(run.standardizer.std).sum())  # Jacobian of the standardisation
+    feedback.status(f"computing the bound's {run.schedule.T + 1} terms on {len(x):,} "
+                    f"{run.kind.unit}")
+    bound = nll_bound(run.schedule, run.model, x, prediction=d.prediction, variance=d.variance,
+                      generator=torch.Generator().manual_seed(seed), **decoder)
     nats_per_dim = (bound.nats + log_det) / bound.dims
     result = {
         "n": len(x), "seed": seed, "step": run.step, "variance": d.variance,
+        "unit": run.kind.unit, "decoder_kind": decoder["decoder"],
         "nats_per_dim": nats_per_dim, "bits_per_dim": nats_per_dim / math.log(2),
         "standardised_nats_per_dim": bound.nats_per_dim, "prior": bound.prior,
         "decoder": float(bound.terms[0]), "terms": bound.terms.tolist(),
@@ -51,8 +52,9 @@ def run_bound(run: Run, n: int = EVAL_N, seed: int = 0) -> dict:
 
 
 def format_bound(result: dict) -> str:
-    return (f"negative log-likelihood bound on {result['n']} held-out points "
-            f"({result['variance']} variance):\n"
+    return (f"negative log-likelihood bound on {result['n']} held-out "
+            f"{result.get('unit', 'points')} ({result['variance']} variance, "
+            f"{result.get('decoder_kind', 'gaussian')} decoder):\n"
             f"  {result['nats_per_dim']:.4f} nats/dim = {result['bits_per_dim']:.4f} bits/dim "
             f"(standardised data: {result['standardised_nats_per_dim']:.4f} nats/dim)\n"
             f"  decoder L_0 {result['decoder']:.4f} nats, prior L_T {result['prior']:.2e} nats, "
@@ -60,7 +62,8 @@ def format_bound(result: dict) -> str:
 
 
 def sweep(run: Run, samplers: tuple[str, ...] = SAMPLERS, steps: tuple[int, ...] | None = None,
-          n: int = EVAL_N, seed: int = 0, eta: float = 0.0, repeats: int = 1) -> list[dict]:
+          n: int | None = None, seed: int = 0, eta: float = 0.0, repeats: int = 1
+          ) -> list[dict]:
     """Sampler x number of steps -> quality beside its floor and seconds; writes sweep.json.
 
     steps default: 5, 10, 20, 50, 100 and T (those < T, then T). Each cell is
@@ -84,10 +87,11 @@ def sweep(run: Run, samplers: tuple[str, ...] = SAMPLERS, steps: tuple[int, ...]
                     result = score(run, n, seed, repeats, sampler, k, eta)
                 seconds = time.perf_counter() - start
                 m = result.metrics
+                nna, ratio = run.kind.headline(m)
                 rows.append({"sampler": sampler, "steps": k, "seconds": seconds, "n": result.n,
-                             "repeats": result.repeats, "1nna": m["1nna"]["value"],
-                             "1nna_floor": m["1nna"]["floor"], "w1": m["w1"]["value"],
-                             "w1_ratio": m["w1"]["ratio"]})
+                             "repeats": result.repeats, "1nna": m[nna]["value"],
+                             "1nna_floor": m[nna]["floor"], "ratio_name": ratio,
+                             "ratio": None if ratio is None else m[ratio]["ratio"]})
                 bar.update()
         write_json(run.path / SWEEP, {"eta": eta, "seed": seed, "rows": rows})
         (run.path / FIGURES).mkdir(exist_ok=True)
@@ -96,7 +100,9 @@ def sweep(run: Run, samplers: tuple[str, ...] = SAMPLERS, steps: tuple[int, ...]
 
 
 def format_sweep(rows: list[dict]) -> str:
-    lines = [f"{'sampler':<8}{'steps':>6}{'seconds':>9}{'1-NNA':>8}{'floor':>8}{'W1/floor':>10}"]
+    name = f"{(rows[0]['ratio_name'] or 'ratio').upper()}/floor" if rows else "ratio"
+    lines = [f"{'sampler':<8}{'steps':>6}{'seconds':>9}{'1-NNA':>8}{'floor':>8}{name:>10}"]
     lines += [f"{r['sampler']:<8}{r['steps']:>6}{r['seconds']:>9.2f}{r['1nna']:>8.3f}"
-              f"{r['1nna_floor']:>8.3f}{r['w1_ratio']:>10.2f}" for r in rows]
+              f"{r['1nna_floor']:>8.3f}"
+              + ("         -" if r["ratio"] is None else f"{r['ratio']:>10.2f}") for r in rows]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import signal
 import sys
 import tempfile
@@ -17,14 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
-
 from ddpmlab import feedback
 from ddpmlab import run as runs
-from ddpmlab.config import RunConfig, load_toml, replace, to_dict, validate
+from ddpmlab.config import RunConfig, load_toml, merge, paths, replace, to_dict, validate
 from ddpmlab.data import TOY2D
+from ddpmlab.data.images import IMAGE_SETS
 from ddpmlab.errors import UserError
-from ddpmlab.fileio import write_atomic
+from ddpmlab.modalities import default_config
 
 
 def seed_type(text: str) -> int:
@@ -48,8 +48,10 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "--threads": ("train", "threads", int, "torch threads (1 is fastest for small MLPs)"),
     "--checkpoint-every": ("train", "checkpoint_every", int,
                            "write the checkpoint every N steps; 0: only at the end"),
-    "--model": ("model", "name", str, "network: resmlp or seed_mlp"),
-    "--hidden": ("model", "hidden", int, "hidden width of the network"),
+    "--model": ("model", "name", str, "network: resmlp or seed_mlp (points), unet or "
+                "seed_unet (images); the default suits the data"),
+    "--width": ("model", "width", int, "width of the network: hidden units of an MLP, "
+                "channels at full resolution of a U-Net"),
     "--schedule": ("diffusion", "schedule", str,
                    "beta schedule: linear, linear_unscaled, cosine or sigmoid"),
     "--timesteps": ("diffusion", "timesteps", int, "T, the number of diffusion steps"),
@@ -59,15 +61,22 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
 }
 FLAG_OF = {(section, name): flag for flag, (section, name, _, _) in FLAGS.items()}
 METAVARS = {"--steps": "N", "--seed": "S", "--batch-size": "B", "--threads": "K",
-            "--checkpoint-every": "N", "--hidden": "H", "--timesteps": "T", "--model": "NAME",
+            "--checkpoint-every": "N", "--width": "W", "--timesteps": "T", "--model": "NAME",
             "--schedule": "NAME", "--variance": "NAME", "--prediction": "NAME"}
+ALIASES = {"--width": ("--hidden",)}  # --hidden: its name before the U-Nets came
+#: the setting --width sets, by network
+WIDTH = {"resmlp": "hidden", "seed_mlp": "hidden", "unet": "base_channels",
+         "seed_unet": "base_width"}
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     defaults = to_dict(RunConfig())
     for flag, (section, name, kind, text) in FLAGS.items():
-        p.add_argument(flag, type=kind, default=None, metavar=METAVARS.get(flag, name.upper()),
-                       help=f"{text} (default: {defaults[section][name]})")
+        default = ("by network and data" if flag == "--width"
+                   else f"{defaults[section][name]}, for points")
+        p.add_argument(flag, *ALIASES.get(flag, ()), type=kind, default=None,
+                       dest=flag[2:].replace("-", "_"),
+                       metavar=METAVARS.get(flag, name.upper()), help=f"{text} ({default})")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -89,29 +98,44 @@ def _fresh_out(name: str) -> Path:
     return path
 
 
-def _settings(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], dict[tuple, str]]:
+def _settings(args: argparse.Namespace, base: RunConfig | None = None
+              ) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
     """What the command line sets (the --config file, then DATA and the flags over it), and
-    where each setting came from, for messages."""
-    settings: dict[str, dict[str, Any]] = {}
-    origin: dict[tuple, str] = {}
+    where each setting came from (by path, for messages).
+
+    ``--width`` becomes the width setting of the network named by --model, the file, or
+    else ``base`` (the run's configuration, or the data's defaults).
+    """
+    settings: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
     if args.config:
         for section, values in load_toml(args.config).items():
             if not isinstance(values, dict):
                 raise UserError(f"{args.config}: {section} must be a [table] of settings")
-            settings[section] = dict(values)
-            origin |= {(section, key): f"{args.config} ({section}.{key})" for key in values}
+            settings[section] = values
+        origin |= {key: f"{args.config} ({'.'.join(key)})" for key in paths(settings)}
     if args.data is not None:
-        settings.setdefault("data", {})["source"] = args.data
+        settings = merge(settings, {"data": {"source": args.data}})
         origin["data", "source"] = f"DATA {args.data!r}"
     for section, values in _overrides(args).items():
-        settings.setdefault(section, {}).update(values)
+        settings = merge(settings, {section: values})
         origin |= {(section, key): FLAG_OF[section, key] for key in values}
+    width = settings.get("model", {}).pop("width", None)
+    if width is not None:
+        if base is None:
+            source = settings.get("data", {}).get("source", RunConfig().data.source)
+            base = default_config(source, settings)
+        name = settings["model"].get("name", base.model.name)
+        if name not in WIDTH:
+            raise UserError(f"unknown model '{name}'; choose one of: {', '.join(WIDTH)}")
+        settings["model"][name] = {**settings["model"].get(name, {}), WIDTH[name]: width}
+        origin["model", name, WIDTH[name]] = origin.pop(("model", "width"))
     return settings, origin
 
 
 def _same_source(a: str, b: str) -> bool:
     """Two DATA arguments naming one file (written from other folders) count as the same."""
-    return a == b or (Path(a).is_file() and Path(b).is_file()
+    return a == b or (Path(a).exists() and Path(b).exists()
                       and Path(a).resolve() == Path(b).resolve())
 
 
@@ -123,21 +147,20 @@ def _resume_config(args: argparse.Namespace) -> tuple[RunConfig, bool]:
     the train settings a resume may change (``run.RESUMABLE``).
     """
     saved, resumable = runs.resume_config(args.out)
-    settings, origin = _settings(args)
-    wanted, have = to_dict(replace(saved, settings)), to_dict(saved)
+    settings, origin = _settings(args, saved)
+    wanted, have = paths(to_dict(replace(saved, settings))), paths(to_dict(saved))
     changes: dict[str, Any] = {}
-    for section, values in settings.items():
-        for key in values:
-            new, old = wanted[section][key], have[section][key]
-            if new == old or ((section, key) == ("data", "source") and _same_source(new, old)):
-                continue
-            if section == "train" and key in runs.RESUMABLE:
-                changes[key] = new
-                continue
-            allowed = " and ".join(FLAG_OF["train", k] for k in runs.RESUMABLE)
-            raise UserError(f"{origin[section, key]} differs from the run's {section}.{key} = "
-                            f"{old!r}; --resume continues the run as it was configured, only "
-                            f"{allowed} may change (drop it, or train a new run)")
+    for key in paths(settings):
+        new, old = wanted[key], have[key]
+        if new == old or (key == ("data", "source") and _same_source(new, old)):
+            continue
+        if key[0] == "train" and key[1] in runs.RESUMABLE:
+            changes[key[1]] = new
+            continue
+        allowed = " and ".join(FLAG_OF["train", k] for k in runs.RESUMABLE)
+        raise UserError(f"{origin[key]} differs from the run's {'.'.join(key)} = {old!r}; "
+                        f"--resume continues the run as it was configured, only {allowed} may "
+                        "change (drop it, or train a new run)")
     return validate(replace(saved, {"train": changes})), resumable
 
 
@@ -153,10 +176,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         if args.data is None and not args.config:
             raise UserError("give the data to learn: a built-in name "
-                            f"({', '.join(TOY2D)}) or a .csv/.txt/.npy file")
+                            f"({', '.join([*TOY2D, *IMAGE_SETS])}), a .csv/.txt/.npy file of "
+                            "points, or a folder of images or an .npy/.npz array of them")
         settings, _ = _settings(args)
-        config = validate(replace(RunConfig(), settings))
-        out = args.out or _fresh_out(Path(config.data.source).stem)
+        source = settings.get("data", {}).get("source", RunConfig().data.source)
+        config = validate(default_config(source, settings))
+        out = args.out or _fresh_out(Path(config.data.source).stem or "images")
         resume = False
     run = runs.train_run(config, out, resume=resume, force=args.force,
                          figures=not args.no_figures,
@@ -168,19 +193,40 @@ def cmd_train(args: argparse.Namespace) -> None:
           else f"run saved in {out}/")
 
 
-def _check_new_file(path: Path, force: bool, suffixes: tuple[str, ...]) -> None:
+def _check_new_file(path: Path, force: bool, suffixes: tuple[str, ...],
+                    files: list[Path] | None = None) -> None:
     """Refuse an output file with the wrong suffix, in a missing folder, or (without --force)
-    one that exists: nothing a user made is overwritten."""
-    if path.suffix not in suffixes:
-        raise UserError(f"--out must end in {' or '.join(suffixes)}, got {path.name}")
-    if path.is_dir():
-        raise UserError(f"--out {path} is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise UserError(f"output folder {path.parent} does not exist; create it first")
-    if path.exists() and not force:
-        raise UserError(f"{path} exists; choose another --out, or add --force to replace it")
-    with tempfile.TemporaryFile(dir=path.parent):  # an unwritable folder fails now, not
-        pass  # after minutes of sampling (OSError: one line, from main)
+    one that exists: nothing a user made is overwritten. A suffix "/" means a folder for
+    ``files``, any of which may not exist unless --force."""
+    folder = "/" in suffixes and (str(path).endswith(os.sep) or path.is_dir())
+    if not folder and path.suffix not in suffixes:
+        wanted = [s for s in suffixes if s != "/"] + (["/ (a folder)"] if "/" in suffixes
+                                                        else [])
+        raise UserError(f"--out must end in {' or '.join(wanted)}, got {path.name}")
+    if folder:
+        taken = [f for f in files or [] if f.exists()]
+        if taken and not force:
+            raise UserError(f"{taken[0]} exists; choose another --out folder, or add --force "
+                            "to replace its files")
+        if not path.parent.is_dir():
+            raise UserError(f"output folder {path.parent} does not exist; create it first")
+        probe = path if path.is_dir() else path.parent
+    else:
+        if path.is_dir():
+            raise UserError(f"--out {path} is a folder; give a file name")
+        if not path.parent.is_dir():
+            raise UserError(f"output folder {path.parent} does not exist; create it first")
+        if path.exists() and not force:
+            raise UserError(f"{path} exists; choose another --out, or add --force to replace "
+                            "it")
+        probe = path.parent
+    with tempfile.TemporaryFile(dir=probe):  # an unwritable folder fails now, not after
+        pass  # minutes of sampling (OSError: one line, from main)
+
+
+def _check_size(args: argparse.Namespace) -> None:
+    if (args.n is not None and args.n < 2) or (args.repeats is not None and args.repeats < 1):
+        raise UserError("--n must be at least 2 and --repeats at least 1")
 
 
 def _positive(name: str, value: int) -> None:
@@ -200,23 +246,19 @@ def _eta(args: argparse.Namespace, samplers: tuple[str, ...]) -> float:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     _positive("--n", args.n)
-    _check_new_file(args.out, args.force, (".npy", ".csv"))
     eta = _eta(args, (args.sampler,))
-    x = runs.open_run(args.run).sample(args.n, args.seed, args.sampler, args.steps, eta)
-    if args.out.suffix == ".npy":
-        write_atomic(args.out, lambda tmp: np.save(tmp, x))
-    else:
-        write_atomic(args.out, lambda tmp: np.savetxt(tmp, x, fmt="%.8g", delimiter=",",
-                                                      header="x,y", comments=""))
-    print(f"wrote {len(x)} samples to {args.out}")
+    run = runs.open_run(args.run)
+    _check_new_file(args.out, args.force, run.kind.sample_suffixes,
+                    run.kind.output_files(args.out, args.n))
+    x = run.sample(args.n, args.seed, args.sampler, args.steps, eta)
+    print(f"wrote {run.kind.write_samples(x, args.out)} to {args.out}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    if args.n < 2 or args.repeats < 1:
-        raise UserError("--n must be at least 2 and --repeats at least 1")
+    _check_size(args)
     eta = _eta(args, (args.sampler,))
     run = runs.open_run(args.run)
-    if (args.sampler, args.steps, eta) == ("ddpm", None, 0.0):
+    if (args.sampler, args.steps, eta) == ("ddpm", None, 0.0):  # the default: saved
         print(runs.evaluate_run(run, args.n, args.seed, args.repeats))
         print(f"written to {run.path / runs.METRICS}")
     else:  # another sampler: printed, metrics.json keeps the default sampler's numbers
@@ -236,8 +278,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     for name in args.samplers:
         if name not in runs.SAMPLERS:
             raise UserError(f"unknown sampler '{name}'; choose one of: {', '.join(runs.SAMPLERS)}")
-    if args.n < 2 or args.repeats < 1:
-        raise UserError("--n must be at least 2 and --repeats at least 1")
+    _check_size(args)
     eta = _eta(args, tuple(args.samplers))
     run = runs.open_run(args.run)
     rows = sweep(run, tuple(args.samplers), tuple(args.steps or ()), args.n, args.seed, eta,
@@ -252,7 +293,8 @@ def cmd_figures(args: argparse.Namespace) -> None:
 
 
 def cmd_animate(args: argparse.Namespace) -> None:
-    _positive("--n", args.n)
+    if args.n is not None:
+        _positive("--n", args.n)
     if args.out is not None:
         _check_new_file(args.out, args.force, (".gif",))
     path = runs.animate(runs.open_run(args.run), n=args.n, seed=args.seed, path=args.out)
@@ -301,11 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", parents=[common],
-                       help="train a model on points and write a run directory",
-                       description="Train a DDPM on 2-D points; writes RUN/ with checkpoint, "
-                       "metrics and figures.")
+                       help="train a model on points or images and write a run directory",
+                       description="Train a DDPM on 2-D points or on images; writes RUN/ with "
+                       "checkpoint, metrics and figures.")
     t.add_argument("data", nargs="?", metavar="DATA", help=f"built-in shape ({', '.join(TOY2D)})"
-                   " or a .csv/.txt/.npy file of N x 2 numbers")
+                   " or a .csv/.txt/.npy file of N x 2 numbers; built-in images "
+                   f"({', '.join(IMAGE_SETS)}), a folder of PNG/JPEG files or an .npy/.npz "
+                   "array (N, H, W) or (N, C, H, W)")
     t.add_argument("--out", type=Path, metavar="RUN",
                    help="run directory (default: runs/DATA, made unique)")
     t.add_argument("--config", type=Path, metavar="FILE.toml", help="TOML file with [data] "
@@ -322,9 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", parents=[common], help="draw samples from a trained run")
     s.add_argument("run", type=Path, metavar="RUN", help="run directory")
-    s.add_argument("--n", type=int, default=1000, help="number of points (default: 1000)")
+    s.add_argument("--n", type=int, default=1000, help="number of samples (default: 1000)")
     s.add_argument("--out", type=Path, required=True, metavar="FILE",
-                   help="output .npy or .csv file")
+                   help="points: .npy or .csv; images: .npy (N, C, H, W) in [0, 1], .png (a "
+                   "grid) or DIR/ (one PNG each)")
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     _add_seed(s)
     _add_sampler_flags(s)
@@ -333,10 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", parents=[common],
                        help="sample quality beside the real-vs-real floor")
     e.add_argument("run", type=Path, metavar="RUN", help="run directory")
-    e.add_argument("--n", type=int, default=runs.EVAL_N, help="points per set (default: 2000)")
+    e.add_argument("--n", type=int, default=None, help="samples per draw and per real set "
+                   "(default: 2000 points; images: half the held-out set, at most 1000)")
     _add_seed(e)
-    e.add_argument("--repeats", type=int, default=runs.EVAL_REPEATS, metavar="K",
-                   help="independent draws averaged, held-out size permitting (default: 3)")
+    e.add_argument("--repeats", type=int, default=None, metavar="K",
+                   help="independent draws averaged (default: 3 for points; images: 1000 "
+                   "samples in all)")
     _add_sampler_flags(e)
     e.add_argument("--nll", action="store_true", help="also the negative log-likelihood bound "
                    "in nats and bits per dimension (figure: RUN/figures/nll_terms.png)")
@@ -349,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samplers to compare (default: ddpm ddim)")
     w.add_argument("--steps", type=int, nargs="+", metavar="K",
                    help="step counts (default: 5 10 20 50 100 T)")
-    w.add_argument("--n", type=int, default=runs.EVAL_N, help="points per set (default: 2000)")
+    w.add_argument("--n", type=int, default=None, help="samples per set (default: as "
+                   "evaluate)")
     w.add_argument("--repeats", type=int, default=1, metavar="K",
                    help="draws averaged per cell, against the reference sets `evaluate` uses "
                    "(default: 1, its first)")
@@ -364,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("animate", parents=[common], help="write the reverse diffusion as a GIF")
     a.add_argument("run", type=Path, metavar="RUN", help="run directory")
-    a.add_argument("--n", type=int, default=2000, help="points (default: 2000)")
+    a.add_argument("--n", type=int, default=None, help="samples (default: 2000 points, 64 "
+                   "images)")
     _add_seed(a)
     a.add_argument("--out", type=Path, metavar="FILE.gif",
                    help="GIF path (default: RUN/figures/reverse.gif)")

@@ -64,19 +64,84 @@ class DiffusionConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """The noise-prediction network eps_theta(x_t, t).
+class ResMLPConfig:
+    """``resmlp``, the default network for points (``ddpmlab.models.mlp.ResMLP``).
 
-    name: ``resmlp`` (default) or ``seed_mlp`` (the source text's network, exactly).
     hidden: width of the hidden layers.
-    depth: residual blocks (``resmlp``); ``seed_mlp`` always has three hidden layers.
-    fourier_scale: frequency scale of the input Fourier features (``resmlp``; 0 turns them off).
+    depth: residual blocks.
+    fourier_scale: frequency scale of the input Fourier features (0 turns them off).
     """
 
-    name: str = "resmlp"
     hidden: int = 64
     depth: int = 3
     fourier_scale: float = 4.0
+
+
+@dataclass(frozen=True)
+class SeedMLPConfig:
+    """``seed_mlp``, the source text's network, exactly: three hidden layers of ``hidden``."""
+
+    hidden: int = 64
+
+
+@dataclass(frozen=True)
+class SeedUNetConfig:
+    """The source text's U-Net (Ronneberger et al. 2015).
+
+    poolings: 2x2 max-poolings (= number of resolutions - 1). The 2015 network has 4 (five
+        resolutions, 64 to 1024 channels) and 5 * poolings + 3 = 23 convolutions; 4 needs sizes
+        divisible by 16, so the default, 2, is the most that 28x28 MNIST allows.
+    base_width: channels at full resolution, doubled at each pooling (64 in the paper).
+    """
+
+    poolings: int = 2
+    base_width: int = 64
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Ho et al. 2020's U-Net (Appendix B), in improved-diffusion's form.
+
+    base_channels: width at full resolution; level i has base_channels * channel_mult[i].
+    channel_mult: one entry per resolution; len(channel_mult) - 1 stride-2 downsamplings.
+    num_res_blocks: residual blocks per level on the way down (one more on the way up).
+    attention_resolutions: downsampling rates (1, 2, 4, ...) whose levels get self-attention,
+        as improved-diffusion's UNetModel takes them: 2 is the 16x16 level of a 32x32 image
+        (Ho et al.'s choice) and the 4x4 level of 8x8 digits; () for none.
+    middle_attention: self-attention between the middle residual blocks (Ho et al.).
+    num_heads: attention heads (1 in Ho et al.; 4 in Nichol & Dhariwal 2021).
+    dropout: inside every residual block (0.1 in Ho et al. for CIFAR-10).
+    groups: GroupNorm groups (32 in both papers); must divide every width.
+    scale_shift_norm: the timestep scales and shifts the normalised features (Nichol &
+        Dhariwal 2021) instead of being added before them (Ho et al.).
+    """
+
+    base_channels: int = 32
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (2,)
+    middle_attention: bool = True
+    num_heads: int = 1
+    dropout: float = 0.1
+    groups: int = 8
+    scale_shift_norm: bool = False
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The noise-prediction network eps_theta(x_t, t): its name and each network's settings.
+
+    name: ``resmlp`` (the default for points), ``seed_mlp`` (the source text's MLP), ``unet``
+        (the default for images) or ``seed_unet`` (the source text's U-Net).
+    The network named is built from its own table (``[model.resmlp]``, ``[model.unet]``, ...);
+    the others are saved too but unused.
+    """
+
+    name: str = "resmlp"
+    resmlp: ResMLPConfig = field(default_factory=ResMLPConfig)
+    seed_mlp: SeedMLPConfig = field(default_factory=SeedMLPConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    seed_unet: SeedUNetConfig = field(default_factory=SeedUNetConfig)
 
 
 @dataclass(frozen=True)
@@ -169,12 +234,37 @@ def from_dict(cls: type[Config], data: dict[str, Any], where: str = "") -> Confi
     return cls(**values)
 
 
-def replace(config: RunConfig, overrides: dict[str, dict[str, Any]]) -> RunConfig:
-    """A copy of ``config`` with ``{"train": {"steps": 10}, ...}`` applied and type-checked."""
-    merged = to_dict(config)
-    for section, values in overrides.items():
-        merged[section] = {**merged.get(section, {}), **values}  # from_dict names a bad one
-    return from_dict(RunConfig, merged)
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` applied, tables merged key by key at every depth."""
+    out = dict(base)
+    for key, value in over.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = merge(base[key], value) if nested else value
+    return out
+
+
+def replace(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """A copy of ``config`` with ``{"train": {"steps": 10}, "model": {"unet": {...}}}`` applied
+    (nested tables merged, not replaced) and type-checked; from_dict names a bad key."""
+    return from_dict(RunConfig, merge(to_dict(config), overrides))
+
+
+LEGACY_MODEL = ("hidden", "depth", "fourier_scale")  # [model] keys before per-model tables
+
+
+def upgrade(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved RunConfig dict in today's form: runs written before the per-model tables had
+    ``model.hidden``, ``model.depth`` and ``model.fourier_scale`` (resmlp's and seed_mlp's
+    settings), now ``model.resmlp.*`` and ``model.seed_mlp.hidden``."""
+    model = saved.get("model")
+    if not isinstance(model, dict) or not set(model) & set(LEGACY_MODEL):
+        return saved
+    flat = {k: model[k] for k in LEGACY_MODEL if k in model}
+    nested = {k: v for k, v in model.items() if k not in LEGACY_MODEL}
+    nested["resmlp"] = {**flat, **nested.get("resmlp", {})}
+    if "hidden" in flat:
+        nested["seed_mlp"] = {"hidden": flat["hidden"], **nested.get("seed_mlp", {})}
+    return {**saved, "model": nested}
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -196,9 +286,10 @@ def validate(config: RunConfig) -> RunConfig:
         (config.data.heldout >= 2, "data.heldout must be at least 2"),
         (config.diffusion.timesteps >= 2, "diffusion.timesteps must be at least 2"),
         (config.diffusion.vlb_weight >= 0, "diffusion.vlb_weight must be >= 0"),
-        (config.model.hidden >= 1, "model.hidden must be positive"),
-        (config.model.depth >= 1, "model.depth must be positive"),
-        (config.model.fourier_scale >= 0, "model.fourier_scale must be >= 0"),
+        (config.model.resmlp.hidden >= 1, "model.resmlp.hidden must be positive"),
+        (config.model.resmlp.depth >= 1, "model.resmlp.depth must be positive"),
+        (config.model.resmlp.fourier_scale >= 0, "model.resmlp.fourier_scale must be >= 0"),
+        (config.model.seed_mlp.hidden >= 1, "model.seed_mlp.hidden must be positive"),
         (config.train.steps >= 1, "train.steps must be positive (try --steps 4000)"),
         (config.train.batch_size >= 2, "train.batch_size must be at least 2"),
         (config.train.lr > 0, "train.lr must be positive"),
@@ -217,3 +308,15 @@ def validate(config: RunConfig) -> RunConfig:
         if not ok:
             raise UserError(message)
     return config
+
+
+def paths(settings: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """The leaves of nested settings by path: ``{"model": {"unet": {"groups": 8}}}`` ->
+    ``{("model", "unet", "groups"): 8}``."""
+    out: dict[tuple[str, ...], Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out |= paths(value, (*prefix, key))
+        else:
+            out[(*prefix, key)] = value
+    return out

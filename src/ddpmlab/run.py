@@ -3,27 +3,31 @@
 Layout of a run directory::
 
     config.json              the whole RunConfig (also inside the checkpoint)
-    data.npz                 the training and held-out points, in data coordinates
-    checkpoint.safetensors   model, EMA, optimiser, generator state, step, standardiser;
-                             rewritten every train.checkpoint_every steps and at the end
+    data.npz                 the training and held-out data (points in data coordinates,
+                             images in [-1, 1], with their labels)
+    checkpoint.safetensors   model, EMA, optimiser, generator state, step; metadata: the
+                             modality, the sample shape, the scaler; rewritten every
+                             train.checkpoint_every steps and at the end
     loss.csv                 mean training loss every train.log_every steps (with the checkpoint)
     snapshots.npz            reverse-process frames at the snapshot steps
     metrics.json             sample quality beside its real-vs-real floor
     figures/                 data.png, forward.png, reverse_*.png, training.png,
                              samples.png, loss.png, reverse.gif
+
+What differs between points and images is asked of the run's modality
+(``ddpmlab.modalities``); nothing here branches on the kind of data.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,28 +35,26 @@ from torch import nn
 from tqdm.std import tqdm
 
 from ddpmlab import checkpoint, feedback
-from ddpmlab.config import RunConfig, from_dict, replace, to_dict
-from ddpmlab.data import PointSet, Standardizer, resolve
-from ddpmlab.diffusion import q_sample, split_output
+from ddpmlab.config import RunConfig, from_dict, paths, replace, to_dict, upgrade
+from ddpmlab.diffusion import split_output
 from ddpmlab.errors import UserError
 from ddpmlab.fileio import exclusive, remove_stale_temps, write_atomic, write_bytes, write_json
+from ddpmlab.modalities import Modality, chain_frames, modality_for, modality_named
+from ddpmlab.models import build_network
 from ddpmlab.models.fast import sampling_denoiser
 from ddpmlab.samplers import ddim_chain, ddpm_chain, timesteps
 from ddpmlab.samplers.ddim import check_eta
 from ddpmlab.samplers.ddpm import final_state
 from ddpmlab.schedules import NoiseSchedule, make_schedule
-from ddpmlab.train import Diverged, Trainer, build_network, default_snapshots
+from ddpmlab.train import Diverged, Trainer, default_snapshots
 
 CONFIG, DATA, CKPT = "config.json", "data.npz", "checkpoint.safetensors"
 LOSS, SNAPSHOTS, METRICS, FIGURES = "loss.csv", "snapshots.npz", "metrics.json", "figures"
 SAMPLERS = ("ddpm", "ddim")
-EVAL_N = 2000  # points per set for evaluation (the issue's measure)
-EVAL_REPEATS = 3  # draws averaged for the model value and for the floor
 CHAIN_FRAMES = 10  # panels in a reverse-process figure
-GIF_FRAMES = 100  # frames of reverse.gif, spread over the T steps
-State = TypeVar("State", np.ndarray, torch.Tensor)  # a chain's states, in either form
 RESUMABLE = ("steps", "checkpoint_every")  # the train settings a resumed run may change
-# metrics and viz are imported where used: they pull in scipy, scikit-learn, POT and
+Floors = dict[tuple[int, int], dict[str, float]]
+# viz is imported where used: with metrics it pulls in scipy, scikit-learn, POT and
 # matplotlib (about a second), which training and a resumed training never need.
 
 
@@ -72,23 +74,33 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 
 @dataclass
 class Run:
-    """A trained model ready to sample: its config, EMA network, schedule and data."""
+    """A trained model ready to sample: its config, EMA network, schedule and data.
+
+    ``kind`` is the run's modality (``ddpmlab.modalities``): its data set, its scaler, and
+    everything that differs between points and images.
+    """
 
     path: Path
     config: RunConfig
     model: nn.Module
     schedule: NoiseSchedule
-    standardizer: Standardizer
-    points: PointSet
+    kind: Modality
     step: int
     #: real-vs-real floors by (n, draw), computed once (they depend on the held-out data only)
-    floors: dict[tuple[int, int], dict[str, float]] = field(default_factory=dict, repr=False)
+    floors: Floors = field(default_factory=dict, repr=False)
+
+    @property
+    def data(self) -> Any:
+        """The run's data set: ``name``, ``train``, ``heldout`` (PointSet or ImageSet)."""
+        return self.kind.data
 
     def floor(self, n: int, i: int) -> dict[str, float]:
-        """The floor of draw i at n points (n as :func:`reference_sets` cuts it)."""
-        if (n, i) not in self.floors:
-            self.floors.update(real_floors(self.points.heldout, n, (i,)))
-        return self.floors[(n, i)]
+        """The floor of draw i at n per set (n as ``kind.reference_sets`` cuts it)."""
+        sets = self.kind.reference_sets(n)
+        key = (len(sets[0]), i % len(sets))
+        if key not in self.floors:
+            self.floors[key] = self.kind.floor(sets, i)
+        return self.floors[key]
 
     @property
     def denoiser(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -106,38 +118,31 @@ class Run:
 
     def _chain(self, shape: tuple[int, ...], g: torch.Generator, sampler: str,
                steps: int | None, eta: float) -> Iterator[tuple[int, torch.Tensor]]:
-        d, denoiser = self.config.diffusion, self.denoiser
-        if sampler == "ddpm":
-            return ddpm_chain(denoiser, self.schedule, shape, steps=steps,
-                              variance=d.variance, prediction=d.prediction, generator=g)
-        if sampler == "ddim":  # DDIM uses the mean part only: drop a learned variance's v
-            def mean_part(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return split_output(denoiser(x, t), d.variance)[0]
-            return ddim_chain(mean_part, self.schedule, shape, steps=steps, eta=eta,
-                              prediction=d.prediction, generator=g)
-        raise AssertionError(f"sampler {sampler!r} passed check_sampler")
+        return reverse_chain(self.denoiser, self.config, self.schedule, shape, g, sampler,
+                             steps, eta, clip=self.kind.clip)
 
     def chain(self, n: int, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
               eta: float = 0.0) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(n_steps_left, points (n, dim))`` in data coordinates along the reverse chain."""
+        """Yield ``(n_steps_left, samples (n, *shape))`` in data coordinates along the chain."""
         self.check_sampler(sampler, steps, eta)
         g = torch.Generator().manual_seed(seed)
-        for k, x in self._chain((n, self.points.train.shape[1]), g, sampler, steps, eta):
-            yield k, self.standardizer.inverse(x.numpy().astype(np.float64))
+        for k, x in self._chain((n, *self.kind.shape), g, sampler, steps, eta):
+            yield k, self.kind.to_data(x)
 
     def sample(self, n: int, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
                eta: float = 0.0, *, bar: tqdm | None = None) -> np.ndarray:
-        """n samples (n, dim) float64 in data coordinates: ``sampler`` with K = ``steps``.
+        """n samples in data coordinates (points (n, dim) float64, images (n, C, H, W) in
+        [0, 1]): ``sampler`` with K = ``steps``.
 
         Shows a bar of the sampling steps, or advances ``bar`` (one shared by several draws)
         by one per step and chunk.
         """
         K = self.check_sampler(sampler, steps, eta)
         g = torch.Generator().manual_seed(seed)
-        chunk = 65_536
+        chunk = max(1, 65_536 // int(np.prod(self.kind.shape[1:], dtype=np.int64)))
         own = bar is None
         if bar is None:
-            bar = feedback.bar(-(-n // chunk) * K, f"sampling {n:,} points")
+            bar = feedback.bar(-(-n // chunk) * K, f"sampling {n:,} {self.kind.unit}")
 
         def chain(shape: tuple[int, ...]) -> Iterator[tuple[int, torch.Tensor]]:
             for i, state in enumerate(self._chain(shape, g, sampler, steps, eta)):
@@ -145,22 +150,52 @@ class Run:
                 yield state
 
         try:
-            x = final_state(chain, (n, self.points.train.shape[1]), chunk=chunk)
+            x = final_state(chain, (n, *self.kind.shape), chunk=chunk)
         finally:
             if own:
                 bar.close()
-        return self.standardizer.inverse(x.numpy().astype(np.float64))
+        return self.kind.to_data(x)
+
+    def snapshots(self) -> list[tuple[int, list[tuple[int, np.ndarray]]]]:
+        """The reverse-process snapshots taken while training: ``(training step, frames)``
+        with frames ``(steps left, samples)`` from x_T to x_0, in data coordinates."""
+        if not (self.path / SNAPSHOTS).exists():
+            return []
+        snaps = _load_npz(self.path / SNAPSHOTS)
+        labels = snaps.pop("labels", None)
+        if labels is None:
+            return []
+        rows = sorted((int(k[4:]), v) for k, v in snaps.items())
+        return [(s, list(zip(labels.tolist(), v, strict=True))) for s, v in rows]
+
+
+def reverse_chain(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                  config: RunConfig, schedule: NoiseSchedule, shape: tuple[int, ...],
+                  g: torch.Generator, sampler: str = "ddpm", steps: int | None = None,
+                  eta: float = 0.0, *, clip: bool = False
+                  ) -> Iterator[tuple[int, torch.Tensor]]:
+    """The run's reverse chain in model space: ``sampler`` with its diffusion settings."""
+    d = config.diffusion
+    if sampler == "ddpm":
+        return ddpm_chain(denoiser, schedule, shape, steps=steps, variance=d.variance,
+                          prediction=d.prediction, generator=g, clip=clip)
+    if sampler == "ddim":  # DDIM uses the mean part only: drop a learned variance's v
+        def mean_part(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return split_output(denoiser(x, t), d.variance)[0]
+        return ddim_chain(mean_part, schedule, shape, steps=steps, eta=eta,
+                          prediction=d.prediction, generator=g, clip=clip)
+    raise AssertionError(f"sampler {sampler!r} passed check_sampler")
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    """RUN/config.json as a dict."""
+    """RUN/config.json as a dict, in today's form (``config.upgrade``)."""
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{path} is unreadable ({e}); train the run again") from None
     if not isinstance(saved, dict):
         raise UserError(f"{path} is not a run configuration; train the run again")
-    return saved
+    return upgrade(saved)
 
 
 def _load_checkpoint(path: Path) -> checkpoint.Checkpoint:
@@ -171,15 +206,13 @@ def _load_checkpoint(path: Path) -> checkpoint.Checkpoint:
     """
     ckpt = checkpoint.load(path / CKPT)
     if (path / CONFIG).is_file():
-        saved, ours = _read_config(path / CONFIG), to_dict(ckpt.config)
-        for section in ("data", "diffusion", "model"):
-            for key, value in ours[section].items():
-                other = saved.get(section, {}).get(key, value)
-                if other != value:
-                    raise UserError(f"{path / CKPT} does not belong to this run: its "
-                                    f"{section}.{key} is {value!r} but {path / CONFIG} says "
-                                    f"{other!r}; put back the run's own checkpoint or train "
-                                    "again")
+        saved = paths(_read_config(path / CONFIG))
+        for key, value in paths(to_dict(ckpt.config)).items():
+            other = saved.get(key, value)
+            if key[0] != "train" and other != value:
+                raise UserError(f"{path / CKPT} does not belong to this run: its "
+                                f"{'.'.join(key)} is {value!r} but {path / CONFIG} says "
+                                f"{other!r}; put back the run's own checkpoint or train again")
     return ckpt
 
 
@@ -211,6 +244,19 @@ def resume_config(path: str | os.PathLike[str]) -> tuple[RunConfig, bool]:
                     "train it without --resume")
 
 
+def _restore_kind(path: Path, ckpt: checkpoint.Checkpoint) -> Modality:
+    """The run's modality with its data.npz and the checkpoint's metadata (a checkpoint
+    without ``modality`` was written before images existed: points)."""
+    kind = modality_named(ckpt.meta.get("modality", "points")).restore(
+        ckpt.config, _load_npz(path / DATA), ckpt.meta)
+    saved = ckpt.meta.get("shape")
+    if saved is not None and tuple(saved) != kind.shape:
+        raise UserError(f"{path / DATA} holds samples of shape {kind.shape} but the checkpoint "
+                        f"was trained on {tuple(saved)}; put back the run's own files or train "
+                        "again")
+    return kind
+
+
 def open_run(path: str | os.PathLike[str]) -> Run:
     """Load a run directory written by :func:`train_run`, with clear errors for anything else."""
     path = Path(path)
@@ -223,37 +269,16 @@ def open_run(path: str | os.PathLike[str]) -> Run:
         raise UserError(f"{path} is not a ddpmlab run (no {CKPT}); "
                         "give a folder written by `ddpmlab train`")
     ckpt = _load_checkpoint(path)
-    data = _load_npz(path / DATA)
+    kind = _restore_kind(path, ckpt)
     config = ckpt.config
     torch.set_num_threads(config.train.threads)  # sampling runs as training did (see config)
-    model = build_network(config, data["train"].shape[1])
+    model = build_network(config, kind.shape)
     checkpoint.load_weights(model, ckpt.ema, str(path / CKPT))
     model.eval().requires_grad_(False)
     return Run(path=path, config=config, model=model,
                schedule=make_schedule(config.diffusion.schedule, config.diffusion.timesteps,
                                       warn=False),
-               standardizer=Standardizer.from_dict(ckpt.meta["standardizer"]),
-               points=PointSet(name=ckpt.meta.get("name", "data"), train=data["train"],
-                               heldout=data["heldout"]),
-               step=ckpt.step)
-
-
-def frame_steps(T: int, count: int) -> list[int]:
-    """``count`` step counts n from 0 (the data) to T (noise), denser near 0: n ~ T (i/k)^2.
-
-    The shape appears in the last fifth of the reverse chain, so evenly spaced frames would
-    show mostly noise; quadratic spacing gives the end of the chain most of the frames.
-    """
-    if count >= T + 1:
-        return list(range(T + 1))
-    return sorted({round(T * (i / (count - 1)) ** 2) for i in range(count)})
-
-
-def _chain_frames(chain: Iterator[tuple[int, State]], T: int,
-                  count: int) -> Iterator[tuple[int, State]]:
-    """Keep about ``count`` states of a T-step chain, from x_T to x_0 (see frame_steps)."""
-    keep = set(frame_steps(T, count))
-    return ((k, x) for k, x in chain if k in keep)
+               kind=kind, step=ckpt.step)
 
 
 def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = False,
@@ -279,14 +304,13 @@ def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = 
             _check_new_out(out, force)
         # resume with no checkpoint (killed before the first one): from step 0
         ckpt = _load_checkpoint(out) if resume and (out / CKPT).is_file() else None
-        points, standardizer = _training_data(config, out, ckpt)
+        kind = (_restore_kind(out, ckpt) if ckpt is not None
+                else modality_for(config.data.source).prepare(config))
         torch.set_num_threads(config.train.threads)
-        x = torch.from_numpy(standardizer.transform(points.train)).to(torch.float32)
-        trainer = Trainer(config, x, resume_from=ckpt)
+        trainer = Trainer(config, torch.from_numpy(kind.model_input()), resume_from=ckpt)
         _make_run_directory(out)
         with exclusive(out):
-            floors = _train(config, out, trainer, points, standardizer, ckpt is not None,
-                            on_start)
+            floors = _train(config, out, trainer, kind, ckpt is not None, on_start)
             run = open_run(out)
             run.floors.update(floors)
             if evaluate:
@@ -294,18 +318,6 @@ def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = 
             elif figures:
                 make_figures(run)
     return run
-
-
-def _training_data(config: RunConfig, out: Path, ckpt: checkpoint.Checkpoint | None
-                   ) -> tuple[PointSet, Standardizer]:
-    """The run's points and standardiser: saved ones on resume, else freshly drawn and fitted."""
-    if ckpt is not None:
-        saved = _load_npz(out / DATA)
-        points = PointSet(name=ckpt.meta["name"], train=saved["train"], heldout=saved["heldout"])
-        return points, Standardizer.from_dict(ckpt.meta["standardizer"])
-    points = resolve(config.data.source, config.data.n_train, config.train.seed,
-                     config.data.heldout)
-    return points, Standardizer.fit(points.train)
 
 
 def _check_new_out(out: Path, force: bool) -> None:
@@ -332,9 +344,8 @@ def _make_run_directory(out: Path) -> None:
         raise UserError(f"cannot create the run directory {out} ({e.strerror})") from None
 
 
-def _train(config: RunConfig, out: Path, trainer: Trainer, points: PointSet,
-           standardizer: Standardizer, resume: bool,
-           on_start: Callable[[str], None] | None) -> dict[tuple[int, int], dict[str, float]]:
+def _train(config: RunConfig, out: Path, trainer: Trainer, kind: Modality, resume: bool,
+           on_start: Callable[[str], None] | None) -> Floors:
     """The training loop of :func:`train_run` with its files: config, data, snapshots, loss,
     checkpoints; returns the evaluation's floors, computed meanwhile. Called with ``out``
     locked."""
@@ -352,24 +363,21 @@ def _train(config: RunConfig, out: Path, trainer: Trainer, points: PointSet,
                 _save_npz(out / SNAPSHOTS, **snaps)
         _write_loss(out, trainer)  # loss.csv may be older or newer than the checkpoint
     else:
-        _save_npz(out / DATA, train=points.train, heldout=points.heldout)
+        _save_npz(out / DATA, **kind.arrays())
     if on_start is not None:
-        on_start(f"training {config.model.name} on {points.name} ({len(points.train)} points) "
+        on_start(f"training {config.model.name} on {kind.describe()} "
                  f"from step {trainer.step} to {config.train.steps} -> {out}")
-    meta = {"name": points.name, "standardizer": standardizer.to_dict()}
+    meta = kind.meta()
     snapshot_steps = set(config.train.snapshots or default_snapshots(config.train.steps))
     every = config.train.checkpoint_every or config.train.steps + 1  # 0: at the end only
     saved_step = trainer.step if resume else None
-    dim = trainer.x_train.shape[1]
 
     def snapshot(step: int) -> None:  # reverse chain of the EMA model, fixed noise across steps
         g = torch.Generator().manual_seed(config.train.seed + 1)
-        chain = ddpm_chain(sampling_denoiser(trainer.ema), trainer.schedule, (1000, dim),
-                           variance=config.diffusion.variance,
-                           prediction=config.diffusion.prediction, generator=g)
-        frames = list(_chain_frames(chain, trainer.schedule.T, CHAIN_FRAMES))
-        snaps[f"step{step}"] = np.stack(
-            [standardizer.inverse(f.numpy().astype(np.float64)) for _, f in frames])
+        chain = reverse_chain(sampling_denoiser(trainer.ema), config, trainer.schedule,
+                              (kind.snapshot_n, *kind.shape), g, clip=kind.clip)
+        frames = list(chain_frames(chain, trainer.schedule.T, CHAIN_FRAMES))
+        snaps[f"step{step}"] = np.stack([kind.to_data(f) for _, f in frames])
         snaps["labels"] = np.array([k for k, _ in frames])
         _save_npz(out / SNAPSHOTS, **snaps)
 
@@ -383,7 +391,7 @@ def _train(config: RunConfig, out: Path, trainer: Trainer, points: PointSet,
 
     if trainer.step in snapshot_steps and f"step{trainer.step}" not in snaps:
         snapshot(trainer.step)  # step 0, or a snapshot an interrupt cut short
-    floors = _Floors(points.heldout)
+    floors = _Floors(kind)
     try:
         trainer.fit(on_step=on_step)
         _save_progress(out, trainer, meta)
@@ -400,7 +408,8 @@ def _train(config: RunConfig, out: Path, trainer: Trainer, points: PointSet,
 
 
 class _Floors:
-    """The evaluation's floors (:func:`real_floors`), computed on a free core while training.
+    """The default evaluation's floors (``Modality.floor``), computed on a free core while
+    training.
 
     They depend on the held-out data only. Not a daemon thread: one still inside POT's C++
     at interpreter exit can abort the process, so an interrupted run cancels it and waits
@@ -408,22 +417,24 @@ class _Floors:
     reported, by the evaluation itself.
     """
 
-    def __init__(self, heldout: np.ndarray) -> None:
-        self.floors: dict[tuple[int, int], dict[str, float]] = {}
+    def __init__(self, kind: Modality) -> None:
+        self.floors: Floors = {}
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._work, args=(heldout,))
+        self.thread = threading.Thread(target=self._work, args=(kind,))
         self.thread.start()
 
-    def _work(self, heldout: np.ndarray) -> None:
-        for i in range(EVAL_REPEATS):
+    def _work(self, kind: Modality) -> None:
+        n, repeats = kind.eval_size
+        sets = kind.reference_sets(n)
+        for i in range(min(repeats, len(sets))):
             if self.stop.is_set():
                 return
             try:
-                self.floors.update(real_floors(heldout, EVAL_N, (i,)))
+                self.floors[(len(sets[0]), i)] = kind.floor(sets, i)
             except Exception:
                 return
 
-    def wait(self) -> dict[tuple[int, int], dict[str, float]]:
+    def wait(self) -> Floors:
         self.thread.join()
         return self.floors
 
@@ -446,29 +457,31 @@ def _save_progress(out: Path, trainer: Trainer, meta: dict[str, Any]) -> None:
 class Evaluation:
     """Sample quality of a run beside the floor a perfect model would score.
 
-    metrics: metric name -> ``{"value", "floor", "ratio"}`` (``ddpmlab.metrics.evaluate``),
-        each averaged over the draws; ``str(evaluation)`` is the table the CLI prints.
-    n: samples per draw, and points per real reference set.
-    repeats: independent draws averaged (each against its own reference set).
+    metrics: metric name -> ``{"value", "floor", "ratio"}``, each averaged over the draws;
+        ``str(evaluation)`` is the table the CLI prints.
+    n: samples per draw, and items per real reference set.
+    repeats: independent draws averaged (draw i against reference set i mod m).
     seed: the first draw's sampling seed (draw i uses seed + i).
+    kind: the run's modality (``points``, ``images``), which says how to print it.
     """
 
     metrics: dict[str, dict[str, float | None]]
     n: int
     repeats: int
     seed: int = 0
+    kind: str = "points"
 
     def __str__(self) -> str:
-        from ddpmlab.metrics import format_table
-        return format_table(self.metrics, self.n, self.repeats)
+        return modality_named(self.kind).table(self.metrics, self.n, self.repeats)
 
 
-def evaluate_run(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
+def evaluate_run(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = None,
                  meanwhile: Callable[[], object] | None = None) -> Evaluation:
     """:func:`score` the run's default sampler and write metrics.json."""
     with exclusive(run.path):
         result = score(run, n, seed, repeats, meanwhile=meanwhile)
-        write_json(run.path / METRICS, {"n": result.n, "repeats": result.repeats, "seed": seed,
+        write_json(run.path / METRICS, {"modality": result.kind, "n": result.n,
+                                        "repeats": result.repeats, "seed": seed,
                                         "step": run.step, "metrics": result.metrics})
     return result
 
@@ -476,43 +489,31 @@ def evaluate_run(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_R
 def read_evaluation(path: str | os.PathLike[str]) -> Evaluation:
     """The Evaluation that RUN/metrics.json holds."""
     saved = json.loads((Path(path) / METRICS).read_text())
-    return Evaluation(saved["metrics"], saved["n"], saved["repeats"], saved.get("seed", 0))
+    return Evaluation(saved["metrics"], saved["n"], saved["repeats"], saved.get("seed", 0),
+                      saved.get("modality", "points"))
 
 
-def reference_sets(heldout: np.ndarray, n: int) -> list[np.ndarray]:
-    """The held-out points cut into m >= 2 disjoint sets of min(n, half the held-out) points."""
-    n = min(n, len(heldout) // 2)
-    return [heldout[i * n:(i + 1) * n] for i in range(len(heldout) // n)]
-
-
-def real_floors(heldout: np.ndarray, n: int, draws: Iterable[int]
-                ) -> dict[tuple[int, int], dict[str, float]]:
-    """The floor of each draw i < m, ``metrics.scores(R_{i+1 mod m}, R_i)``, keyed (n, i)."""
-    from ddpmlab import metrics
-    sets = reference_sets(heldout, n)
-    m = len(sets)
-    return {(len(sets[0]), i): metrics.scores(sets[(i + 1) % m], sets[i])
-            for i in draws if i < m}
-
-
-def score(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
+def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = None,
           sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0, *,
           meanwhile: Callable[[], object] | None = None) -> Evaluation:
-    """Score n samples against held-out data beside the real-vs-real floor.
+    """Score ``repeats`` draws of n samples against held-out data beside the real floor.
 
-    The held-out points are cut into m >= 2 disjoint real sets R_0 .. R_{m-1} of n points.
-    Draw i scores n fresh samples against R_i, and its floor scores R_{i+1 mod m} against
-    R_i: the same metric between two independent real samples of the same size. Values and
-    floors are averaged over ``repeats`` draws (at most m), because one W1 between 2,000-point
-    sets moves by 10-30 % with the reference set alone. The floors are computed once per
-    ``run`` (:attr:`Run.floors`). ``meanwhile()`` is called once the samples are drawn, while
-    the metrics are computed (the train command draws its figures then).
+    The held-out data is cut into m >= 2 disjoint real sets R_0 .. R_{m-1} of n items
+    (``Modality.reference_sets``). Draw i scores n fresh samples against R_{i mod m}, and
+    its floor scores R_{i+1 mod m} against R_{i mod m}: the same metric between two
+    independent real samples of the same size. Values and floors are averaged over the
+    draws, because one W1 between 2,000-point sets moves by 10-30 % with the reference set
+    alone. n and repeats default to the modality's (``Modality.eval_size``: 3 x 2,000
+    points; 1,000 images in draws of half the held-out set at most). The floors are
+    computed once per ``run`` (:attr:`Run.floors`). ``meanwhile()`` is called once the
+    samples are drawn, while the metrics are computed (the train command draws its figures
+    then).
     """
-    sets = reference_sets(run.points.heldout, n)
+    kind = run.kind
+    n = kind.eval_size[0] if n is None else n
+    repeats = kind.eval_size[1] if repeats is None else repeats
+    sets = kind.reference_sets(n)
     n, m = len(sets[0]), len(sets)
-    repeats = max(1, min(repeats, m))
-    from ddpmlab import metrics
-
     K = run.check_sampler(sampler, steps, eta)
     bar = feedback.bar(repeats * K, f"evaluating: {repeats} draw{'s' * (repeats > 1)} of "
                        f"{n:,} samples ({sampler}, {K} steps)")
@@ -520,107 +521,61 @@ def score(run: Run, n: int = EVAL_N, seed: int = 0, repeats: int = EVAL_REPEATS,
     def draw(i: int) -> np.ndarray:
         return run.sample(n, seed + i, sampler, steps, eta, bar=bar)
 
-    def evaluate(i: int, samples: np.ndarray) -> metrics.Result:
-        return metrics.evaluate(samples, sets[i], floor=run.floor(n, i))
+    def evaluate(i: int, samples: np.ndarray) -> dict[str, dict[str, float | None]]:
+        return kind.evaluate(samples, sets[i % m], floor=run.floor(n, i))
 
     # The draws are independent and deterministic: one thread each shares the free cores
     # between them (torch's kernels release the GIL), and costs nothing on a busy machine.
     # The metrics (POT, SciPy, scikit-learn) run in C almost entirely outside the GIL, so
     # they go on beside meanwhile() in one thread, leaving it a core; figures (matplotlib)
     # hold the GIL almost throughout, which would stall a torch sampler beside them.
-    with ThreadPoolExecutor(max_workers=repeats) as pool, bar:
+    with ThreadPoolExecutor(max_workers=min(repeats, 4)) as pool, bar:
         samples = list(pool.map(draw, range(repeats)))
     feedback.status(f"computing the metrics of {repeats} draw{'s' * (repeats > 1)} and their "
                     "floors")
-    with ThreadPoolExecutor(max_workers=1 if meanwhile else repeats) as pool:
+    with ThreadPoolExecutor(max_workers=1 if meanwhile else min(repeats, 4)) as pool:
         scoring = [pool.submit(evaluate, i, x) for i, x in enumerate(samples)]
         if meanwhile is not None:
             meanwhile()
-        result = metrics.average([job.result() for job in scoring])
-    return Evaluation(result, n, repeats, seed)
+        result = kind.average([job.result() for job in scoring])
+    return Evaluation(result, n, repeats, seed, kind.name)
 
 
 def make_figures(run: Run, seed: int = 0) -> Path:
     """(Re)draw every figure of a run into RUN/figures from its data, losses and model."""
     with exclusive(run.path):
-        return _make_figures(run, seed)
-
-
-def _make_figures(run: Run, seed: int) -> Path:
-    from ddpmlab import viz
-    out = run.path / FIGURES
-    out.mkdir(exist_ok=True)
-    feedback.status(f"drawing the figures into {out}")
-    data = run.points.train[:2000]
-    viz.plot_points(data, out / "data.png", title=run.points.name)
-    # forward process q(x_n | x_0) at 20 step counts n from 0 (the data) to T
-    T, g = run.schedule.T, torch.Generator().manual_seed(seed)
-    x0 = torch.from_numpy(run.standardizer.transform(data)).to(torch.float32)
-    frames = [(0, data)]
-    for n in frame_steps(T, 20)[1:]:
-        t = torch.full((len(x0),), n - 1, dtype=torch.long)  # n steps applied: index n - 1
-        x_t = q_sample(run.schedule, x0, t, torch.randn(x0.shape, generator=g))
-        frames.append((n, run.standardizer.inverse(x_t.numpy().astype(np.float64))))
-    viz.plot_forward_grid(frames, out / "forward.png")
-    snaps = _load_npz(run.path / SNAPSHOTS) if (run.path / SNAPSHOTS).exists() else {}
-    labels = snaps.pop("labels", None)
-    rows = sorted((int(k[4:]), v) for k, v in snaps.items())
-    if rows and labels is not None:
-        progress = [(s, list(zip(labels.tolist(), v, strict=True))) for s, v in rows]
-        # one frame for every panel, holding the data and every state, x_T's noise included
-        limits = viz.frame_limits([data, *(f for _, fr in progress for f in fr)], margin=0.05)
-        viz.plot_training_progress(progress, out / "training.png", limits=limits)
-        for name, (step, frames_s) in zip(("begin", "middle", "end"), progress, strict=False):
-            viz.plot_reverse_process(frames_s, out / f"reverse_{name}.png",
-                                     title=f"reverse process after {step} training steps",
-                                     limits=limits)
-    if (run.path / LOSS).exists():
-        loss = np.loadtxt(run.path / LOSS, delimiter=",", skiprows=1, ndmin=2)
-        if len(loss):
-            viz.plot_loss(loss[:, 0], loss[:, 1], out / "loss.png", ema=0.8,
-                          window=run.config.train.log_every, ylabel=_loss_label(run.config))
-    _, samples = _animate(run, 2000, seed, out / "reverse.gif")  # x_0 = run.sample(2000, seed)
-    viz.plot_samples_over_data(samples, data, out / "samples.png",
-                               title=f"{len(samples)} samples over the data")
-    return out
+        out = run.path / FIGURES
+        out.mkdir(exist_ok=True)
+        feedback.status(f"drawing the figures into {out}")
+        run.kind.figures(run, out, seed)
+        if (run.path / LOSS).exists():
+            from ddpmlab import viz
+            loss = np.loadtxt(run.path / LOSS, delimiter=",", skiprows=1, ndmin=2)
+            if len(loss):
+                viz.plot_loss(loss[:, 0], loss[:, 1], out / "loss.png", ema=0.8,
+                              window=run.config.train.log_every,
+                              ylabel=_loss_label(run.config))
+        return out
 
 
 def _loss_label(config: RunConfig) -> str:
     """What loss.csv holds, in words: the mean squared error of the network's target."""
-    target = {"eps": "noise eps", "x0": "clean point x_0", "v": "velocity v"}
+    target = {"eps": "noise eps", "x0": "clean sample x_0", "v": "velocity v"}
     d = config.diffusion
     vlb = " + lambda L_vlb" if d.variance == "learned_range" else ""
     return f"loss (MSE of the predicted {target.get(d.prediction, d.prediction)}{vlb})"
 
 
-def animate(run: Run, n: int = 2000, seed: int = 0,
+def animate(run: Run, n: int | None = None, seed: int = 0,
             path: str | os.PathLike[str] | None = None) -> Path:
-    """reverse.gif: the reverse chain from noise to the data, streamed, with fixed axes.
+    """reverse.gif: the reverse chain from noise to the data, streamed.
 
+    n samples (the modality's ``gif_n`` by default: 2,000 points, a grid of 64 images).
     Written to ``path``, or to RUN/figures/reverse.gif (with the run locked) by default.
     """
+    n = n or run.kind.gif_n
     if path is not None:
-        return _animate(run, n, seed, Path(path))[0]
+        return run.kind.animate(run, n, seed, Path(path))[0]
     with exclusive(run.path):
-        return _animate(run, n, seed, run.path / FIGURES / "reverse.gif")[0]
-
-
-def _animate(run: Run, n: int, seed: int, path: Path) -> tuple[Path, np.ndarray]:
-    """Write the GIF of :func:`animate`; return its path and the chain's end, x_0 (n, dim)."""
-    from ddpmlab import viz
-    path.parent.mkdir(exist_ok=True)
-    end: list[np.ndarray] = []
-    count = min(GIF_FRAMES, run.schedule.T + 1)
-    chain = _chain_frames(run.chain(n, seed), run.schedule.T, count)
-    first = next(chain)  # x_T, pure noise: the widest state, sizes the frame with the data
-    limits = viz.frame_limits([run.points.train, first], margin=0.02)
-
-    def frames() -> Iterator[tuple[int, np.ndarray]]:
-        with feedback.bar(len(frame_steps(run.schedule.T, count)), f"animating {n:,} points",
-                          unit="frame") as bar:
-            for k, x in itertools.chain([first], chain):
-                end[:] = [x]
-                bar.update()
-                yield k, x
-
-    return viz.write_gif(frames(), path, limits, title_fmt="x{t_sub}"), end[0]
+        (run.path / FIGURES).mkdir(exist_ok=True)
+        return run.kind.animate(run, n, seed, run.path / FIGURES / "reverse.gif")[0]

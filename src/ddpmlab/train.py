@@ -36,7 +36,7 @@ from ddpmlab.diffusion import (
 )
 from ddpmlab.errors import UserError
 from ddpmlab.likelihood import hybrid_loss
-from ddpmlab.models import build_model, fast
+from ddpmlab.models import build_network, fast
 from ddpmlab.schedules import make_schedule
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -62,14 +62,6 @@ def default_snapshots(steps: int) -> tuple[int, ...]:
     the frame entirely, which says little.
     """
     return tuple(sorted({max(1, steps // 20), max(1, steps // 2), steps}))
-
-
-def build_network(config: RunConfig, dim: int) -> torch.nn.Module:
-    """The configured network for ``dim``-column data; twice the outputs for a learned variance."""
-    check_prediction(config.diffusion.prediction)
-    check_variance(config.diffusion.variance)
-    out_dim = 2 * dim if config.diffusion.variance == "learned_range" else dim
-    return build_model(config.model, config.diffusion.timesteps, dim, out_dim)
 
 
 def views_of(flat: torch.Tensor, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -175,7 +167,8 @@ def interrupts_between_steps() -> Iterator[list[int]]:
 class Trainer:
     """Owns the model, its EMA copy, the optimiser and the generator of one run.
 
-    x_train: (N, dim) float32, already standardised. ``resume_from`` continues a checkpoint.
+    x_train: (N, *shape) float32 in model space (standardised points, images in [-1, 1]).
+    ``resume_from`` continues a checkpoint.
     ``autograd=True`` computes every gradient with autograd, the reference the tests compare
     the hand-derived gradients with.
     """
@@ -189,9 +182,11 @@ class Trainer:
         self.config = config
         self.x_train = x_train
         self.schedule = make_schedule(config.diffusion.schedule, config.diffusion.timesteps)
+        check_prediction(config.diffusion.prediction)
+        check_variance(config.diffusion.variance)
         with torch.random.fork_rng():
             torch.manual_seed(config.train.seed)  # the network's initial weights
-            self.model = build_network(config, x_train.shape[1])
+            self.model = build_network(config, tuple(x_train.shape[1:]))
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.params = list(self.model.parameters())
         self.ema_params = list(self.ema.parameters())

@@ -10,57 +10,14 @@ convolutional: any size that their levels can halve works (8x8 digits, 28x28 MNI
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddpmlab.config import SeedUNetConfig, UNetConfig
 from ddpmlab.errors import UserError
 from ddpmlab.models.embeddings import sinusoidal_table
-
-
-@dataclass(frozen=True)
-class SeedUNetConfig:
-    """The source text's U-Net (Ronneberger et al. 2015).
-
-    poolings: 2x2 max-poolings (= number of resolutions - 1). The 2015 network has 4 (five
-        resolutions, 64 to 1024 channels) and 5 * poolings + 3 = 23 convolutions; 4 needs sizes
-        divisible by 16, so the default, 2, is the most that 28x28 MNIST allows.
-    base_width: channels at full resolution, doubled at each pooling (64 in the paper).
-    """
-
-    poolings: int = 2
-    base_width: int = 64
-
-
-@dataclass(frozen=True)
-class UNetConfig:
-    """Ho et al. 2020's U-Net (Appendix B), in improved-diffusion's form.
-
-    base_channels: width at full resolution; level i has base_channels * channel_mult[i].
-    channel_mult: one entry per resolution; len(channel_mult) - 1 stride-2 downsamplings.
-    num_res_blocks: residual blocks per level on the way down (one more on the way up).
-    attention_resolutions: downsampling rates (1, 2, 4, ...) whose levels get self-attention,
-        as improved-diffusion's UNetModel takes them: 2 is the 16x16 level of a 32x32 image
-        (Ho et al.'s choice) and the 4x4 level of 8x8 digits; () for none.
-    middle_attention: self-attention between the middle residual blocks (Ho et al.).
-    num_heads: attention heads (1 in Ho et al.; 4 in Nichol & Dhariwal 2021).
-    dropout: inside every residual block (0.1 in Ho et al. for CIFAR-10).
-    groups: GroupNorm groups (32 in both papers); must divide every width.
-    scale_shift_norm: the timestep scales and shifts the normalised features (Nichol &
-        Dhariwal 2021) instead of being added before them (Ho et al.).
-    """
-
-    base_channels: int = 32
-    channel_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 2
-    attention_resolutions: tuple[int, ...] = (2,)
-    middle_attention: bool = True
-    num_heads: int = 1
-    dropout: float = 0.1
-    groups: int = 8
-    scale_shift_norm: bool = False
 
 
 def halvings(config: SeedUNetConfig | UNetConfig) -> int:

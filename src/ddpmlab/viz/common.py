@@ -203,24 +203,29 @@ def plot_bound_terms(terms: np.ndarray, prior: float, path: str | os.PathLike[st
 
 @_styled
 def plot_sweep(rows: Sequence[dict], path: str | os.PathLike[str]) -> Path:
-    """Sampler x number of steps: 1-NNA, W1 / floor and seconds, one line per sampler.
+    """Sampler x number of steps: 1-NNA, a distance / its floor and seconds, one line per
+    sampler.
 
-    rows: dicts with keys ``sampler``, ``steps``, ``1nna``, ``w1_ratio``, ``seconds``.
+    rows: dicts with keys ``sampler``, ``steps``, ``1nna``, ``ratio`` (W1 / floor for points,
+    FD / floor for images; None where the data has no such metric: its panel is left out),
+    ``ratio_name`` and ``seconds``.
     """
     if not rows:
         raise ValueError("rows is empty")
-    fig = _figure(11.0, 3.4, layout="constrained")
-    panels = [("1nna", "1-NNA (0.5 ideal)"), ("w1_ratio", "W1 / floor (1 = real data)"),
+    name = (rows[0].get("ratio_name") or "").upper()
+    panels = [("1nna", "1-NNA (0.5 ideal)"), ("ratio", f"{name} / floor (1 = real data)"),
               ("seconds", "seconds")]
+    panels = [p for p in panels if all(r[p[0]] is not None for r in rows)]
+    fig = _figure(11.0 * len(panels) / 3, 3.4, layout="constrained")
     for i, (key, label) in enumerate(panels):
-        ax = _line_axes(fig, "sampling steps", label, 131 + i)
+        ax = _line_axes(fig, "sampling steps", label, 100 + 10 * len(panels) + i + 1)
         for sampler in dict.fromkeys(r["sampler"] for r in rows):
             pts = sorted((r["steps"], r[key]) for r in rows if r["sampler"] == sampler)
             ax.plot(*zip(*pts, strict=True), marker="o", label=sampler)
         ax.set_xscale("log")
         if key == "1nna":
             ax.axhline(0.5, color=DATA_COLOR, linewidth=1.0)
-        if key == "w1_ratio":
+        if key == "ratio":
             ax.axhline(1.0, color=DATA_COLOR, linewidth=1.0)
         ax.legend()
     return _save(fig, path)

@@ -1,0 +1,201 @@
+"""Modalities: what differs between kinds of data (points, images), one module each.
+
+run.py, train and the CLI never branch on the kind of data; they ask the run's modality, a
+:class:`Modality` found in :data:`MODALITIES` by the name saved in the checkpoint's metadata
+(``meta["modality"]``; runs written before modalities existed are points). A modality owns:
+loading and splitting the data, the map to model space and back (the *scaler*), the sample
+shape, whether x0_hat is clipped to [-1, 1], the evaluation against held-out data beside its
+floor, the figures, the GIF and the sample writers. Adding a kind of data means one new
+module here (and its data/, metrics/ and viz/ parts), nothing else.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+
+from ddpmlab.config import RunConfig
+from ddpmlab.errors import UserError
+
+if TYPE_CHECKING:
+    from ddpmlab.run import Run
+
+Result = dict[str, dict[str, float | None]]
+Scores = dict[str, float]
+State = TypeVar("State", np.ndarray, torch.Tensor)  # a chain's states, in either form
+
+
+def frame_steps(T: int, count: int) -> list[int]:
+    """``count`` step counts n from 0 (the data) to T (noise), denser near 0: n ~ T (i/k)^2.
+
+    The data appears in the last fifth of the reverse chain, so evenly spaced frames would
+    show mostly noise; quadratic spacing gives the end of the chain most of the frames.
+    """
+    if count >= T + 1:
+        return list(range(T + 1))
+    return sorted({round(T * (i / (count - 1)) ** 2) for i in range(count)})
+
+
+def chain_frames(chain: Iterator[tuple[int, State]], T: int,
+                 count: int) -> Iterator[tuple[int, State]]:
+    """Keep about ``count`` states of a T-step chain, from x_T to x_0 (see frame_steps)."""
+    keep = set(frame_steps(T, count))
+    return ((k, x) for k, x in chain if k in keep)
+
+
+class Modality(ABC):
+    """One run's data seen through its kind: the data set, its scaler, and what to do with it.
+
+    Built by :meth:`prepare` (a new run: load and fit) or :meth:`restore` (an existing run:
+    data.npz and the checkpoint's metadata). ``data`` has ``name``, ``train`` and ``heldout``
+    (in the modality's stored form); ``scaler`` maps data to model space and back.
+    """
+
+    name: ClassVar[str]
+    clip: ClassVar[bool]  # x0_hat clipped to [-1, 1] in every sampler (images, never points)
+    sample_suffixes: ClassVar[tuple[str, ...]]  # what `sample --out` writes
+    unit: ClassVar[str]  # "points", "images": for messages
+    snapshot_n: ClassVar[int]  # samples in each reverse-process snapshot
+    gif_n: ClassVar[int]  # samples in reverse.gif
+
+    def __init__(self, config: RunConfig, data: Any, scaler: Any) -> None:
+        self.config, self.data, self.scaler = config, data, scaler
+
+    # --- data ---------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def accepts(cls, source: str) -> bool:
+        """Whether data.source names data of this kind (without reading it, where possible)."""
+
+    @classmethod
+    @abstractmethod
+    def defaults(cls, source: str) -> dict[str, Any]:
+        """Config settings chosen by measurement for this source, applied under the user's."""
+
+    @classmethod
+    @abstractmethod
+    def prepare(cls, config: RunConfig) -> Modality:
+        """A new run's data, loaded from ``config.data`` and split, with a fitted scaler."""
+
+    @classmethod
+    @abstractmethod
+    def restore(cls, config: RunConfig, saved: dict[str, np.ndarray],
+                meta: dict[str, Any]) -> Modality:
+        """The run's data from data.npz's arrays and the checkpoint's metadata."""
+
+    @abstractmethod
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What data.npz holds."""
+
+    def meta(self) -> dict[str, Any]:
+        """The checkpoint metadata that says what the tensors mean."""
+        return {"modality": self.name, "name": self.data.name, "shape": list(self.shape),
+                "scaler": self.scaler.to_dict()}
+
+    @property
+    @abstractmethod
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one sample, as the network takes it: (dim,) or (C, H, W)."""
+
+    @abstractmethod
+    def model_input(self) -> np.ndarray:
+        """The training data in model space, (N, *shape) float32."""
+
+    @abstractmethod
+    def to_data(self, x: torch.Tensor) -> np.ndarray:
+        """Model-space samples (n, *shape) -> the data's own coordinates (what users get)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """The training data in a few words, for the start line."""
+
+    # --- evaluation ---------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def eval_size(self) -> tuple[int, int]:
+        """The default (samples per draw, draws) of an evaluation."""
+
+    @abstractmethod
+    def reference_sets(self, n: int) -> list[np.ndarray]:
+        """The held-out data cut into m >= 2 disjoint real sets of equal size <= n."""
+
+    @abstractmethod
+    def floor(self, sets: list[np.ndarray], i: int) -> Scores:
+        """The real-vs-real floor of draw i: set i+1 (mod m) scored against set i (mod m)."""
+
+    @abstractmethod
+    def evaluate(self, samples: np.ndarray, real: np.ndarray, floor: Scores) -> Result:
+        """``samples`` (in data coordinates) scored against ``real`` beside ``floor``."""
+
+    @abstractmethod
+    def average(self, results: list[Result]) -> Result:
+        """The mean over draws."""
+
+    @classmethod
+    @abstractmethod
+    def table(cls, result: Result, n: int, repeats: int) -> str:
+        """The printed table of a result at n items per set."""
+
+    @staticmethod
+    @abstractmethod
+    def headline(result: Result) -> tuple[str, str | None]:
+        """The two metrics a sweep plots: a 1-NNA, and one with a value/floor ratio (or
+        None)."""
+
+    @abstractmethod
+    def bound_inputs(self, n: int) -> tuple[torch.Tensor, dict[str, Any], float]:
+        """(x0 in model space, nll_bound's decoder options, log |Jacobian| of data -> model
+        space summed over one sample's dimensions) for the likelihood bound on n held-out."""
+
+    # --- output -------------------------------------------------------------------------
+    @abstractmethod
+    def figures(self, run: Run, out: Path, seed: int) -> None:
+        """Every figure of the run but the loss curve, into ``out``."""
+
+    @abstractmethod
+    def animate(self, run: Run, n: int, seed: int, path: Path) -> tuple[Path, np.ndarray]:
+        """reverse.gif of n samples; returns its path and the chain's end x_0."""
+
+    def output_files(self, path: Path, n: int) -> list[Path]:
+        """The files ``write_samples`` makes inside a folder ``path`` (checked beforehand)."""
+        return []
+
+    @abstractmethod
+    def write_samples(self, x: np.ndarray, path: Path) -> str:
+        """Write samples where ``sample --out`` says (checked already); returns what it wrote."""
+
+
+def _registry() -> dict[str, type[Modality]]:
+    from ddpmlab.modalities.images import Images
+    from ddpmlab.modalities.points import Points
+    return {"points": Points, "images": Images}
+
+
+def modality_named(name: str) -> type[Modality]:
+    """The modality a checkpoint names; refused with one line if this ddpmlab has none."""
+    registry = _registry()
+    if name not in registry:
+        raise UserError(f"this run holds data of kind {name!r}, which this ddpmlab does not "
+                        f"know ({', '.join(registry)}); use the ddpmlab that wrote it")
+    return registry[name]
+
+
+def modality_for(source: str) -> type[Modality]:
+    """The modality of data.source: images for a built-in image set, a folder, an .npz or
+    an .npy of 3 or 4 dimensions; points otherwise."""
+    registry = _registry()
+    return registry["images"] if registry["images"].accepts(source) else registry["points"]
+
+
+def default_config(source: str, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The configuration ``ddpmlab train SOURCE`` uses: RunConfig's defaults, the source's
+    measured defaults (:meth:`Modality.defaults`) over them, then ``overrides``."""
+    from ddpmlab.config import merge, replace
+    return replace(RunConfig(), merge({"data": {"source": source},
+                                        **modality_for(source).defaults(source)},
+                                       overrides or {}))

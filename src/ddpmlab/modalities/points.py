@@ -1,0 +1,177 @@
+"""Points: 2-D point clouds (built-in shapes, .csv/.txt/.npy files of N x 2 numbers).
+
+Model space is the standardised data z = (x - mean) / std (``data.Standardizer``); samples
+come back in the data's own coordinates (float64). Evaluation: W1/W2 (optimal transport),
+energy, MMD and 1-NNA (``ddpmlab.metrics.points``); figures are scatter plots.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ddpmlab import feedback
+from ddpmlab.config import RunConfig
+from ddpmlab.data import TOY2D, PointSet, Standardizer, resolve
+from ddpmlab.diffusion import q_sample
+from ddpmlab.fileio import write_atomic
+from ddpmlab.modalities import Modality, Result, Scores, chain_frames, frame_steps
+
+if TYPE_CHECKING:
+    from ddpmlab.run import Run
+
+EVAL_N = 2000  # points per set for evaluation
+EVAL_REPEATS = 3  # draws averaged for the model value and for the floor
+GIF_FRAMES = 100  # frames of reverse.gif, spread over the T steps
+# metrics and viz are imported where used: they pull in scipy, scikit-learn, POT and
+# matplotlib (about a second), which training and a resumed training never need.
+
+
+class Points(Modality):
+    name = "points"
+    clip = False  # a point cloud has no box to clip to (diffusers' clip_sample would be wrong)
+    sample_suffixes = (".npy", ".csv")
+    unit = "points"
+    snapshot_n = 1000
+    gif_n = 2000
+    data: PointSet
+    scaler: Standardizer
+
+    @classmethod
+    def accepts(cls, source: str) -> bool:
+        return source in TOY2D
+
+    @classmethod
+    def defaults(cls, source: str) -> dict[str, Any]:
+        return {}  # RunConfig's defaults are the points' (bench/quality.py)
+
+    @classmethod
+    def prepare(cls, config: RunConfig) -> Points:
+        d = config.data
+        points = resolve(d.source, d.n_train, config.train.seed, d.heldout)
+        return cls(config, points, Standardizer.fit(points.train))
+
+    @classmethod
+    def restore(cls, config: RunConfig, saved: dict[str, np.ndarray],
+                meta: dict[str, Any]) -> Points:
+        scaler = meta.get("scaler", meta.get("standardizer"))  # the latter: before modalities
+        points = PointSet(name=meta.get("name", "data"), train=saved["train"],
+                          heldout=saved["heldout"])
+        return cls(config, points, Standardizer.from_dict(scaler or {}))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"train": self.data.train, "heldout": self.data.heldout}
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (int(self.data.train.shape[1]),)
+
+    def model_input(self) -> np.ndarray:
+        return self.scaler.transform(self.data.train).astype(np.float32)
+
+    def to_data(self, x: torch.Tensor) -> np.ndarray:
+        return self.scaler.inverse(x.numpy().astype(np.float64))
+
+    def describe(self) -> str:
+        return f"{self.data.name} ({len(self.data.train)} points)"
+
+    # --- evaluation ---------------------------------------------------------------------
+    @property
+    def eval_size(self) -> tuple[int, int]:
+        return EVAL_N, EVAL_REPEATS
+
+    def reference_sets(self, n: int) -> list[np.ndarray]:
+        heldout = self.data.heldout
+        n = min(n, len(heldout) // 2)
+        return [heldout[i * n:(i + 1) * n] for i in range(len(heldout) // n)]
+
+    def floor(self, sets: list[np.ndarray], i: int) -> Scores:
+        from ddpmlab import metrics
+        m = len(sets)
+        return metrics.scores(sets[(i + 1) % m], sets[i % m])
+
+    def evaluate(self, samples: np.ndarray, real: np.ndarray, floor: Scores) -> Result:
+        from ddpmlab import metrics
+        return metrics.evaluate(samples, real, floor=floor)
+
+    def average(self, results: list[Result]) -> Result:
+        from ddpmlab import metrics
+        return metrics.average(results)
+
+    @classmethod
+    def table(cls, result: Result, n: int, repeats: int) -> str:
+        from ddpmlab.metrics import format_table
+        return format_table(result, n, repeats)
+
+    @staticmethod
+    def headline(result: Result) -> tuple[str, str | None]:
+        return "1nna", "w1"
+
+    def bound_inputs(self, n: int) -> tuple[torch.Tensor, dict[str, Any], float]:
+        """The network models standardised points z = (x - mean) / std, so -log p(x) =
+        -log p(z) + sum_d log std_d (change of variables)."""
+        z = self.scaler.transform(self.data.heldout[:n])
+        log_det = float(np.log(self.scaler.std).sum())
+        return torch.from_numpy(z).to(torch.float32), {"decoder": "gaussian"}, log_det
+
+    # --- output -------------------------------------------------------------------------
+    def figures(self, run: Run, out: Path, seed: int) -> None:
+        from ddpmlab import viz
+        data = self.data.train[:2000]
+        viz.plot_points(data, out / "data.png", title=self.data.name)
+        # forward process q(x_n | x_0) at 20 step counts n from 0 (the data) to T
+        T, g = run.schedule.T, torch.Generator().manual_seed(seed)
+        x0 = torch.from_numpy(self.scaler.transform(data)).to(torch.float32)
+        frames = [(0, data)]
+        for n in frame_steps(T, 20)[1:]:
+            t = torch.full((len(x0),), n - 1, dtype=torch.long)  # n steps applied: index n - 1
+            x_t = q_sample(run.schedule, x0, t, torch.randn(x0.shape, generator=g))
+            frames.append((n, self.to_data(x_t)))
+        viz.plot_forward_grid(frames, out / "forward.png")
+        progress = run.snapshots()
+        if progress:
+            # one frame for every panel, holding the data and every state, x_T's noise included
+            limits = viz.frame_limits([data, *(f for _, fr in progress for _, f in fr)],
+                                      margin=0.05)
+            viz.plot_training_progress(progress, out / "training.png", limits=limits)
+            for name, (step, frames_s) in zip(("begin", "middle", "end"), progress,
+                                              strict=False):
+                viz.plot_reverse_process(frames_s, out / f"reverse_{name}.png",
+                                         title=f"reverse process after {step} training steps",
+                                         limits=limits)
+        _, samples = self.animate(run, self.gif_n, seed, out / "reverse.gif")
+        viz.plot_samples_over_data(samples, data, out / "samples.png",
+                                   title=f"{len(samples)} samples over the data")
+
+    def animate(self, run: Run, n: int, seed: int, path: Path) -> tuple[Path, np.ndarray]:
+        """The reverse chain of n points from noise to the data, streamed, with fixed axes."""
+        from ddpmlab import viz
+        end: list[np.ndarray] = []
+        count = min(GIF_FRAMES, run.schedule.T + 1)
+        chain = chain_frames(run.chain(n, seed), run.schedule.T, count)
+        first = next(chain)  # x_T, pure noise: the widest state, sizes the frame with the data
+        limits = viz.frame_limits([self.data.train, first[1]], margin=0.02)
+
+        def frames() -> Iterator[tuple[int, np.ndarray]]:
+            with feedback.bar(len(frame_steps(run.schedule.T, count)),
+                              f"animating {n:,} points", unit="frame") as bar:
+                for k, x in itertools.chain([first], chain):
+                    end[:] = [x]
+                    bar.update()
+                    yield k, x
+
+        return viz.write_gif(frames(), path, limits, title_fmt="x{t_sub}"), end[0]
+
+    def write_samples(self, x: np.ndarray, path: Path) -> str:
+        if path.suffix == ".npy":
+            write_atomic(path, lambda tmp: np.save(tmp, x))
+        else:
+            write_atomic(path, lambda tmp: np.savetxt(tmp, x, fmt="%.8g", delimiter=",",
+                                                      header="x,y", comments=""))
+        return f"{len(x)} samples"
+
