@@ -22,7 +22,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from ddpmlab.config import RunConfig, from_dict, to_dict
+from ddpmlab.config import RunConfig, from_dict, to_dict, upgrade
 from ddpmlab.errors import UserError
 from ddpmlab.fileio import write_bytes
 
@@ -106,7 +106,7 @@ def load(path: str | os.PathLike[str]) -> Checkpoint:
     try:
         tensors = st_load(raw)
         header = json.loads(meta["header"])
-        config = from_dict(RunConfig, header["config"])
+        config = from_dict(RunConfig, upgrade(header["config"]))  # older runs: today's form
     except (SafetensorError, KeyError, ValueError) as e:
         raise UserError(f"{path} is damaged ({str(e).splitlines()[0]}); train again") from None
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import os
 import signal
 import sys
 import tempfile
@@ -196,9 +195,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _check_new_file(path: Path, force: bool, suffixes: tuple[str, ...],
                     files: list[Path] | None = None) -> None:
     """Refuse an output file with the wrong suffix, in a missing folder, or (without --force)
-    one that exists: nothing a user made is overwritten. A suffix "/" means a folder for
-    ``files``, any of which may not exist unless --force."""
-    folder = "/" in suffixes and (str(path).endswith(os.sep) or path.is_dir())
+    one that exists: nothing a user made is overwritten. Where ``suffixes`` holds "/", a
+    path without a suffix is a folder for ``files``, none of which may exist unless --force."""
+    folder = "/" in suffixes and (path.suffix == "" or path.is_dir())
     if not folder and path.suffix not in suffixes:
         wanted = [s for s in suffixes if s != "/"] + (["/ (a folder)"] if "/" in suffixes
                                                         else [])

@@ -187,7 +187,8 @@ class Trainer:
         with torch.random.fork_rng():
             torch.manual_seed(config.train.seed)  # the network's initial weights
             self.model = build_network(config, tuple(x_train.shape[1:]))
-        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        # the EMA is never trained: eval mode, so snapshots drawn from it run without dropout
+        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.params = list(self.model.parameters())
         self.ema_params = list(self.ema.parameters())
         self.flat = flatten_parameters(self.params)  # the weights, every parameter a view

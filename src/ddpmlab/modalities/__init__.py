@@ -187,7 +187,7 @@ def modality_named(name: str) -> type[Modality]:
 
 def modality_for(source: str) -> type[Modality]:
     """The modality of data.source: images for a built-in image set, a folder, an .npz or
-    an .npy of 3 or 4 dimensions; points otherwise."""
+    an .npy of 3 or more dimensions (the image reader refuses 5); points otherwise."""
     registry = _registry()
     return registry["images"] if registry["images"].accepts(source) else registry["points"]
 
@@ -196,6 +196,5 @@ def default_config(source: str, overrides: dict[str, Any] | None = None) -> RunC
     """The configuration ``ddpmlab train SOURCE`` uses: RunConfig's defaults, the source's
     measured defaults (:meth:`Modality.defaults`) over them, then ``overrides``."""
     from ddpmlab.config import merge, replace
-    return replace(RunConfig(), merge({"data": {"source": source},
-                                        **modality_for(source).defaults(source)},
-                                       overrides or {}))
+    measured = merge(modality_for(source).defaults(source), {"data": {"source": source}})
+    return replace(RunConfig(), merge(measured, overrides or {}))

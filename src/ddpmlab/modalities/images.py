@@ -48,8 +48,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "model": {"name": "unet", "unet": {"base_channels": 32, "channel_mult": [1, 2],
                                            "num_res_blocks": 1, "attention_resolutions": [],
                                            "dropout": 0.0}},
-        "train": {"steps": 2000, "batch_size": 128, "lr": 2e-3, "warmup": 100,
-                  "ema_decay": 0.999, "checkpoint_every": 500},
+        "train": {"steps": 1500, "batch_size": 128, "lr": 2e-3, "warmup": 100,
+                  "ema_decay": 0.995, "checkpoint_every": 500, "threads": 2},
     },
     "mnist": {
         "data": {"heldout": 1000},
@@ -58,7 +58,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                                            "num_res_blocks": 1, "attention_resolutions": [],
                                            "dropout": 0.0}},
         "train": {"steps": 4000, "batch_size": 64, "lr": 1e-3, "warmup": 200,
-                  "ema_decay": 0.999, "checkpoint_every": 500},
+                  "ema_decay": 0.999, "checkpoint_every": 500, "threads": 2},
     },
 }
 
@@ -94,7 +94,7 @@ class Images(Modality):
             return True
         if p.suffix.lower() == ".npy" and p.is_file():
             try:
-                return np.load(p, mmap_mode="r", allow_pickle=False).ndim in (3, 4)
+                return np.load(p, mmap_mode="r", allow_pickle=False).ndim >= 3
             except (ValueError, OSError):
                 return False  # the points reader names what is wrong with it
         return False
@@ -236,8 +236,8 @@ class Images(Modality):
                 vi.plot_image_reverse(frames_s, out / f"reverse_{name}.png",
                                       title=f"reverse process after {step} training steps")
         _, samples = self.animate(run, GRID, seed, out / "reverse.gif")
-        vi.plot_samples_beside_real(samples, to_unit(self.data.heldout[:GRID]),
-                                    out / "samples.png")
+        real = to_unit(self.data.heldout[:GRID])
+        vi.plot_samples_beside_real(samples[:len(real)], real, out / "samples.png")
 
     def animate(self, run: Run, n: int, seed: int, path: Path) -> tuple[Path, np.ndarray]:
         """A grid of n images denoised from noise, streamed."""

@@ -1,0 +1,95 @@
+"""Choosing the image defaults by measurement: candidate settings trained on one data set.
+
+    python bench/image_defaults.py digits A B C      # candidates by name (see CANDIDATES)
+    python bench/image_defaults.py digits --list
+
+Each candidate is ``train_run`` with the data set's defaults and the candidate's settings
+over them, figures off, evaluation on (1,000 samples against the held-out sets, beside the
+floors). Reports training seconds, evaluation seconds and the image metrics; appends to
+bench/results/image_defaults.json. Training seconds are only comparable on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from ddpmlab.config import merge
+from ddpmlab.modalities import default_config
+from ddpmlab.run import read_evaluation, train_run
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "image_defaults.json"
+
+
+def unet(base: int, mult: tuple[int, ...], blocks: int = 1, attention: tuple[int, ...] = (),
+         middle: bool = False, dropout: float = 0.0) -> dict:
+    return {"name": "unet", "unet": {"base_channels": base, "channel_mult": list(mult),
+                                     "num_res_blocks": blocks,
+                                     "attention_resolutions": list(attention),
+                                     "middle_attention": middle, "dropout": dropout}}
+
+
+CANDIDATES: dict[str, dict] = {
+    "u32": {"model": unet(32, (1, 2))},
+    "u32_b64": {"model": unet(32, (1, 2)), "train": {"batch_size": 64}},
+    "u24": {"model": unet(24, (1, 2))},
+    "u16": {"model": unet(16, (1, 2))},
+    "u32_mid": {"model": unet(32, (1, 2), middle=True)},
+    "u32_T100": {"model": unet(32, (1, 2)), "diffusion": {"timesteps": 100}},
+    "u32_lr1e-3": {"model": unet(32, (1, 2)), "train": {"lr": 1e-3}},
+    "u32_lr4e-3": {"model": unet(32, (1, 2)), "train": {"lr": 4e-3}},
+    "u32_ema999": {"model": unet(32, (1, 2)), "train": {"ema_decay": 0.999}},
+    "u32_v": {"model": unet(32, (1, 2)), "diffusion": {"prediction": "v"}},
+    "seed32": {"model": {"name": "seed_unet", "seed_unet": {"poolings": 2, "base_width": 32}}},
+    "seed32_1": {"model": {"name": "seed_unet", "seed_unet": {"poolings": 1, "base_width": 32}}},
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("data")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--steps", type=int, nargs="*", default=[None],
+                   help="training steps (default: the data set's)")
+    p.add_argument("--list", action="store_true")
+    args = p.parse_args()
+    if args.list:
+        print("\n".join(f"{k}: {v}" for k, v in CANDIDATES.items()))
+        return
+    rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    for name in args.names:
+        for steps in args.steps:
+            over = merge(CANDIDATES[name], {"train": {"steps": steps}} if steps else {})
+            config = default_config(args.data, over)
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "run"
+                start = time.perf_counter()
+                run = train_run(config, out, progress=False, figures=False, evaluate=False)
+                trained = time.perf_counter() - start
+                from ddpmlab.run import evaluate_run
+                start = time.perf_counter()
+                evaluate_run(run)
+                evaluated = time.perf_counter() - start
+                m = read_evaluation(out).metrics
+            params = sum(p.numel() for p in run.model.parameters())
+            row = {"data": args.data, "name": name, "steps": config.train.steps,
+                   "params": params, "train_s": trained, "eval_s": evaluated,
+                   **{k: v["value"] for k, v in m.items()},
+                   **{f"{k}_floor": v["floor"] for k, v in m.items()}}
+            rows.append(row)
+            RESULTS.write_text(json.dumps(rows, indent=1))
+            fd = m.get("fd", {})
+            print(f"{name:<12} steps {config.train.steps:>5} {params / 1e6:.2f}M "
+                  f"train {trained:6.1f} s eval {evaluated:5.1f} s | fd {fd.get('value', 0):6.2f}"
+                  f" / {fd.get('floor', 0):.2f} = {fd.get('ratio') or 0:.2f} | confident "
+                  f"{m['confident']['value']:.3f} ({m['confident']['floor']:.3f}) | tv "
+                  f"{m['class_tv']['value']:.3f} | 1nna {m['1nna']['value']:.3f} | memorised "
+                  f"{m['memorised']['value']:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
