@@ -22,6 +22,13 @@ Timesteps are integers ``t`` in ``0..T-1``; index ``t`` is the paper's step ``t 
 ``t = 0`` means one noising step has been applied and ``t = T-1`` is x_T, close to N(0, I).
 Chains and figures label states by the number of noising steps applied, ``n = t + 1``
 (``n = 0`` is the data), which is the paper's subscript: frame ``n`` shows x_n.
+
+Devices
+-------
+Every function works on the device of its tensors (x, t and the network on one device): the
+schedule's constants are taken there with ``NoiseSchedule.to`` (a copy made once per device;
+on the CPU the schedule itself), and what a function draws or creates is made on the device
+of its generator or, with none, of its input.
 """
 
 from __future__ import annotations
@@ -47,7 +54,10 @@ def check_timesteps(t: torch.Tensor, T: int) -> None:
 
 
 def extract(coef: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """coef[t] shaped to broadcast against x: (T,) and (B,) -> (B, 1, ..., 1)."""
+    """coef[t] shaped to broadcast against x: (T,) and (B,) -> (B, 1, ..., 1).
+
+    coef and t on one device (the functions below take the schedule to x's device first).
+    """
     # index_select: the same values as coef[t], at half the cost for a 1-D t
     return coef.index_select(0, t).reshape(t.shape[0], *([1] * (x.ndim - 1))).to(x.dtype)
 
@@ -56,6 +66,7 @@ def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor,
              eps: torch.Tensor) -> torch.Tensor:
     """Draw x_t ~ q(x_t | x_0) given the noise: x0, eps (B, *D), t (B,) -> x_t (B, *D)."""
     check_timesteps(t, schedule.T)
+    schedule = schedule.to(x0.device)
     # Ho Eq. 4: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
     return (extract(schedule.sqrt_alpha_bar, t, x0) * x0
             + extract(schedule.sqrt_one_minus_alpha_bar, t, x0) * eps)
@@ -65,6 +76,7 @@ def q_posterior(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor,
                 t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of q(x_{t-1} | x_t, x_0): (B, *D) and (B, 1, ...) broadcastable."""
     check_timesteps(t, schedule.T)
+    schedule = schedule.to(x_t.device)
     # Ho Eq. 7: mu~_t = sqrt(ab_{t-1}) beta_t/(1-ab_t) x_0 + sqrt(a_t)(1-ab_{t-1})/(1-ab_t) x_t
     mean = (extract(schedule.posterior_mean_coef_x0, t, x_t) * x0
             + extract(schedule.posterior_mean_coef_xt, t, x_t) * x_t)
@@ -75,6 +87,7 @@ def x0_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
                 eps: torch.Tensor) -> torch.Tensor:
     """x^_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (Ho Eq. 4 solved for x_0)."""
     check_timesteps(t, schedule.T)
+    schedule = schedule.to(x_t.device)
     return ((x_t - extract(schedule.sqrt_one_minus_alpha_bar, t, x_t) * eps)
             / extract(schedule.sqrt_alpha_bar, t, x_t))
 
@@ -83,6 +96,7 @@ def eps_from_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
                 x0: torch.Tensor) -> torch.Tensor:
     """eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t) (Ho Eq. 4 solved for eps)."""
     check_timesteps(t, schedule.T)
+    schedule = schedule.to(x_t.device)
     return ((x_t - extract(schedule.sqrt_alpha_bar, t, x_t) * x0)
             / extract(schedule.sqrt_one_minus_alpha_bar, t, x_t))
 
@@ -95,6 +109,7 @@ def mean_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
     posterior mean (Eq. 7) evaluated at x^_0 = x0_from_eps(...).
     """
     check_timesteps(t, schedule.T)
+    schedule = schedule.to(x_t.device)
     coef = extract(schedule.beta / schedule.sqrt_one_minus_alpha_bar, t, x_t)
     return (x_t - coef * eps) / extract(schedule.alpha.sqrt(), t, x_t)
 
@@ -116,6 +131,7 @@ def v_from(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor,
            t: torch.Tensor) -> torch.Tensor:
     """The velocity v_t of x0 and eps (B, *D) at t (B,): the v-prediction target."""
     check_timesteps(t, schedule.T)
+    schedule = schedule.to(x0.device)
     # Salimans & Ho 2022, Sec. 4: v = alpha_t eps - sigma_t x = sqrt(ab) eps - sqrt(1 - ab) x_0
     return (extract(schedule.sqrt_alpha_bar, t, x0) * eps
             - extract(schedule.sqrt_one_minus_alpha_bar, t, x0) * x0)
@@ -125,6 +141,7 @@ def x0_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
               v: torch.Tensor) -> torch.Tensor:
     """x^_0 from x_t and a velocity: (B, *D) -> (B, *D)."""
     check_timesteps(t, schedule.T)
+    schedule = schedule.to(x_t.device)
     # Salimans & Ho 2022, Sec. 4 / App. D: x^ = alpha_t z_t - sigma_t v^
     return (extract(schedule.sqrt_alpha_bar, t, x_t) * x_t
             - extract(schedule.sqrt_one_minus_alpha_bar, t, x_t) * v)
@@ -134,6 +151,7 @@ def eps_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
                v: torch.Tensor) -> torch.Tensor:
     """eps^ from x_t and a velocity: (B, *D) -> (B, *D)."""
     check_timesteps(t, schedule.T)
+    schedule = schedule.to(x_t.device)
     # Salimans & Ho 2022, App. D: eps^ = sigma_t z_t + alpha_t v^ (alpha_t^2 + sigma_t^2 = 1)
     return (extract(schedule.sqrt_one_minus_alpha_bar, t, x_t) * x_t
             + extract(schedule.sqrt_alpha_bar, t, x_t) * v)
@@ -250,6 +268,7 @@ def reverse_log_variance(schedule: NoiseSchedule, t: torch.Tensor, x: torch.Tens
     Sigma = exp(u log beta_t + (1 - u) log beta~_t), u = (v + 1) / 2.
     """
     check_timesteps(t, schedule.T)
+    schedule = schedule.to(x.device)
     check_variance(variance)
     log_small = schedule.posterior_log_variance  # log beta~_t, t = 0 clipped to t = 1
     if variance == "fixed_small":
@@ -264,16 +283,21 @@ def reverse_log_variance(schedule: NoiseSchedule, t: torch.Tensor, x: torch.Tens
 
 
 def sample_timesteps(batch: int, T: int, generator: torch.Generator | None = None,
-                     antithetic: bool = False) -> torch.Tensor:
+                     antithetic: bool = False, *,
+                     device: torch.device | str | None = None) -> torch.Tensor:
     """t ~ Uniform{0..T-1}, (batch,) int64 (Ho Algorithm 1, line 3).
+
+    Drawn on ``generator``'s device; with no generator on ``device`` (None: the CPU).
 
     ``antithetic`` draws half the batch and pairs each t with T-1-t, as the source text's
     ``diffusion_loss`` does: the pair's losses are negatively correlated in t, so the batch
     mean has lower variance. An odd batch gets one extra uniform draw.
     """
+    if generator is not None:
+        device = generator.device
     if not antithetic:
-        return torch.randint(0, T, (batch,), generator=generator)
-    half = torch.randint(0, T, ((batch + 1) // 2,), generator=generator)
+        return torch.randint(0, T, (batch,), generator=generator, device=device)
+    half = torch.randint(0, T, ((batch + 1) // 2,), generator=generator, device=device)
     return torch.cat([half, T - 1 - half])[:batch]
 
 
@@ -296,9 +320,13 @@ def diffusion_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor
 def draw_training_inputs(schedule: NoiseSchedule, x0: torch.Tensor,
                          generator: torch.Generator | None = None, antithetic: bool = False
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(t, eps, x_t) for a batch x0 (B, *D): t (Ho Alg. 1, line 3), then eps, then x_t (Eq. 4)."""
-    t = sample_timesteps(x0.shape[0], schedule.T, generator, antithetic)
-    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    """(t, eps, x_t) for a batch x0 (B, *D): t (Ho Alg. 1, line 3), then eps, then x_t (Eq. 4).
+
+    Drawn on ``generator``'s device (None: x0's), which must be x0's.
+    """
+    device = x0.device if generator is None else generator.device
+    t = sample_timesteps(x0.shape[0], schedule.T, generator, antithetic, device=device)
+    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=device)
     return t, eps, q_sample(schedule, x0, t, eps)
 
 

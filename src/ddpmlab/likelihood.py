@@ -11,6 +11,9 @@ All terms are in nats, summed over the data dimensions; :class:`Bound` also repo
 bits per dimension. The decoder is a Gaussian density for continuous data (points) or the
 discretised Gaussian of Ho et al. 2020, Eq. 13, for images of ``levels`` grey levels (256 for
 8-bit) scaled to [-1, 1].
+
+Everything runs on the device of x0 (the network there too); the bound's noise is drawn on
+the generator's device, which must be x0's.
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ def discretized_gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_var: torch
 
 def prior_kl(schedule: NoiseSchedule, x0: torch.Tensor) -> torch.Tensor:
     """L_T = KL(q(x_T | x_0) || N(0, I)), (B,) nats: what the schedule leaves of the data."""
-    t = torch.full((x0.shape[0],), schedule.T - 1, dtype=torch.long)
+    schedule = schedule.to(x0.device)
+    t = torch.full((x0.shape[0],), schedule.T - 1, dtype=torch.long, device=x0.device)
     mean = extract(schedule.sqrt_alpha_bar, t, x0) * x0  # Ho Eq. 4
     log_var = extract((1.0 - schedule.alpha_bar).log(), t, x0)
     return _sum_dims(normal_kl(mean, log_var.expand_as(mean), torch.zeros_like(mean),
@@ -120,6 +124,7 @@ def vlb_term(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: to
         raise ValueError(f"unknown decoder '{decoder}'; choose one of: {', '.join(DECODERS)}")
     if decoder == "discretized":
         check_levels(levels)
+    schedule = schedule.to(x_t.device)
     mean_out, v = split_output(output, variance)
     model_mean = reverse_mean(schedule, x_t, t, mean_out, prediction)
     model_log_var = reverse_log_variance(schedule, t, x_t, variance, v).expand_as(model_mean)
@@ -166,11 +171,13 @@ def nll_bound(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor, *,
     """
     if decoder == "discretized":
         check_levels(levels)  # before T network calls
+    schedule = schedule.to(x0.device)  # once, not per term
+    device = x0.device if generator is None else generator.device
     terms = np.empty(schedule.T)
     with torch.inference_mode():
         for t_int in range(schedule.T):
-            t = torch.full((x0.shape[0],), t_int, dtype=torch.long)
-            eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+            t = torch.full((x0.shape[0],), t_int, dtype=torch.long, device=device)
+            eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=device)
             x_t = q_sample(schedule, x0, t, eps)
             terms[t_int] = float(vlb_term(schedule, x0, x_t, t, denoiser(x_t, t),
                                           prediction=prediction, variance=variance,
@@ -196,6 +203,7 @@ def hybrid_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
     the code by the dimension count and ln 2; we follow the code, whose numbers it reports.
     The draws (t, eps, x_t) are those of the MSE-only loss, so runs differ only in the model.
     """
+    schedule = schedule.to(x0.device)
     t, eps, x_t = draw_training_inputs(schedule, x0, generator, antithetic)
     mean_out, v = split_output(denoiser(x_t, t), "learned_range")
     assert v is not None  # a learned_range output always has its v half

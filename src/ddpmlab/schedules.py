@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -72,6 +72,10 @@ class NoiseSchedule:
 
     Names follow the glossary in ``ddpmlab.diffusion``. ``alpha_bar_prev[0] = 1``: before the
     first step the sample is the data.
+
+    A schedule is built on the CPU; :meth:`to` gives its copy on another device, made once
+    per device and shared by the schedule and all its copies, so a sampler or a loss that
+    calls ``schedule.to(x.device)`` at every step copies nothing after the first.
     """
 
     beta: torch.Tensor
@@ -85,9 +89,40 @@ class NoiseSchedule:
     posterior_mean_coef_x0: torch.Tensor
     posterior_mean_coef_xt: torch.Tensor
 
+    def __post_init__(self) -> None:
+        # device (as str) -> this schedule there; not a dataclass field (those are the (T,)
+        # constants); shared with every copy :meth:`to` makes
+        object.__setattr__(self, "_copies", {str(self.beta.device): self})
+
     @property
     def T(self) -> int:
         return int(self.beta.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        """Where the constants are (every field is on the same device)."""
+        return self.beta.device
+
+    def to(self, device: torch.device | str) -> NoiseSchedule:
+        """This schedule with every constant on ``device``: itself when already there (no
+        copy, the CPU path), else a copy made on the first call and cached for later calls.
+
+        The copy holds the same float32 values (derived in float64 on the CPU, cast once).
+        """
+        if not isinstance(device, torch.device):
+            device = torch.device(device)
+        if device == self.beta.device:  # every step of a run: nothing to do
+            return self
+        if device.type == "cuda" and device.index is None:  # "cuda": the current one, as torch
+            device = torch.device("cuda", torch.cuda.current_device())
+        copies: dict[str, NoiseSchedule] = self.__dict__["_copies"]
+        copy = copies.get(str(device))
+        if copy is None:
+            copy = NoiseSchedule(**{f.name: getattr(self, f.name).to(device)
+                                    for f in fields(self)})
+            object.__setattr__(copy, "_copies", copies)  # one cache for the whole family
+            copies[str(device)] = copy
+        return copy
 
     @property
     def terminal_alpha_bar(self) -> float:
@@ -116,11 +151,11 @@ class NoiseSchedule:
             raise ValueError(f"timesteps must be distinct and lie in 0..{self.T - 1}")
         if len(visited) == self.T:
             return self
-        alpha_bar = self.alpha_bar.double().numpy()[visited]
+        alpha_bar = self.alpha_bar.double().cpu().numpy()[visited]  # no copy on the CPU
         beta = 1.0 - alpha_bar / np.append(1.0, alpha_bar[:-1])  # Nichol & Dhariwal 2021, Sec. 4
         if not np.all((beta > 0) & (beta < 1)):
             raise ValueError("alpha_bar must decrease strictly in (0, 1) over the visited steps")
-        return self._derive(beta)
+        return self._derive(beta).to(self.device)  # derived on the CPU, like every schedule
 
     @classmethod
     def _derive(cls, beta: np.ndarray) -> NoiseSchedule:

@@ -11,16 +11,23 @@ weights and Adam's two moments each live in one flat buffer (every parameter is 
 it), so clipping, the fused Adam update and the EMA are one operation each; and the MLPs'
 gradients come from their hand-derived backward pass (``ddpmlab.models.fast``), with
 autograd only for other models and for the hybrid loss of a learned variance.
+
+A trainer runs on one device (:func:`resolve_device` reads ``--device``): the model, the EMA,
+the flat buffers, the training data and the generator live there; checkpoints hold CPU
+tensors, so a run saved on one device resumes on another.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from tqdm.std import tqdm
@@ -40,6 +47,42 @@ from ddpmlab.models import build_network, fast
 from ddpmlab.schedules import make_schedule
 
 LR_SCHEDULES = ("cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device ``--device name`` asks for: ``auto`` (CUDA when torch sees one, else the
+    CPU), ``cpu``, ``cuda`` (the current CUDA device) or ``cuda:N``.
+
+    UserError, in one line, for a CUDA device torch cannot see, or any other name.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", name) if isinstance(name, str) else None
+    if match is None:
+        raise UserError(f"unknown device {name!r}; choose one of: {', '.join(DEVICES)}")
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA device is visible to torch "
+                        "(torch.cuda.is_available() is False); use --device cpu or auto")
+    count = torch.cuda.device_count()
+    index = torch.cuda.current_device() if match[1] is None else int(match[1])
+    if index >= count:
+        raise UserError(f"--device {name}: torch sees {count} CUDA device(s), "
+                        f"cuda:0..cuda:{count - 1}; choose one of them, or --device auto")
+    return torch.device("cuda", index)
+
+
+def _on_cpu(tree: Any) -> Any:
+    """``tree`` (tensors in dicts, lists and tuples) with every tensor copied to the CPU."""
+    if isinstance(tree, torch.Tensor):
+        return tree.cpu()
+    if isinstance(tree, dict):
+        return {k: _on_cpu(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(_on_cpu(v) for v in tree)
+    return tree
 
 
 class Diverged(UserError):
@@ -100,7 +143,8 @@ class FlatAdam:
                  lr: float) -> None:
         self.params, self.weights, self.grad, self.lr = params, weights, grad, lr
         self.exp_avg, self.exp_avg_sq = torch.zeros_like(weights), torch.zeros_like(weights)
-        self.steps = torch.tensor(0.0)  # float32, as the fused kernel counts
+        # float32, as the fused kernel counts; on the weights' device, as it needs on CUDA
+        self.steps = torch.tensor(0.0, device=weights.device)
 
     def step(self, lr: float) -> None:
         """One update with learning rate ``lr`` from the gradient in ``grad``."""
@@ -171,22 +215,29 @@ class Trainer:
     ``resume_from`` continues a checkpoint.
     ``autograd=True`` computes every gradient with autograd, the reference the tests compare
     the hand-derived gradients with.
+    ``device``: where everything lives and runs (a name is read by :func:`resolve_device`).
+    The initial weights are drawn on the CPU and moved, so they are the same on every
+    device; the training draws come from a generator on the device, so a CUDA run is not
+    the CPU run (another random stream), only reproducible on CUDA.
     """
 
     def __init__(self, config: RunConfig, x_train: torch.Tensor,
                  resume_from: checkpoint.Checkpoint | None = None, *,
-                 autograd: bool = False) -> None:
+                 autograd: bool = False, device: str | torch.device = "cpu") -> None:
         if config.train.lr_schedule not in LR_SCHEDULES:
             raise UserError(f"unknown lr_schedule '{config.train.lr_schedule}'; "
                             f"choose one of: {', '.join(LR_SCHEDULES)}")
         self.config = config
-        self.x_train = x_train
-        self.schedule = make_schedule(config.diffusion.schedule, config.diffusion.timesteps)
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        self.x_train = x_train.to(self.device)  # itself on the CPU
+        # built on the CPU (float64 maths), its constants moved once; itself on the CPU
+        self.schedule = make_schedule(config.diffusion.schedule,
+                                      config.diffusion.timesteps).to(self.device)
         check_prediction(config.diffusion.prediction)
         check_variance(config.diffusion.variance)
         with torch.random.fork_rng():
-            torch.manual_seed(config.train.seed)  # the network's initial weights
-            self.model = build_network(config, tuple(x_train.shape[1:]))
+            torch.manual_seed(config.train.seed)  # the network's initial weights, on the CPU
+            self.model = build_network(config, tuple(x_train.shape[1:])).to(self.device)
         # the EMA is never trained: eval mode, so snapshots drawn from it run without dropout
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.params = list(self.model.parameters())
@@ -203,7 +254,7 @@ class Trainer:
         self.fast = (not autograd and fast.supports(self.model)
                      and config.diffusion.variance != "learned_range")
         self.optimizer = FlatAdam(self.params, self.flat, self.grad_flat, config.train.lr)
-        self.generator = torch.Generator().manual_seed(config.train.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.train.seed)
         self.step = 0
         self.history: list[tuple[int, float]] = []  # (step, mean loss since the last entry)
         self.loss_sum, self.loss_count = 0.0, 0  # losses since the last history entry
@@ -220,24 +271,46 @@ class Trainer:
             raise UserError(f"the checkpoint's optimiser state does not match its model "
                             f"({str(e).splitlines()[0]}); train again") from None
         if ckpt.rng is not None:
-            self.generator.set_state(ckpt.rng)
+            self._restore_rng(ckpt.rng)
         self.step = ckpt.step
         self.history = [(int(s), float(v)) for s, v in ckpt.meta.get("history", [])]
         self.loss_sum, self.loss_count = ckpt.meta.get("loss_partial", (0.0, 0))
+
+    def _restore_rng(self, state: torch.Tensor) -> None:
+        """Continue the saved random stream, or, from a generator of another kind (a CPU
+        checkpoint resumed on CUDA, or the reverse), start one seeded from the saved state.
+
+        The two kinds' states differ (CPU: Mersenne Twister, 5,056 bytes; CUDA: Philox, a
+        seed and an offset), so such a resume trains on, reproducibly, but is not the run
+        that continuing on the first device would give.
+        """
+        if state.numel() == self.generator.get_state().numel():
+            self.generator.set_state(state)
+            return
+        digest = hashlib.sha256(state.numpy().tobytes()).digest()
+        self.generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+        feedback.status(f"the checkpoint's random state is from another kind of generator "
+                        f"than this {self.device.type} one: training continues with a new "
+                        "random stream seeded from it, not the one the saving device would "
+                        "have drawn")
 
     def to_checkpoint(self, meta: dict) -> checkpoint.Checkpoint:
         """The state to save; raises Diverged rather than hand out non-finite weights.
 
         A finite loss does not prove finite weights: an overflowing gradient can turn the
-        update into NaN one step before the loss shows it.
+        update into NaN one step before the loss shows it. Every tensor is on the CPU (a
+        CPU run's own tensors, not copies), as safetensors writes them.
         """
         if not all(bool(torch.isfinite(p).all()) for p in [*self.params, *self.ema_params]):
             raise Diverged(f"the weights became non-finite at step {self.step}; "
                            "lower the learning rate (--lr)")
+        model, ema, optimizer = (self.model.state_dict(), self.ema.state_dict(),
+                                 self.optimizer.state_dict())
+        if self.device.type != "cpu":  # safetensors writes CPU tensors; the CPU path as it was
+            model, ema, optimizer = _on_cpu(model), _on_cpu(ema), _on_cpu(optimizer)
         return checkpoint.Checkpoint(
-            config=self.config, step=self.step, model=self.model.state_dict(),
-            ema=self.ema.state_dict(), optimizer=self.optimizer.state_dict(),
-            rng=self.generator.get_state(),
+            config=self.config, step=self.step, model=model, ema=ema, optimizer=optimizer,
+            rng=self.generator.get_state(),  # a CPU uint8 tensor for every kind of generator
             meta={**meta, "history": self.history,
                   "loss_partial": [self.loss_sum, self.loss_count]})
 
@@ -245,7 +318,7 @@ class Trainer:
         """One update (Ho et al. 2020, Algorithm 1) on a batch drawn with replacement."""
         c, d = self.config, self.config.diffusion
         idx = torch.randint(0, self.x_train.shape[0], (c.train.batch_size,),
-                            generator=self.generator)
+                            generator=self.generator, device=self.device)
         x0 = self.x_train.index_select(0, idx)
         self.grad_flat.zero_()
         if self.fast:  # Ho et al. 2020, Algorithm 1 (with the chosen target), by hand

@@ -88,7 +88,7 @@ def _features(x: torch.Tensor, fourier: torch.Tensor) -> torch.Tensor:
     n, d = fourier.shape[1], x.shape[1]
     if not n:
         return x
-    feats = torch.empty(x.shape[0], d + 2 * n)
+    feats = torch.empty(x.shape[0], d + 2 * n, device=x.device)
     proj = x @ (2 * math.pi * fourier)  # (B, n)
     feats[:, :d] = x
     torch.sin(proj, out=feats[:, d:d + n])
@@ -122,7 +122,7 @@ def _resmlp(model: ResMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
     loss, g = _mse(_linear(s, p, "out") - target)
     # backward
     g_h = silu_backward(_linear_backward(g, s, p, grads, "out"), h[-1])  # dL/dh
-    g_pre = torch.empty(x.shape[0], depth * H)  # dL/da of every block, side by side
+    g_pre = torch.empty(x.shape[0], depth * H, device=x.device)  # every block's dL/da, side by side
     for i in reversed(range(depth)):
         u, a, s_a = inner[i]
         g_s = _linear_backward(g_h, s_a, p, grads, f"blocks_out.{i}")
@@ -130,8 +130,8 @@ def _resmlp(model: ResMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
         g_u = _linear_backward(g_a, u, p, grads, f"blocks_in.{i}")
         g_h = g_h + silu_backward(g_u, h[i])  # the residual path carries g_h through
     _linear_backward(g_h, feats, p, grads, "inp", need_input=False)
-    g_e = _linear_backward(torch.zeros(len(steps), depth * H).index_add_(0, inverse, g_pre),
-                           t_act, p, grads, "t_mlp.2")
+    g_emb = torch.zeros(len(steps), depth * H, device=x.device).index_add_(0, inverse, g_pre)
+    g_e = _linear_backward(g_emb, t_act, p, grads, "t_mlp.2")
     _linear_backward(silu_backward(g_e, t_pre), rows, p, grads, "t_mlp.0", need_input=False)
     return loss
 
@@ -145,22 +145,27 @@ class _ResMLPSampling:
     contiguous buffers instead of their concatenation. Activations go into buffers kept
     between calls: a new tensor of a few megabytes per operation comes back from the system
     as fresh pages, whose page faults cost up to a third of the time (bench/README.md).
+    The buffers are on the device of the last input (the model's).
     """
 
     def __init__(self, model: ResMLP) -> None:
         self.model, self.p = model, model.state_dict(keep_vars=True)
         self.buffers: dict[str, torch.Tensor] = {}
+        self.device = self.p["out.weight"].device
 
     def _buffer(self, name: str, rows: int, cols: int) -> torch.Tensor:
         buf = self.buffers.get(name)
         if buf is None or buf.shape[0] < rows:
-            buf = self.buffers[name] = torch.empty(rows, cols)
+            buf = self.buffers[name] = torch.empty(rows, cols, device=self.device)
         return buf[:rows]
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         p, (n, d) = self.p, x.shape
         if n > 1 and not bool((t == t[0]).all()):
             return self.model(x, t)
+        if x.device != self.device:  # the model moved since the buffers were made
+            self.buffers.clear()
+            self.device = x.device
         F, w, H = p["fourier"].shape[1], p["inp.weight"], p["out.weight"].shape[1]
         h = torch.addmm(p["inp.bias"], x, w[:, :d].t(), out=self._buffer("h", n, H))
         if F:  # [x, sin, cos] W^T as three products: sin and cos into contiguous buffers

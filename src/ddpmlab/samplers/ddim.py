@@ -22,9 +22,11 @@ import torch
 
 from ddpmlab.diffusion import Denoiser, check_prediction, predict_eps_x0
 from ddpmlab.errors import UserError
-from ddpmlab.samplers.ddpm import final_state
+from ddpmlab.samplers.ddpm import chain_device, final_state
 from ddpmlab.samplers.spacing import DEFAULT_SPACING, timesteps
 from ddpmlab.schedules import NoiseSchedule
+
+_CPU = torch.device("cpu")
 
 
 def check_eta(eta: float) -> None:
@@ -47,11 +49,12 @@ def ddim_step(schedule: NoiseSchedule, x_t: torch.Tensor, t: int, t_prev: int,
     check_eta(eta)
     if not (0 <= t < schedule.T and -1 <= t_prev < t):
         raise ValueError(f"need 0 <= t < {schedule.T} and -1 <= t_prev < t, got {t}, {t_prev}")
-    tt = torch.full((x_t.shape[0],), t, dtype=torch.long)
+    tt = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
     # with clip: x0_hat clamped, eps_hat from it by Ho Eq. 4 (improved-diffusion's ddim_sample)
     eps_hat, x0_hat = predict_eps_x0(schedule, x_t, tt, output, prediction, clip=clip)
-    ab = float(schedule.alpha_bar[t])
-    ab_prev = float(schedule.alpha_bar[t_prev]) if t_prev >= 0 else 1.0  # x_{-1} is the data
+    host = schedule.to(_CPU)  # the scalars from the CPU copy: no device sync per step
+    ab = float(host.alpha_bar[t])
+    ab_prev = float(host.alpha_bar[t_prev]) if t_prev >= 0 else 1.0  # x_{-1} is the data
     # Song Eq. 16: sigma_t^2 = eta^2 (1 - ab_prev)/(1 - ab_t) (1 - ab_t/ab_prev)
     sigma2 = max(eta**2 * (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev), 0.0)
     # Song Eq. 12: x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps_hat + sigma z
@@ -74,19 +77,22 @@ def ddim_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
     default, ``leading``, is diffusers' and was measured best here: see
     ``ddpmlab.samplers.spacing.DEFAULT_SPACING``). eta: 0 deterministic,
     1 ancestral. clip: clamp x0_hat to [-1, 1] at every step (:func:`ddim_step`; images
-    only). The generator draws x_T, then (eta > 0 only) one z per step but the last.
+    only). The generator draws x_T, then (eta > 0 only) one z per step but the last. The
+    chain runs on the generator's device, else x_T's, else the CPU (``ddpm.chain_device``).
     Yielded tensors are new (B, *D) float32 tensors, never modified afterwards.
     """
     check_prediction(prediction)
     check_eta(eta)
+    device = chain_device(generator, x_T)
     t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps, spacing)
-    x = torch.randn(shape, generator=generator) if x_T is None else x_T.clone()
+    schedule = schedule.to(device)  # once per chain; the schedule itself on the CPU
+    x = torch.randn(shape, generator=generator, device=device) if x_T is None else x_T.clone()
     yield int(t_seq[0]) + 1, x
     for t, t_next in zip(t_seq.tolist(), t_prev.tolist(), strict=True):
         with torch.inference_mode():
-            output = denoiser(x, torch.full((shape[0],), t, dtype=torch.long))
+            output = denoiser(x, torch.full((shape[0],), t, dtype=torch.long, device=device))
             noisy = eta > 0 and t_next >= 0  # no noise after the last step (sigma = 0 there)
-            z = torch.randn(shape, generator=generator) if noisy else None
+            z = torch.randn(shape, generator=generator, device=device) if noisy else None
             x, _ = ddim_step(schedule, x, t, t_next, output, eta=eta, prediction=prediction,
                              noise=z, clip=clip)
         yield t_next + 1, x

@@ -4,6 +4,10 @@ The chain is a generator: it yields every state so that a figure or a GIF stream
 instead of holding T copies of the samples. With K < T steps it is the same algorithm on the
 respaced schedule (Nichol & Dhariwal 2021, Sec. 4; ``NoiseSchedule.respaced``), the network
 still seeing the original timesteps.
+
+Devices: a chain runs on the device of its generator, else of the x_T given, else the CPU
+(:func:`chain_device`); the denoiser must accept and return tensors there, and the schedule
+is taken there once per chain (``NoiseSchedule.to``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,24 @@ from ddpmlab.samplers.spacing import DEFAULT_SPACING, timesteps
 from ddpmlab.schedules import NoiseSchedule
 
 Chain = Iterator[tuple[int, torch.Tensor]]
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether a and b name one device ("cuda" without an index matching any "cuda:N")."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def chain_device(generator: torch.Generator | None, x_T: torch.Tensor | None) -> torch.device:
+    """Where a chain runs: the generator's device, else x_T's, else the CPU.
+
+    ValueError when both are given on different devices (its noise could not meet x_T).
+    """
+    if generator is None:
+        return torch.device("cpu") if x_T is None else x_T.device
+    if x_T is not None and not _same_device(generator.device, x_T.device):
+        raise ValueError(f"the generator is on {generator.device} but x_T on {x_T.device}; "
+                         "give both on one device")
+    return generator.device if x_T is None else x_T.device
 
 
 def ddpm_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], *,
@@ -52,23 +74,26 @@ def ddpm_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
     """
     check_prediction(prediction)
     check_variance(variance)
+    device = chain_device(generator, x_T)
     t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps, spacing)
-    respaced = schedule.respaced(t_seq)  # the schedule itself when every t is visited
+    # the schedule itself when every t is visited (and, on the CPU, not copied)
+    respaced = schedule.respaced(t_seq).to(device)
     K = len(t_seq)
     learned = variance == "learned_range"
     sigma = None if learned else reverse_variance(respaced, variance).sqrt()
-    x = torch.randn(shape, generator=generator) if x_T is None else x_T.clone()
+    x = torch.randn(shape, generator=generator, device=device) if x_T is None else x_T.clone()
     yield int(t_seq[0]) + 1, x
     for k, (t, t_next) in enumerate(zip(t_seq.tolist(), t_prev.tolist(), strict=True)):
         j = K - 1 - k  # the step's index in the respaced schedule (j = t when K = T)
         with torch.inference_mode():
             output, v = split_output(
-                denoiser(x, torch.full((shape[0],), t, dtype=torch.long)), variance)
-            jj = torch.full((shape[0],), j, dtype=torch.long)
+                denoiser(x, torch.full((shape[0],), t, dtype=torch.long, device=device)),
+                variance)
+            jj = torch.full((shape[0],), j, dtype=torch.long, device=device)
             # Ho Alg. 2, line 4 (with clip: Ho Eq. 7 at the clamped x0_hat)
             mean = reverse_mean(respaced, x, jj, output, prediction, clip=clip)
             if j > 0:
-                z = torch.randn(shape, generator=generator)
+                z = torch.randn(shape, generator=generator, device=device)
                 std = (torch.exp(0.5 * reverse_log_variance(respaced, jj, x, variance, v))
                        if sigma is None else sigma[j])  # N&D Eq. 15 for learned_range
                 x = mean + std * z  # Ho Alg. 2, line 4: + sigma_t z
