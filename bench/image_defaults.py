@@ -45,6 +45,10 @@ CANDIDATES: dict[str, dict] = {
     "u32_ema999": {"model": unet(32, (1, 2)), "train": {"ema_decay": 0.999}},
     "u32_v": {"model": unet(32, (1, 2)), "diffusion": {"prediction": "v"}},
     "seed32": {"model": {"name": "seed_unet", "seed_unet": {"poolings": 2, "base_width": 32}}},
+    "seed32_lr5e-4": {"model": {"name": "seed_unet", "seed_unet": {"poolings": 2,
+                                                                   "base_width": 32}},
+                      "train": {"lr": 5e-4}},
+    "u24_lr1e-3": {"model": unet(24, (1, 2)), "train": {"lr": 1e-3}},
     "seed32_1": {"model": {"name": "seed_unet", "seed_unet": {"poolings": 1, "base_width": 32}}},
 }
 
@@ -87,7 +91,8 @@ def main() -> None:
                   f"train {trained:6.1f} s eval {evaluated:5.1f} s | fd {fd.get('value', 0):6.2f}"
                   f" / {fd.get('floor', 0):.2f} = {fd.get('ratio') or 0:.2f} | confident "
                   f"{m['confident']['value']:.3f} ({m['confident']['floor']:.3f}) | tv "
-                  f"{m['class_tv']['value']:.3f} | 1nna {m['1nna']['value']:.3f} | memorised "
+                  f"{m['class_tv']['value']:.3f} all {m['class_tv_all']['value']:.3f} "
+                  f"({m['class_tv_all']['floor']:.3f}) | 1nna {m['1nna']['value']:.3f} | memorised "
                   f"{m['memorised']['value']:.3f}", flush=True)
 
 

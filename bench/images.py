@@ -1,9 +1,9 @@
 """ddpmlab's default U-Net beside the loop a diffusers user writes: same data, T, batch, threads
 and wall-time budget; speed and sample quality side by side.
 
-    python bench/images.py                          # digits, 120 s of training per side
-    python bench/images.py --data mnist --seconds 300
-    python bench/images.py --seconds 10 --threads 1 # a short check that it runs end to end
+    python bench/images.py                          # digits: ddpmlab's default training
+    python bench/images.py --data mnist
+    python bench/images.py --steps 50 --threads 1   # a short check that it runs end to end
 
 Needs the ``bench`` extra (``pip install -e '.[bench]' -c constraints.txt``: diffusers). Time it
 on a quiet machine: the CPU share other processes used in the second before the start is
@@ -14,12 +14,11 @@ collapse (bench/README.md, "threads"). Writes bench/results/images.json.
 run and the shipped classifiers use (digits: 1,297 training images 1x8x8, 500 held out; MNIST:
 4,000 and 1,000, 1x28x28), in [-1, 1]. Both sides train on ``s.train``.
 
-**ddpmlab.** ``default_config(data, {"train": {"steps": 10**9}})``: the data set's defaults (the
-U-Net of ``config.model.unet``, T, schedule, batch, lr, warm-up, EMA, threads), read from the
-config, not restated here. ``Trainer(config, x).train_step()`` in a loop until the budget is
-spent, the loss read every step as ``Trainer.fit`` does. ``train.steps`` is only a bound here:
-the cosine learning-rate decay runs over 10^9 steps, so after the warm-up the lr stays at its
-peak for the whole budget (the default run decays it to 0 over its ``train.steps``). Sampling:
+**ddpmlab.** ``default_config(data)``: the data set's defaults (the U-Net of
+``config.model.unet``, T, schedule, batch, lr with its warm-up and cosine decay, EMA, steps,
+threads), read from the config, not restated here. ``Trainer(config, x).train_step()`` for
+``train.steps`` steps (or ``--steps``), the loss read every step as ``Trainer.fit`` does; the
+wall time this takes is the budget the diffusers loop then gets. Sampling:
 the EMA weights, ``reverse_chain`` (DDPM over all T steps, x0_hat clipped, as ``ddpmlab
 sample``) in the row chunks ``Run.sample`` uses (65,536 / (C*H*W) rows).
 
@@ -90,7 +89,6 @@ from ddpmlab.train import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "images.json"
 DATA = ("digits", "mnist")
-STEPS_BOUND = 10**9  # train.steps: never reached, the wall-time budget stops both loops
 SEED = 0
 LR = 1e-3  # the course's at MNIST size (see the module docstring)
 BLOCKS = (32, 64, 64)
@@ -131,9 +129,12 @@ def timed_loop(step: Any, seconds: float) -> tuple[int, float, list[float]]:
     return len(losses), elapsed, losses
 
 
-def train_ddpmlab(config: Any, x: torch.Tensor, seconds: float) -> dict[str, Any]:
+def train_ddpmlab(config: Any, x: torch.Tensor) -> dict[str, Any]:
+    """``train.steps`` steps of ddpmlab's trainer, timed."""
     trainer = Trainer(config, x)
-    steps, elapsed, losses = timed_loop(lambda: float(trainer.train_step()), seconds)
+    start = time.perf_counter()
+    losses = [float(trainer.train_step()) for _ in range(config.train.steps)]
+    steps, elapsed = len(losses), time.perf_counter() - start
     if not all(math.isfinite(v) for v in losses[-100:]):
         raise SystemExit("ddpmlab's loss became non-finite")
     return {"trainer": trainer, "steps": steps, "train_s": elapsed, "losses": losses,
@@ -252,7 +253,7 @@ def table(result: dict[str, Any]) -> str:
                              f"{mb[name]['ratio']:.3g}", ""))
     c, h, w = result["shape"]
     head = (f"{result['data']} {c}x{h}x{w}, T = {result['T']}, batch {result['batch']}, "
-            f"{result['threads']} thread(s), {result['seconds']:g} s of training per side, "
+            f"{result['threads']} thread(s), {result['seconds']:.1f} s of training per side, "
             f"n = {result['n']} samples vs {result['n']} held-out (floor: the other "
             f"{result['n']})")
     lines = [head, f"{'':<28}{'ddpmlab':>14}{'diffusers':>14}{'floor':>12}"]
@@ -268,8 +269,9 @@ def table(result: dict[str, Any]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", choices=DATA, default="digits")
-    p.add_argument("--seconds", type=float, default=120.0,
-                   help="wall-time training budget per side (default 120)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="ddpmlab's training steps (default: the data set's train.steps); "
+                   "their wall time is the diffusers loop's budget")
     p.add_argument("--n", type=int, default=None,
                    help="samples per side (default: half the held-out set)")
     p.add_argument("--threads", type=int, default=None,
@@ -281,7 +283,7 @@ def main() -> None:
     except ImportError:
         sys.exit("bench/images.py needs diffusers: pip install -e '.[bench]' -c constraints.txt")
 
-    config = default_config(args.data, {"train": {"steps": STEPS_BOUND}})
+    config = default_config(args.data, {"train": {"steps": args.steps}} if args.steps else {})
     threads = args.threads or config.train.threads
     torch.set_num_threads(threads)
     s = resolve_images(args.data, seed=SEED, heldout=config.data.heldout)
@@ -299,17 +301,18 @@ def main() -> None:
     shape = s.shape
     busy = cpu_busy()
     print(f"{args.data}: {len(x):,} training images {shape}, T = {config.diffusion.timesteps}, "
-          f"batch {config.train.batch_size}, {threads} thread(s), {args.seconds:g} s per side; "
-          f"CPU {busy:.0%} busy before the start", flush=True)
+          f"batch {config.train.batch_size}, {threads} thread(s), {config.train.steps} ddpmlab "
+          f"steps; CPU {busy:.0%} busy before the start", flush=True)
 
     print("ddpmlab: training ...", flush=True)
-    ours = train_ddpmlab(config, x, args.seconds)
+    ours = train_ddpmlab(config, x)
+    seconds = ours["train_s"]
     print(f"ddpmlab: {ours['steps']:,} steps; sampling {n} ...", flush=True)
     x_ours, ours_sample_s = sample_ddpmlab(ours["trainer"], config, n, shape)
 
     scheduler, gap = diffusers_scheduler(config, ours["trainer"].schedule.beta)
     print("diffusers: training ...", flush=True)
-    theirs = train_diffusers(scheduler, x, config.train.batch_size, args.seconds)
+    theirs = train_diffusers(scheduler, x, config.train.batch_size, seconds)
     print(f"diffusers: {theirs['steps']:,} steps; sampling {n} ...", flush=True)
     x_theirs, theirs_sample_s = sample_diffusers(theirs["model"], scheduler, n, shape)
 
@@ -317,7 +320,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "data": args.data, "shape": list(shape), "T": config.diffusion.timesteps,
         "schedule": config.diffusion.schedule, "batch": config.train.batch_size,
-        "threads": threads, "seconds": args.seconds, "n": n, "beta_gap": gap,
+        "threads": threads, "seconds": seconds, "n": n, "beta_gap": gap,
         "cpu_busy_before": busy,
         "ddpmlab": summary(ours, ours_sample_s,
                            quality(x_ours, real, real_ref, s.train, args.data)),

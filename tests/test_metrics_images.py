@@ -280,3 +280,14 @@ def test_mismatches_raise_user_errors(digits):
     with pytest.raises(ValueError, match="exactly one"):
         im.evaluate_images(x, digits.heldout[20:60])
     assert math.isfinite(im.image_scores(x, digits.heldout[20:60])["kid_px"])
+
+
+def test_pooled_class_tv_is_at_its_floor_for_real_images_and_high_for_one_class(digits):
+    real, labels = digits.heldout, digits.heldout_labels
+    rng = np.random.default_rng(1)
+    perfect = real[rng.integers(0, len(real), 1000)]  # i.i.d. from the held-out law
+    row = im.pooled_class_tv(perfect, real, "digits")
+    assert row["ratio"] is None and 0.01 < row["floor"] < 0.06
+    assert abs(row["value"] - row["floor"]) < 0.03
+    ones = real[labels == 1][:100]
+    assert im.pooled_class_tv(ones, real, "digits")["value"] > 0.8  # one class of ten

@@ -537,7 +537,7 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
         scoring = [pool.submit(evaluate, i, x) for i, x in enumerate(samples)]
         if meanwhile is not None:
             meanwhile()
-        result = kind.average([job.result() for job in scoring])
+        result = kind.average([job.result() for job in scoring]) | kind.pooled(samples)
     return Evaluation(result, n, repeats, seed, kind.name)
 
 

@@ -136,6 +136,10 @@ class Modality(ABC):
     def average(self, results: list[Result]) -> Result:
         """The mean over draws."""
 
+    def pooled(self, samples: list[np.ndarray]) -> Result:
+        """Metrics of all draws' samples together, beside their floors (none by default)."""
+        return {}
+
     @classmethod
     @abstractmethod
     def table(cls, result: Result, n: int, repeats: int) -> str:
