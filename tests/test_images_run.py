@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -205,3 +206,29 @@ def test_a_run_written_before_the_modalities_still_opens(tiny_copy: Path) -> Non
     before = runs.open_run(tiny_copy)
     assert before.kind.name == "points" and before.config.model.resmlp.hidden == 16
     assert np.isfinite(before.sample(5)).all()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where no GPU is")
+@pytest.mark.parametrize("command", ["train", "sample", "evaluate"])
+def test_device_cuda_without_a_gpu_is_one_line(command: str, image_run: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    args = {"train": ["digits", "--out", str(tmp_path / "r"), *TINY],
+            "sample": [str(image_run), "--out", str(tmp_path / "x.npy")],
+            "evaluate": [str(image_run)]}[command]
+    code = main([command, *args, "--device", "cuda"])
+    one_line_error(capsys, code, "no CUDA device is visible", "--device cpu or auto")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "x.npy").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_an_image_run_trains_and_samples_on_cuda(tmp_path: Path) -> None:
+    out = tmp_path / "cuda"
+    assert main(["train", "digits", "--out", str(out), *TINY, "--device", "cuda"]) == 0
+    files = [tmp_path / "a.npy", tmp_path / "b.npy"]
+    for path in files:
+        assert main(["sample", str(out), "--n", "8", "--seed", "3", "--out", str(path),
+                     "--device", "cuda", "--quiet"]) == 0
+    a, b = (np.load(p) for p in files)
+    assert np.array_equal(a, b) and np.isfinite(a).all()
+    assert main(["sample", str(out), "--n", "8", "--out", str(tmp_path / "c.npy"),
+                 "--device", "cpu", "--quiet"]) == 0  # a CUDA run opens on the CPU too

@@ -33,8 +33,9 @@ def run_bound(run: Run, n: int | None = None, seed: int = 0) -> dict:
     d = run.config.diffusion
     feedback.status(f"computing the bound's {run.schedule.T + 1} terms on {len(x):,} "
                     f"{run.kind.unit}")
-    bound = nll_bound(run.schedule, run.model, x, prediction=d.prediction, variance=d.variance,
-                      generator=torch.Generator().manual_seed(seed), **decoder)
+    bound = nll_bound(run.schedule, run.model, x.to(run.device), prediction=d.prediction,
+                      variance=d.variance, generator=torch.Generator(run.device).manual_seed(seed),
+                      **decoder)
     nats_per_dim = (bound.nats + log_det) / bound.dims
     result = {
         "n": len(x), "seed": seed, "step": run.step, "variance": d.variance,

@@ -183,9 +183,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         out = args.out or _fresh_out(Path(config.data.source).stem or "images")
         resume = False
     run = runs.train_run(config, out, resume=resume, force=args.force,
-                         figures=not args.no_figures,
-                         evaluate=not args.no_eval,
-                         on_start=lambda text: print(text, file=sys.stderr))
+                         figures=not args.no_figures, evaluate=not args.no_eval,
+                         on_start=lambda text: print(text, file=sys.stderr),
+                         device=args.device)
     if not args.no_eval:
         print(runs.read_evaluation(run.path))
     print(f"run saved in {out}/ (figures in {out / runs.FIGURES}/)" if not args.no_figures
@@ -246,7 +246,7 @@ def _eta(args: argparse.Namespace, samplers: tuple[str, ...]) -> float:
 def cmd_sample(args: argparse.Namespace) -> None:
     _positive("--n", args.n)
     eta = _eta(args, (args.sampler,))
-    run = runs.open_run(args.run)
+    run = runs.open_run(args.run, args.device)
     _check_new_file(args.out, args.force, run.kind.sample_suffixes,
                     run.kind.output_files(args.out, args.n))
     x = run.sample(args.n, args.seed, args.sampler, args.steps, eta)
@@ -256,7 +256,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     _check_size(args)
     eta = _eta(args, (args.sampler,))
-    run = runs.open_run(args.run)
+    run = runs.open_run(args.run, args.device)
     if (args.sampler, args.steps, eta) == ("ddpm", None, 0.0):  # the default: saved
         print(runs.evaluate_run(run, args.n, args.seed, args.repeats))
         print(f"written to {run.path / runs.METRICS}")
@@ -320,6 +320,12 @@ def _add_eta(p: argparse.ArgumentParser) -> None:
                    help="DDIM eta: 0 deterministic, 1 ancestral (default: 0; ddim only)")
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", metavar="DEV",
+                   help="auto (a GPU when torch sees one), cpu, cuda or cuda:N (default: "
+                   "auto); the same seed on the same device gives the same samples")
+
+
 def _add_seed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed_type, default=0, metavar="S",
                    help="sampling seed (default: 0)")
@@ -361,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--out folder that holds other files")
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation (metrics.json)")
     t.add_argument("--no-figures", action="store_true", help="skip figures and the GIF")
+    _add_device(t)
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", parents=[common], help="draw samples from a trained run")
@@ -372,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     _add_seed(s)
     _add_sampler_flags(s)
+    _add_device(s)
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("evaluate", parents=[common],
@@ -386,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampler_flags(e)
     e.add_argument("--nll", action="store_true", help="also the negative log-likelihood bound "
                    "in nats and bits per dimension (figure: RUN/figures/nll_terms.png)")
+    _add_device(e)
     e.set_defaults(func=cmd_evaluate)
 
     w = sub.add_parser("sweep", parents=[common],

@@ -46,7 +46,7 @@ from ddpmlab.samplers import ddim_chain, ddpm_chain, timesteps
 from ddpmlab.samplers.ddim import check_eta
 from ddpmlab.samplers.ddpm import final_state
 from ddpmlab.schedules import NoiseSchedule, make_schedule
-from ddpmlab.train import Diverged, Trainer, default_snapshots
+from ddpmlab.train import Diverged, Trainer, default_snapshots, resolve_device
 
 CONFIG, DATA, CKPT = "config.json", "data.npz", "checkpoint.safetensors"
 LOSS, SNAPSHOTS, METRICS, FIGURES = "loss.csv", "snapshots.npz", "metrics.json", "figures"
@@ -86,6 +86,7 @@ class Run:
     schedule: NoiseSchedule
     kind: Modality
     step: int
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     #: real-vs-real floors by (n, draw), computed once (they depend on the held-out data only)
     floors: Floors = field(default_factory=dict, repr=False)
 
@@ -125,9 +126,9 @@ class Run:
               eta: float = 0.0) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(n_steps_left, samples (n, *shape))`` in data coordinates along the chain."""
         self.check_sampler(sampler, steps, eta)
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator(self.device).manual_seed(seed)
         for k, x in self._chain((n, *self.kind.shape), g, sampler, steps, eta):
-            yield k, self.kind.to_data(x)
+            yield k, self.kind.to_data(x.cpu())
 
     def sample(self, n: int, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
                eta: float = 0.0, *, bar: tqdm | None = None) -> np.ndarray:
@@ -135,10 +136,11 @@ class Run:
         [0, 1]): ``sampler`` with K = ``steps``.
 
         Shows a bar of the sampling steps, or advances ``bar`` (one shared by several draws)
-        by one per step and chunk.
+        by one per step and chunk. The same seed on the same device gives the same samples
+        (a GPU draws another random stream than the CPU).
         """
         K = self.check_sampler(sampler, steps, eta)
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator(self.device).manual_seed(seed)
         chunk = max(1, 65_536 // int(np.prod(self.kind.shape[1:], dtype=np.int64)))
         own = bar is None
         if bar is None:
@@ -154,7 +156,7 @@ class Run:
         finally:
             if own:
                 bar.close()
-        return self.kind.to_data(x)
+        return self.kind.to_data(x.cpu())
 
     def snapshots(self) -> list[tuple[int, list[tuple[int, np.ndarray]]]]:
         """The reverse-process snapshots taken while training: ``(training step, frames)``
@@ -257,8 +259,9 @@ def _restore_kind(path: Path, ckpt: checkpoint.Checkpoint) -> Modality:
     return kind
 
 
-def open_run(path: str | os.PathLike[str]) -> Run:
-    """Load a run directory written by :func:`train_run`, with clear errors for anything else."""
+def open_run(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Run:
+    """Load a run directory written by :func:`train_run`, with clear errors for anything else;
+    its network on ``device`` ("cpu", "cuda", "auto": ``train.resolve_device``)."""
     path = Path(path)
     if path.is_file():
         raise UserError(f"{path} is a file, not a run directory; give the folder that "
@@ -272,18 +275,22 @@ def open_run(path: str | os.PathLike[str]) -> Run:
     kind = _restore_kind(path, ckpt)
     config = ckpt.config
     torch.set_num_threads(config.train.threads)  # sampling runs as training did (see config)
+    device = resolve_device(str(device))
     model = build_network(config, kind.shape)
     checkpoint.load_weights(model, ckpt.ema, str(path / CKPT))
-    model.eval().requires_grad_(False)
+    model.to(device).eval().requires_grad_(False)
+    if kind.channels_last:  # convolutions: 1.3x faster sampling on a CPU (bench/README.md)
+        model.to(memory_format=torch.channels_last)
     return Run(path=path, config=config, model=model,
                schedule=make_schedule(config.diffusion.schedule, config.diffusion.timesteps,
                                       warn=False),
-               kind=kind, step=ckpt.step)
+               kind=kind, step=ckpt.step, device=device)
 
 
 def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = False,
               force: bool = False, progress: bool = True, figures: bool = True,
-              evaluate: bool = True, on_start: Callable[[str], None] | None = None) -> Run:
+              evaluate: bool = True, on_start: Callable[[str], None] | None = None,
+              device: str | torch.device = "cpu") -> Run:
     """Train a model into run directory ``out``; write checkpoint, losses, snapshots, metrics.
 
     Everything that can fail on user input (data, names, sizes) is checked before the first
@@ -296,7 +303,8 @@ def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = 
     unless ``force=True`` (they are left alone). ``out`` is locked for the whole call
     (:func:`fileio.exclusive`): a second process on it is refused. ``progress=False`` shows
     no bar or status line; ``evaluate=False`` skips metrics.json, ``figures=False`` the
-    figures.
+    figures. ``device``: where to train and sample ("cpu", "cuda", "auto"); the checkpoint
+    holds CPU tensors either way.
     """
     out = Path(out)
     with feedback.shown(progress and feedback.enabled()):
@@ -307,11 +315,13 @@ def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = 
         kind = (_restore_kind(out, ckpt) if ckpt is not None
                 else modality_for(config.data.source).prepare(config))
         torch.set_num_threads(config.train.threads)
-        trainer = Trainer(config, torch.from_numpy(kind.model_input()), resume_from=ckpt)
+        device = resolve_device(str(device))
+        trainer = Trainer(config, torch.from_numpy(kind.model_input()), resume_from=ckpt,
+                          device=device)
         _make_run_directory(out)
         with exclusive(out):
             floors = _train(config, out, trainer, kind, ckpt is not None, on_start)
-            run = open_run(out)
+            run = open_run(out, device)
             run.floors.update(floors)
             if evaluate:
                 evaluate_run(run, meanwhile=(lambda: make_figures(run)) if figures else None)
@@ -373,11 +383,11 @@ def _train(config: RunConfig, out: Path, trainer: Trainer, kind: Modality, resum
     saved_step = trainer.step if resume else None
 
     def snapshot(step: int) -> None:  # reverse chain of the EMA model, fixed noise across steps
-        g = torch.Generator().manual_seed(config.train.seed + 1)
+        g = torch.Generator(trainer.device).manual_seed(config.train.seed + 1)
         chain = reverse_chain(sampling_denoiser(trainer.ema), config, trainer.schedule,
                               (kind.snapshot_n, *kind.shape), g, clip=kind.clip)
         frames = list(chain_frames(chain, trainer.schedule.T, CHAIN_FRAMES))
-        snaps[f"step{step}"] = np.stack([kind.to_data(f) for _, f in frames])
+        snaps[f"step{step}"] = np.stack([kind.to_data(f.cpu()) for _, f in frames])
         snaps["labels"] = np.array([k for k, _ in frames])
         _save_npz(out / SNAPSHOTS, **snaps)
 

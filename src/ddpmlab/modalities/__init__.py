@@ -62,6 +62,7 @@ class Modality(ABC):
     unit: ClassVar[str]  # "points", "images": for messages
     snapshot_n: ClassVar[int]  # samples in each reverse-process snapshot
     gif_n: ClassVar[int]  # samples in reverse.gif
+    channels_last: ClassVar[bool] = False  # sample with the network in channels-last memory
 
     def __init__(self, config: RunConfig, data: Any, scaler: Any) -> None:
         self.config, self.data, self.scaler = config, data, scaler
