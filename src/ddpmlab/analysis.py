@@ -56,8 +56,10 @@ def format_bound(result: dict) -> str:
     return (f"negative log-likelihood bound on {result['n']} held-out "
             f"{result.get('unit', 'points')} ({result['variance']} variance, "
             f"{result.get('decoder_kind', 'gaussian')} decoder):\n"
-            f"  {result['nats_per_dim']:.4f} nats/dim = {result['bits_per_dim']:.4f} bits/dim "
-            f"(standardised data: {result['standardised_nats_per_dim']:.4f} nats/dim)\n"
+            f"  {result['nats_per_dim']:.4f} nats/dim = {result['bits_per_dim']:.4f} bits/dim"
+            + (f" (standardised data: {result['standardised_nats_per_dim']:.4f} nats/dim)"
+               if result["standardised_nats_per_dim"] != result["nats_per_dim"] else "")
+            + "\n"
             f"  decoder L_0 {result['decoder']:.4f} nats, prior L_T {result['prior']:.2e} nats, "
             f"KL terms {sum(result['terms'][1:]):.4f} nats")
 
