@@ -25,12 +25,17 @@ from ddpmlab.errors import UserError
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the training points come from.
+    """Where the training data come from (``ddpmlab.modalities`` says which kind it is).
 
-    source: a built-in shape name (``swiss_roll``, ``moons``, ...) or a .csv/.txt/.npy path.
-    n_train: points drawn for training from a built-in shape (a file gives what it holds).
+    source: a built-in shape name (``swiss_roll``, ``moons``, ...) or a .csv/.txt/.npy path of
+        points; a built-in image set (``digits``, ``mnist``), a folder of images or an
+        .npy/.npz array of them.
+    n_train: points drawn for training from a built-in shape (a file, or images, give what
+        they hold).
     heldout: points kept apart for evaluation (a file keeps at most a fifth of its rows);
-        8,000 = a 2,000-point reference and three 2,000-point floors.
+        8,000 = a 2,000-point reference and three 2,000-point floors. Images: the count for
+        a built-in set (500 digits, 1,000 MNIST by their defaults); a folder or an array
+        keeps a fifth.
     """
 
     source: str = "swiss_roll"
