@@ -202,23 +202,16 @@ def _check_new_file(path: Path, force: bool, suffixes: tuple[str, ...],
         wanted = [s for s in suffixes if s != "/"] + (["/ (a folder)"] if "/" in suffixes
                                                         else [])
         raise UserError(f"--out must end in {' or '.join(wanted)}, got {path.name}")
-    if folder:
-        taken = [f for f in files or [] if f.exists()]
-        if taken and not force:
-            raise UserError(f"{taken[0]} exists; choose another --out folder, or add --force "
-                            "to replace its files")
-        if not path.parent.is_dir():
-            raise UserError(f"output folder {path.parent} does not exist; create it first")
-        probe = path if path.is_dir() else path.parent
-    else:
-        if path.is_dir():
-            raise UserError(f"--out {path} is a folder; give a file name")
-        if not path.parent.is_dir():
-            raise UserError(f"output folder {path.parent} does not exist; create it first")
-        if path.exists() and not force:
-            raise UserError(f"{path} exists; choose another --out, or add --force to replace "
-                            "it")
-        probe = path.parent
+    if not folder and path.is_dir():
+        raise UserError(f"--out {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UserError(f"output folder {path.parent} does not exist; create it first")
+    taken = [f for f in files or [] if f.exists()] if folder else [path] * path.exists()
+    if taken and not force:
+        again = "--out folder, or add --force to replace its files" if folder else \
+            "--out, or add --force to replace it"
+        raise UserError(f"{taken[0]} exists; choose another {again}")
+    probe = path if path.is_dir() else path.parent
     with tempfile.TemporaryFile(dir=probe):  # an unwritable folder fails now, not after
         pass  # minutes of sampling (OSError: one line, from main)
 

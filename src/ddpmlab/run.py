@@ -279,7 +279,7 @@ def open_run(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
     model = build_network(config, kind.shape)
     checkpoint.load_weights(model, ckpt.ema, str(path / CKPT))
     model.to(device).eval().requires_grad_(False)
-    if kind.channels_last:  # convolutions: 1.3x faster sampling on a CPU (bench/README.md)
+    if kind.channels_last:  # 1.18x faster sampling at 28x28 (bench/README.md)
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return Run(path=path, config=config, model=model,
                schedule=make_schedule(config.diffusion.schedule, config.diffusion.timesteps,

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
+from ddpmlab import feedback
 from ddpmlab.config import RunConfig
+from ddpmlab.diffusion import q_sample
 from ddpmlab.errors import UserError
 
 if TYPE_CHECKING:
@@ -46,6 +48,12 @@ def chain_frames(chain: Iterator[tuple[int, State]], T: int,
     """Keep about ``count`` states of a T-step chain, from x_T to x_0 (see frame_steps)."""
     keep = set(frame_steps(T, count))
     return ((k, x) for k, x in chain if k in keep)
+
+
+def cut(held: np.ndarray, n: int) -> list[np.ndarray]:
+    """``held`` cut in order into m >= 2 disjoint sets of min(n, half of it) items."""
+    n = min(n, len(held) // 2)
+    return [held[i * n:(i + 1) * n] for i in range(len(held) // n)]
 
 
 class Modality(ABC):
@@ -125,9 +133,14 @@ class Modality(ABC):
     def reference_sets(self, n: int) -> list[np.ndarray]:
         """The held-out data cut into m >= 2 disjoint real sets of equal size <= n."""
 
-    @abstractmethod
     def floor(self, sets: list[np.ndarray], i: int) -> Scores:
         """The real-vs-real floor of draw i: set i+1 (mod m) scored against set i (mod m)."""
+        m = len(sets)
+        return self.scores(sets[(i + 1) % m], sets[i % m])
+
+    @abstractmethod
+    def scores(self, x: np.ndarray, real: np.ndarray) -> Scores:
+        """Every metric of ``x`` against ``real``, both held-out data in its stored form."""
 
     @abstractmethod
     def evaluate(self, samples: np.ndarray, real: np.ndarray, floor: Scores) -> Result:
@@ -158,6 +171,33 @@ class Modality(ABC):
         space summed over one sample's dimensions) for the likelihood bound on n held-out."""
 
     # --- output -------------------------------------------------------------------------
+    def forward_frames(self, run: Run, x0: torch.Tensor, seed: int,
+                       count: int = 20) -> list[tuple[int, torch.Tensor]]:
+        """q(x_n | x_0) of model-space ``x0`` at ``count`` step counts n from 0 (x0 itself) to
+        T, one noise draw each (``frame_steps``); n steps applied is timestep n - 1."""
+        g = torch.Generator().manual_seed(seed)
+        frames = [(0, x0)]
+        for n in frame_steps(run.schedule.T, count)[1:]:
+            t = torch.full((len(x0),), n - 1, dtype=torch.long)
+            frames.append((n, q_sample(run.schedule, x0, t, torch.randn(x0.shape, generator=g))))
+        return frames
+
+    def streamed(self, run: Run, n: int, seed: int,
+                 count: int) -> tuple[Iterator[tuple[int, np.ndarray]], list[np.ndarray]]:
+        """About ``count`` states of the reverse chain of n samples, from x_T to x_0, streamed
+        under a progress bar; the list holds the last state seen (x_0 once consumed)."""
+        end: list[np.ndarray] = []
+
+        def frames() -> Iterator[tuple[int, np.ndarray]]:
+            with feedback.bar(len(frame_steps(run.schedule.T, count)),
+                              f"animating {n:,} {self.unit}", unit="frame") as bar:
+                for k, x in chain_frames(run.chain(n, seed), run.schedule.T, count):
+                    end[:] = [x]
+                    bar.update()
+                    yield k, x
+
+        return frames(), end
+
     @abstractmethod
     def figures(self, run: Run, out: Path, seed: int) -> None:
         """Every figure of the run but the loss curve, into ``out``."""

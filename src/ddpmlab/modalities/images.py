@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ddpmlab import feedback
 from ddpmlab.config import RunConfig
 from ddpmlab.data.images import (
     IMAGE_SETS,
@@ -29,9 +27,8 @@ from ddpmlab.data.images import (
     resolve_images,
     to_unit,
 )
-from ddpmlab.diffusion import q_sample
 from ddpmlab.fileio import write_atomic
-from ddpmlab.modalities import Modality, Result, Scores, chain_frames, frame_steps
+from ddpmlab.modalities import Modality, Result, Scores, cut
 
 if TYPE_CHECKING:
     from ddpmlab.run import Run
@@ -158,19 +155,16 @@ class Images(Modality):
         """Disjoint random held-out sets of n (seed 0). Not stratified by class: a perfect
         model's samples are not, so neither is the real set that gives its floor."""
         held = self.data.heldout
-        n = min(n, len(held) // 2)
-        order = np.random.default_rng(0).permutation(len(held))
-        return [held[order[i * n:(i + 1) * n]] for i in range(len(held) // n)]
+        return cut(held[np.random.default_rng(0).permutation(len(held))], n)
 
     def _classifier(self) -> str | None:
         from ddpmlab.metrics.classifier import SHIPPED
         source = self.config.data.source
         return source if source in SHIPPED else None
 
-    def floor(self, sets: list[np.ndarray], i: int) -> Scores:
+    def scores(self, x: np.ndarray, real: np.ndarray) -> Scores:
         from ddpmlab.metrics.images import image_scores
-        m = len(sets)
-        return image_scores(sets[(i + 1) % m], sets[i % m], self.data.train, self._classifier())
+        return image_scores(x, real, self.data.train, self._classifier())
 
     def evaluate(self, samples: np.ndarray, real: np.ndarray, floor: Scores) -> Result:
         from ddpmlab.metrics.images import evaluate_images
@@ -216,15 +210,8 @@ class Images(Modality):
         rng = np.random.default_rng(0)
         train = self.data.train[rng.permutation(len(self.data.train))[:GRID]]
         vi.plot_image_grid(to_unit(train), out / "data.png", title=self.data.name)
-        T, g = run.schedule.T, torch.Generator().manual_seed(seed)
         x0 = torch.from_numpy(np.ascontiguousarray(train[:8], dtype=np.float32))
-        frames = []
-        for n in frame_steps(T, 20):  # q(x_n | x_0), n steps applied: t = n - 1
-            if n == 0:
-                frames.append((0, x0))
-                continue
-            t = torch.full((len(x0),), n - 1, dtype=torch.long)
-            frames.append((n, q_sample(run.schedule, x0, t, torch.randn(x0.shape, generator=g))))
+        frames = self.forward_frames(run, x0, seed)
         vi.plot_image_forward([(n, self.to_data(x[:1])) for n, x in frames], out / "forward.png")
         vi.plot_image_forward([(n, self.to_data(x)) for n, x in frames[::2]],
                               out / "forward_rows.png")
@@ -242,18 +229,8 @@ class Images(Modality):
     def animate(self, run: Run, n: int, seed: int, path: Path) -> tuple[Path, np.ndarray]:
         """A grid of n images denoised from noise, streamed."""
         from ddpmlab.viz import images as vi
-        end: list[np.ndarray] = []
-        count = min(GIF_FRAMES, run.schedule.T + 1)
-
-        def frames() -> Iterator[tuple[int, np.ndarray]]:
-            with feedback.bar(len(frame_steps(run.schedule.T, count)),
-                              f"animating {n:,} images", unit="frame") as bar:
-                for k, x in chain_frames(run.chain(n, seed), run.schedule.T, count):
-                    end[:] = [x]
-                    bar.update()
-                    yield k, x
-
-        return vi.write_image_gif(frames(), path), end[0]
+        frames, end = self.streamed(run, n, seed, min(GIF_FRAMES, run.schedule.T + 1))
+        return vi.write_image_gif(frames, path), end[0]
 
     def write_samples(self, x: np.ndarray, path: Path) -> str:
         """``.npy``: (N, C, H, W) float32 in [0, 1]; ``.png``: one grid; a folder: one PNG each."""

@@ -8,19 +8,16 @@ energy, MMD and 1-NNA (``ddpmlab.metrics.points``); figures are scatter plots.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from ddpmlab import feedback
 from ddpmlab.config import RunConfig
 from ddpmlab.data import TOY2D, PointSet, Standardizer, resolve
-from ddpmlab.diffusion import q_sample
 from ddpmlab.fileio import write_atomic
-from ddpmlab.modalities import Modality, Result, Scores, chain_frames, frame_steps
+from ddpmlab.modalities import Modality, Result, Scores, cut
 
 if TYPE_CHECKING:
     from ddpmlab.run import Run
@@ -86,14 +83,11 @@ class Points(Modality):
         return EVAL_N, EVAL_REPEATS
 
     def reference_sets(self, n: int) -> list[np.ndarray]:
-        heldout = self.data.heldout
-        n = min(n, len(heldout) // 2)
-        return [heldout[i * n:(i + 1) * n] for i in range(len(heldout) // n)]
+        return cut(self.data.heldout, n)  # drawn i.i.d. (built-ins) or shuffled (files)
 
-    def floor(self, sets: list[np.ndarray], i: int) -> Scores:
+    def scores(self, x: np.ndarray, real: np.ndarray) -> Scores:
         from ddpmlab import metrics
-        m = len(sets)
-        return metrics.scores(sets[(i + 1) % m], sets[i % m])
+        return metrics.scores(x, real)
 
     def evaluate(self, samples: np.ndarray, real: np.ndarray, floor: Scores) -> Result:
         from ddpmlab import metrics
@@ -124,15 +118,9 @@ class Points(Modality):
         from ddpmlab import viz
         data = self.data.train[:2000]
         viz.plot_points(data, out / "data.png", title=self.data.name)
-        # forward process q(x_n | x_0) at 20 step counts n from 0 (the data) to T
-        T, g = run.schedule.T, torch.Generator().manual_seed(seed)
         x0 = torch.from_numpy(self.scaler.transform(data)).to(torch.float32)
-        frames = [(0, data)]
-        for n in frame_steps(T, 20)[1:]:
-            t = torch.full((len(x0),), n - 1, dtype=torch.long)  # n steps applied: index n - 1
-            x_t = q_sample(run.schedule, x0, t, torch.randn(x0.shape, generator=g))
-            frames.append((n, self.to_data(x_t)))
-        viz.plot_forward_grid(frames, out / "forward.png")
+        frames = [(n, self.to_data(x)) for n, x in self.forward_frames(run, x0, seed)]
+        viz.plot_forward_grid([(0, data), *frames[1:]], out / "forward.png")
         progress = run.snapshots()
         if progress:
             # one frame for every panel, holding the data and every state, x_T's noise included
@@ -151,21 +139,11 @@ class Points(Modality):
     def animate(self, run: Run, n: int, seed: int, path: Path) -> tuple[Path, np.ndarray]:
         """The reverse chain of n points from noise to the data, streamed, with fixed axes."""
         from ddpmlab import viz
-        end: list[np.ndarray] = []
-        count = min(GIF_FRAMES, run.schedule.T + 1)
-        chain = chain_frames(run.chain(n, seed), run.schedule.T, count)
-        first = next(chain)  # x_T, pure noise: the widest state, sizes the frame with the data
+        frames, end = self.streamed(run, n, seed, min(GIF_FRAMES, run.schedule.T + 1))
+        first = next(frames)  # x_T, pure noise: the widest state, sizes the frame with the data
         limits = viz.frame_limits([self.data.train, first[1]], margin=0.02)
-
-        def frames() -> Iterator[tuple[int, np.ndarray]]:
-            with feedback.bar(len(frame_steps(run.schedule.T, count)),
-                              f"animating {n:,} points", unit="frame") as bar:
-                for k, x in itertools.chain([first], chain):
-                    end[:] = [x]
-                    bar.update()
-                    yield k, x
-
-        return viz.write_gif(frames(), path, limits, title_fmt="x{t_sub}"), end[0]
+        gif = viz.write_gif(itertools.chain([first], frames), path, limits, title_fmt="x{t_sub}")
+        return gif, end[0]
 
     def write_samples(self, x: np.ndarray, path: Path) -> str:
         if path.suffix == ".npy":
