@@ -13,10 +13,10 @@ import torch
 from conftest import err
 from test_samplers import MU, N_STAT, STD, assert_gaussian_moments, gaussian_eps
 
-from ddpmlab.diffusion import PREDICTIONS, mean_from_eps, reverse_variance
+from ddpmlab.diffusion import PREDICTIONS, mean_from_eps, reverse_mean, reverse_variance
 from ddpmlab.errors import UserError
 from ddpmlab.samplers import SPACINGS, ddim_chain, ddim_sample, ddim_step, ddpm_chain, timesteps
-from ddpmlab.schedules import NoiseSchedule, make_schedule, sigmoid_betas
+from ddpmlab.schedules import NoiseSchedule, cosine_betas, make_schedule, sigmoid_betas
 
 torch.set_num_threads(1)
 
@@ -313,3 +313,38 @@ def test_bad_options_are_user_errors_listing_the_valid_ones():
         ddim_step(s, x, 5, 5, x)
     with pytest.raises(ValueError, match="noise"):
         ddim_step(s, x, 5, 3, x, eta=1.0)
+
+
+# ------------------------------------------------------------------ float64 at small t
+
+
+def test_steps_at_small_t_match_float64_references():
+    # At T = 999 (cosine) 1 - alpha_bar_0 formed from the float32 alpha_bar is 4.1306e-5 where
+    # beta_0 is 4.1328e-5; the samplers take alpha_bar in float64 (alpha_bar64), so a DDIM step
+    # and a respaced DDPM step at t <= 3 agree with float64 references to float32 rounding.
+    T = 999
+    beta = cosine_betas(T)
+    ab = np.cumprod(1 - beta)  # float64 throughout
+    s = make_schedule("cosine", T)
+    g = torch.Generator().manual_seed(0)
+    x, eps, z = (torch.randn(64, 2, generator=g) for _ in range(3))
+    xd, ed, zd = (v.double().numpy() for v in (x, eps, z))
+    for t, prev in ((3, 2), (2, 1), (1, 0), (0, -1)):
+        a, a_prev = ab[t], (ab[prev] if prev >= 0 else 1.0)
+        x0 = (xd - np.sqrt(1 - a) * ed) / np.sqrt(a)  # Ho Eq. 4
+        for eta in (0.0, 1.0):
+            var = eta**2 * (1 - a_prev) / (1 - a) * (1 - a / a_prev)  # Song Eq. 16
+            want = np.sqrt(a_prev) * x0 + np.sqrt(1 - a_prev - var) * ed + np.sqrt(var) * zd
+            got, _ = ddim_step(s, x, t, prev, eps, eta=eta, noise=z)
+            assert err(got, want) <= 1e-6, (t, eta)
+    # respaced DDPM on the leading grid 0, 3, 6, ...: its steps 0 and 1 are t = 0 and t = 3
+    r = s.respaced(timesteps(T, 333, "leading")[0])
+    for j, (t, prev) in enumerate(((0, None), (3, 0))):
+        a, a_prev = ab[t], (ab[prev] if prev is not None else 1.0)
+        b = 1 - a / a_prev  # Nichol & Dhariwal 2021, Sec. 4
+        x0 = (xd - np.sqrt(1 - a) * ed) / np.sqrt(a)
+        # Ho Eq. 7: the posterior mean at x0_hat
+        want = (np.sqrt(a_prev) * b / (1 - a)) * x0 + ((1 - a_prev) * np.sqrt(1 - b) / (1 - a)) * xd
+        got = reverse_mean(r, x, torch.full((64,), j), eps, "eps")
+        assert err(got, want) <= 1e-6, t
+        assert abs(float(r.beta[j]) - b) <= 1e-7 * b

@@ -63,7 +63,9 @@ def test_learned_variance_v_prediction_run_samples_with_every_sampler(learned_ru
     saved = json.loads((learned_run / "config.json").read_text())["diffusion"]
     assert saved["variance"] == "learned_range" and saved["prediction"] == "v"
     for args in (["--sampler", "ddpm"], ["--sampler", "ddpm", "--steps", "5"],
-                 ["--sampler", "ddim", "--steps", "1"], ["--sampler", "ddim", "--eta", "1"]):
+                 ["--sampler", "ddim", "--steps", "1"], ["--sampler", "ddim", "--eta", "1"],
+                 ["--sampler", "dpm_solver", "--steps", "7"],
+                 ["--sampler", "dpm_solver", "--steps", "3", "--spacing", "trailing"]):
         out = tmp_path / "x.npy"
         assert main(["sample", str(learned_run), "--n", "40", "--out", str(out), *args,
                      "--force"]) == 0
@@ -90,9 +92,11 @@ def test_sweep_writes_a_row_per_sampler_and_step_count(learned_run: Path, capsys
     assert main(["sweep", str(learned_run), "--steps", "2", "20", "--n", "100"]) == 0
     rows = json.loads((learned_run / "sweep.json").read_text())["rows"]
     assert [(r["sampler"], r["steps"]) for r in rows] == [
-        ("ddpm", 2), ("ddpm", 20), ("ddim", 2), ("ddim", 20)]
+        ("ddpm", 2), ("ddpm", 20), ("ddim", 2), ("ddim", 20), ("dpm_solver", 2),
+        ("dpm_solver", 20)]
     assert all(0 <= r["1nna"] <= 1 and r["seconds"] > 0 for r in rows)
-    assert "ddim" in capsys.readouterr().out
+    assert "dpm_solver" in capsys.readouterr().out
+    assert json.loads((learned_run / "sweep.json").read_text())["spacing"] == "linspace"
     with Image.open(learned_run / "figures" / "sweep.png") as im:
         assert im.size[0] > 100
 
@@ -102,6 +106,8 @@ def test_sweep_writes_a_row_per_sampler_and_step_count(learned_run: Path, capsys
     (["sample", "{run}", "--out", "{tmp}/x.npy", "--steps", "21"], "1..20"),
     (["sample", "{run}", "--out", "{tmp}/x.npy", "--sampler", "ddim", "--eta", "-1"], "eta"),
     (["sweep", "{run}", "--samplers", "euler"], "unknown sampler"),
+    (["sample", "{run}", "--out", "{tmp}/x.npy", "--sampler", "dpm_solver", "--eta", "1"],
+     "--eta applies to --sampler ddim only"),
     (["sweep", "{run}", "--steps", "500"], "1..20"),
     (["train", "moons", "--out", "{tmp}/r", "--variance", "learned"], "unknown variance"),
     (["train", "moons", "--out", "{tmp}/r", "--prediction", "score"], "unknown prediction"),
@@ -114,3 +120,14 @@ def test_bad_sampler_options_get_one_line_and_exit_2(argv: list[str], expect: st
     err = capsys.readouterr().err.strip()
     assert err.startswith("ddpmlab: error:") and expect in err and "\n" not in err
     assert not (tmp_path / "x.npy").exists() and not (tmp_path / "r").exists()
+
+
+def test_an_unknown_spacing_is_refused_by_name(learned_run: Path, tmp_path: Path,
+                                               capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["sample", str(learned_run), "--out", str(tmp_path / "x.npy"), "--spacing",
+              "uniform"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--spacing: invalid choice: 'uniform'" in err and "\n" not in err
+    assert not (tmp_path / "x.npy").exists()

@@ -12,8 +12,8 @@ from conftest import err
 from test_samplers import gaussian_eps, replay
 
 from ddpmlab.errors import UserError
-from ddpmlab.samplers import SPACINGS, ddpm_chain, timesteps
-from ddpmlab.schedules import NoiseSchedule, make_schedule
+from ddpmlab.samplers import DEFAULT_SPACING, SPACINGS, ddpm_chain, default_spacing, timesteps
+from ddpmlab.schedules import SCHEDULES, NoiseSchedule, make_schedule
 
 torch.set_num_threads(1)
 
@@ -75,6 +75,8 @@ def test_every_K_matches_diffusers_and_is_a_valid_grid(T, spacing):
         if len(want) == K + 1:  # diffusers' float arange overshoots, adding t = -1
             assert spacing == "trailing" and want[-1] == -1
             overshoots += 1
+        if spacing == "linspace" and K == 1:  # t = T-1, not diffusers' t = 0 (noise)
+            want = np.array([T - 1])
         np.testing.assert_array_equal(t, want[:K])
         assert t.shape == t_prev.shape == (K,) and t.dtype == t_prev.dtype == np.int64
         assert t[0] <= T - 1 and t[-1] >= 0
@@ -85,16 +87,22 @@ def test_every_K_matches_diffusers_and_is_a_valid_grid(T, spacing):
         if spacing == "leading":
             assert t[-1] == 0
         if spacing == "linspace":
-            assert t[-1] == 0 and (K == 1 or t[0] == T - 1)
+            assert t[0] == T - 1 and (K == 1 or t[-1] == 0)
     np.testing.assert_array_equal(timesteps(T, T, spacing)[0], np.arange(T - 1, -1, -1))
     if T == 1000 and spacing == "trailing":
         assert overshoots > 0  # e.g. K = 61: the case the truncation exists for
 
 
-def test_default_spacing_is_diffusers_leading_grid():
-    # leading, measured best here (spacing.DEFAULT_SPACING): steps of T // K ending at t = 0.
-    assert timesteps(50, 7)[0].tolist() == [42, 35, 28, 21, 14, 7, 0]
-    assert timesteps(50, 7)[0].tolist() == timesteps(50, 7, "leading")[0].tolist()
+def test_default_spacing_follows_the_prediction():
+    # v and x0 runs: linspace, from t = T-1 (noise) to t = 0 for every K; eps runs: leading,
+    # which avoids t = T-1 where eps's x0_hat divides by sqrt(alpha_bar) ~ 2.5e-4.
+    assert default_spacing("v") == default_spacing("x0") == DEFAULT_SPACING == "linspace"
+    assert default_spacing("eps") == "leading"
+    assert timesteps(50, 7)[0].tolist() == [49, 41, 33, 24, 16, 8, 0]
+    for K in range(1, 51):
+        t = timesteps(50, K, default_spacing("v"))[0]
+        assert t[0] == 49 and (t[-1] == 0 or K == 1)
+    assert timesteps(50, 7, "leading")[0].tolist() == [42, 35, 28, 21, 14, 7, 0]
 
 
 @pytest.mark.parametrize("K", [0, -1, 51, 2.5, True, None])
@@ -129,9 +137,10 @@ def test_respaced_schedule_keeps_alpha_bar_at_the_visited_steps(name, K):
         assert r.T == K
         np.testing.assert_allclose(r.alpha_bar.double().numpy(),
                                    s.alpha_bar.double().numpy()[visited], rtol=1e-6)
-        ab = s.alpha_bar.double().numpy()[visited]
+        ab = np.cumprod(1 - SCHEDULES[name](50))[visited]  # float64, from the betas
         beta = 1 - ab / np.append(1.0, ab[:-1])  # Nichol & Dhariwal 2021, Sec. 4
-        np.testing.assert_allclose(r.beta.double().numpy(), beta, rtol=1e-6)
+        np.testing.assert_allclose(r.beta.double().numpy(), beta, rtol=1e-6)  # one float32 cast
+        np.testing.assert_allclose(r.alpha_bar64, ab, rtol=1e-10)
         assert r.alpha_bar_prev[0] == 1 and r.posterior_variance[0] == 0
         for field in ("posterior_log_variance", "posterior_mean_coef_x0", "sqrt_alpha_bar"):
             assert torch.isfinite(getattr(r, field)).all()

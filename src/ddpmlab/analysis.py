@@ -65,15 +65,15 @@ def format_bound(result: dict) -> str:
 
 
 def sweep(run: Run, samplers: tuple[str, ...] = SAMPLERS, steps: tuple[int, ...] | None = None,
-          n: int | None = None, seed: int = 0, eta: float = 0.0, repeats: int = 1
-          ) -> list[dict]:
+          n: int | None = None, seed: int = 0, eta: float = 0.0, repeats: int = 1, *,
+          spacing: str | None = None) -> list[dict]:
     """Sampler x number of steps -> quality beside its floor and seconds; writes sweep.json.
 
     steps default: 5, 10, 20, 50, 100 and T (those < T, then T). Each cell is
     :func:`ddpmlab.run.score` with ``repeats`` draws: the same reference sets and floors as
     ``evaluate`` with as many repeats (by default one, the first of evaluate's three, so its
     floor differs from evaluate's three-set average by the scatter of one set). Seconds are
-    the whole cell: sampling and metrics.
+    the whole cell: sampling and metrics. spacing: as ``Run.sample`` (None: the run's).
     """
     T = run.schedule.T
     steps = steps or (*(k for k in (5, 10, 20, 50, 100) if k < T), T)
@@ -87,7 +87,7 @@ def sweep(run: Run, samplers: tuple[str, ...] = SAMPLERS, steps: tuple[int, ...]
                 bar.set_postfix(sampler=sampler, steps=k)
                 start = time.perf_counter()
                 with feedback.shown(False):  # one bar for the sweep, none per cell
-                    result = score(run, n, seed, repeats, sampler, k, eta)
+                    result = score(run, n, seed, repeats, sampler, k, eta, spacing=spacing)
                 seconds = time.perf_counter() - start
                 m = result.metrics
                 nna, ratio = run.kind.headline(m)
@@ -96,7 +96,8 @@ def sweep(run: Run, samplers: tuple[str, ...] = SAMPLERS, steps: tuple[int, ...]
                              "1nna_floor": m[nna]["floor"], "ratio_name": ratio,
                              "ratio": None if ratio is None else m[ratio]["ratio"]})
                 bar.update()
-        write_json(run.path / SWEEP, {"eta": eta, "seed": seed, "rows": rows})
+        write_json(run.path / SWEEP, {"eta": eta, "seed": seed,
+                                      "spacing": spacing or run.spacing, "rows": rows})
         (run.path / FIGURES).mkdir(exist_ok=True)
         viz.plot_sweep(rows, run.path / FIGURES / "sweep.png")
     return rows

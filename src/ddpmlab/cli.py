@@ -24,6 +24,7 @@ from ddpmlab.data import TOY2D
 from ddpmlab.data.images import IMAGE_SETS
 from ddpmlab.errors import UserError
 from ddpmlab.modalities import default_config
+from ddpmlab.samplers.spacing import SPACINGS
 
 
 def seed_type(text: str) -> int:
@@ -242,7 +243,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     run = runs.open_run(args.run, args.device)
     _check_new_file(args.out, args.force, run.kind.sample_suffixes,
                     run.kind.output_files(args.out, args.n))
-    x = run.sample(args.n, args.seed, args.sampler, args.steps, eta)
+    x = run.sample(args.n, args.seed, args.sampler, args.steps, eta, spacing=args.spacing)
     print(f"wrote {run.kind.write_samples(x, args.out)} to {args.out}")
 
 
@@ -250,13 +251,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _check_size(args)
     eta = _eta(args, (args.sampler,))
     run = runs.open_run(args.run, args.device)
-    if (args.sampler, args.steps, eta) == ("ddpm", None, 0.0):  # the default: saved
+    if (args.sampler, args.steps, eta, args.spacing) == ("ddpm", None, 0.0, None):  # saved
         print(runs.evaluate_run(run, args.n, args.seed, args.repeats))
         print(f"written to {run.path / runs.METRICS}")
     else:  # another sampler: printed, metrics.json keeps the default sampler's numbers
-        print(runs.score(run, args.n, args.seed, args.repeats, args.sampler, args.steps, eta))
-        print(f"({args.sampler}, {args.steps or 'all'} steps, eta {eta:g}; metrics.json keeps "
-              "the default sampler's numbers)")
+        print(runs.score(run, args.n, args.seed, args.repeats, args.sampler, args.steps, eta,
+                         spacing=args.spacing))
+        print(f"({args.sampler}, {args.steps or 'all'} steps, {args.spacing or run.spacing} "
+              f"spacing, eta {eta:g}; metrics.json keeps the default sampler's numbers)")
     if args.nll:
         from ddpmlab.analysis import NLL, format_bound, run_bound
 
@@ -274,7 +276,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     eta = _eta(args, tuple(args.samplers))
     run = runs.open_run(args.run)
     rows = sweep(run, tuple(args.samplers), tuple(args.steps or ()), args.n, args.seed, eta,
-                 args.repeats)
+                 args.repeats, spacing=args.spacing)
     print(format_sweep(rows))
     print(f"written to {run.path / SWEEP} and {run.path / runs.FIGURES / 'sweep.png'}")
 
@@ -302,10 +304,18 @@ class Parser(argparse.ArgumentParser):
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=runs.SAMPLERS, default="ddpm",
-                   help="ddpm (ancestral, Ho et al. 2020) or ddim (Song et al. 2021)")
+                   help="ddpm (ancestral, Ho et al. 2020), ddim (Song et al. 2021) or "
+                   "dpm_solver (DPM-Solver++(2M), Lu et al. 2022)")
     p.add_argument("--steps", type=int, default=None, metavar="K",
-                   help="sampling steps K in 1..T, leading spacing (default: all T)")
+                   help="sampling steps K in 1..T (default: all T)")
+    _add_spacing(p)
     _add_eta(p)
+
+
+def _add_spacing(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--spacing", choices=SPACINGS, default=None,
+                   help="which K of the T timesteps are visited (default: linspace, or "
+                   "leading for an eps-prediction run)")
 
 
 def _add_eta(p: argparse.ArgumentParser) -> None:
@@ -394,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="sampler x number of steps: quality and seconds")
     w.add_argument("run", type=Path, metavar="RUN", help="run directory")
     w.add_argument("--samplers", nargs="+", default=list(runs.SAMPLERS), metavar="SAMPLER",
-                   help="samplers to compare (default: ddpm ddim)")
+                   help="samplers to compare (default: all three)")
     w.add_argument("--steps", type=int, nargs="+", metavar="K",
                    help="step counts (default: 5 10 20 50 100 T)")
     w.add_argument("--n", type=int, default=None, help="samples per set (default: as "
@@ -402,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--repeats", type=int, default=1, metavar="K",
                    help="draws averaged per cell, against the reference sets `evaluate` uses "
                    "(default: 1, its first)")
+    _add_spacing(w)
     _add_eta(w)
     _add_seed(w)
     w.set_defaults(func=cmd_sweep)

@@ -42,7 +42,7 @@ from ddpmlab.fileio import exclusive, remove_stale_temps, write_atomic, write_by
 from ddpmlab.modalities import Modality, chain_frames, modality_for, modality_named
 from ddpmlab.models import build_network
 from ddpmlab.models.fast import sampling_denoiser
-from ddpmlab.samplers import ddim_chain, ddpm_chain, timesteps
+from ddpmlab.samplers import ddim_chain, ddpm_chain, default_spacing, dpm_solver_chain, timesteps
 from ddpmlab.samplers.ddim import check_eta
 from ddpmlab.samplers.ddpm import final_state
 from ddpmlab.schedules import NoiseSchedule, make_schedule
@@ -50,7 +50,7 @@ from ddpmlab.train import Diverged, Trainer, default_snapshots, resolve_device
 
 CONFIG, DATA, CKPT = "config.json", "data.npz", "checkpoint.safetensors"
 LOSS, SNAPSHOTS, METRICS, FIGURES = "loss.csv", "snapshots.npz", "metrics.json", "figures"
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim", "dpm_solver")
 CHAIN_FRAMES = 10  # panels in a reverse-process figure
 RESUMABLE = ("steps", "checkpoint_every")  # the train settings a resumed run may change
 Floors = dict[tuple[int, int], dict[str, float]]
@@ -108,38 +108,48 @@ class Run:
         """The network as the samplers call it (``ddpmlab.models.fast.sampling_denoiser``)."""
         return sampling_denoiser(self.model)
 
-    def check_sampler(self, sampler: str, steps: int | None, eta: float) -> int:
-        """Refuse a bad sampler, step count or eta before any work; return the steps K."""
+    def check_sampler(self, sampler: str, steps: int | None, eta: float,
+                      spacing: str | None = None) -> int:
+        """Refuse a bad sampler, step count, eta or spacing before any work; return K."""
         if sampler not in SAMPLERS:
             raise UserError(f"unknown sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
         K = self.schedule.T if steps is None else steps
-        timesteps(self.schedule.T, K)
+        timesteps(self.schedule.T, K, spacing or self.spacing)
         check_eta(eta)
         return K
 
+    @property
+    def spacing(self) -> str:
+        """The timestep spacing the samplers use unless told (by the run's prediction)."""
+        return default_spacing(self.config.diffusion.prediction)
+
     def _chain(self, shape: tuple[int, ...], g: torch.Generator, sampler: str,
-               steps: int | None, eta: float) -> Iterator[tuple[int, torch.Tensor]]:
+               steps: int | None, eta: float,
+               spacing: str | None) -> Iterator[tuple[int, torch.Tensor]]:
         return reverse_chain(self.denoiser, self.config, self.schedule, shape, g, sampler,
-                             steps, eta, clip=self.kind.clip)
+                             steps, eta, spacing=spacing, clip=self.kind.clip)
 
     def chain(self, n: int, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
-              eta: float = 0.0) -> Iterator[tuple[int, np.ndarray]]:
+              eta: float = 0.0, *, spacing: str | None = None
+              ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(n_steps_left, samples (n, *shape))`` in data coordinates along the chain."""
-        self.check_sampler(sampler, steps, eta)
+        self.check_sampler(sampler, steps, eta, spacing)
         g = torch.Generator(self.device).manual_seed(seed)
-        for k, x in self._chain((n, *self.kind.shape), g, sampler, steps, eta):
+        for k, x in self._chain((n, *self.kind.shape), g, sampler, steps, eta, spacing):
             yield k, self.kind.to_data(x.cpu())
 
     def sample(self, n: int, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
-               eta: float = 0.0, *, bar: tqdm | None = None) -> np.ndarray:
+               eta: float = 0.0, *, spacing: str | None = None,
+               bar: tqdm | None = None) -> np.ndarray:
         """n samples in data coordinates (points (n, dim) float64, images (n, C, H, W) in
-        [0, 1]): ``sampler`` with K = ``steps``.
+        [0, 1]): ``sampler`` with K = ``steps`` visited by ``spacing`` (None: the run's
+        :attr:`spacing`).
 
         Shows a bar of the sampling steps, or advances ``bar`` (one shared by several draws)
         by one per step and chunk. The same seed on the same device gives the same samples
         (a GPU draws another random stream than the CPU).
         """
-        K = self.check_sampler(sampler, steps, eta)
+        K = self.check_sampler(sampler, steps, eta, spacing)
         g = torch.Generator(self.device).manual_seed(seed)
         chunk = max(1, 65_536 // int(np.prod(self.kind.shape[1:], dtype=np.int64)))
         own = bar is None
@@ -147,7 +157,7 @@ class Run:
             bar = feedback.bar(-(-n // chunk) * K, f"sampling {n:,} {self.kind.unit}")
 
         def chain(shape: tuple[int, ...]) -> Iterator[tuple[int, torch.Tensor]]:
-            for i, state in enumerate(self._chain(shape, g, sampler, steps, eta)):
+            for i, state in enumerate(self._chain(shape, g, sampler, steps, eta, spacing)):
                 bar.update(i > 0)  # the first state is x_T, before any step
                 yield state
 
@@ -174,18 +184,23 @@ class Run:
 def reverse_chain(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                   config: RunConfig, schedule: NoiseSchedule, shape: tuple[int, ...],
                   g: torch.Generator, sampler: str = "ddpm", steps: int | None = None,
-                  eta: float = 0.0, *, clip: bool = False
+                  eta: float = 0.0, *, spacing: str | None = None, clip: bool = False
                   ) -> Iterator[tuple[int, torch.Tensor]]:
     """The run's reverse chain in model space: ``sampler`` with its diffusion settings."""
     d = config.diffusion
     if sampler == "ddpm":
-        return ddpm_chain(denoiser, schedule, shape, steps=steps, variance=d.variance,
+        return ddpm_chain(denoiser, schedule, shape, steps=steps, spacing=spacing,
+                          variance=d.variance, prediction=d.prediction, generator=g, clip=clip)
+    def mean_part(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return split_output(denoiser(x, t), d.variance)[0]
+
+    # DDIM and DPM-Solver++ use the mean part only: a learned variance's v is dropped
+    if sampler == "ddim":
+        return ddim_chain(mean_part, schedule, shape, steps=steps, spacing=spacing, eta=eta,
                           prediction=d.prediction, generator=g, clip=clip)
-    if sampler == "ddim":  # DDIM uses the mean part only: drop a learned variance's v
-        def mean_part(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return split_output(denoiser(x, t), d.variance)[0]
-        return ddim_chain(mean_part, schedule, shape, steps=steps, eta=eta,
-                          prediction=d.prediction, generator=g, clip=clip)
+    if sampler == "dpm_solver":
+        return dpm_solver_chain(mean_part, schedule, shape, steps=steps, spacing=spacing,
+                                prediction=d.prediction, generator=g, clip=clip)
     raise AssertionError(f"sampler {sampler!r} passed check_sampler")
 
 
@@ -505,6 +520,7 @@ def read_evaluation(path: str | os.PathLike[str]) -> Evaluation:
 
 def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = None,
           sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0, *,
+          spacing: str | None = None,
           meanwhile: Callable[[], object] | None = None) -> Evaluation:
     """Score ``repeats`` draws of n samples against held-out data beside the real floor.
 
@@ -524,12 +540,12 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     repeats = kind.eval_size[1] if repeats is None else repeats
     sets = kind.reference_sets(n)
     n, m = len(sets[0]), len(sets)
-    K = run.check_sampler(sampler, steps, eta)
+    K = run.check_sampler(sampler, steps, eta, spacing)
     bar = feedback.bar(repeats * K, f"evaluating: {repeats} draw{'s' * (repeats > 1)} of "
                        f"{n:,} samples ({sampler}, {K} steps)")
 
     def draw(i: int) -> np.ndarray:
-        return run.sample(n, seed + i, sampler, steps, eta, bar=bar)
+        return run.sample(n, seed + i, sampler, steps, eta, spacing=spacing, bar=bar)
 
     def evaluate(i: int, samples: np.ndarray) -> dict[str, dict[str, float | None]]:
         return kind.evaluate(samples, sets[i % m], floor=run.floor(n, i))

@@ -1,7 +1,10 @@
 """Noise schedules: the betas beta_t of the forward process and every constant derived from them.
 
 Each schedule is computed in float64 and held as float32 tensors (one cast, so cumulative
-products do not drift). Timesteps are indexed 0..T-1 (see ``ddpmlab.diffusion``).
+products do not drift), beside its float64 alpha_bar (``alpha_bar64``), from which the
+samplers and respacing form 1 - alpha_bar and their step coefficients: from float32, 1 -
+alpha_bar_0 at T = 999 (cosine) loses three digits. Timesteps are indexed 0..T-1 (see
+``ddpmlab.diffusion``).
 
 Schedules (registry :data:`SCHEDULES`):
 
@@ -95,6 +98,13 @@ class NoiseSchedule:
         object.__setattr__(self, "_copies", {str(self.beta.device): self})
 
     @property
+    def alpha_bar64(self) -> np.ndarray:
+        """alpha_bar as derived, in float64 on the CPU, (T,): for scalar step coefficients
+        (samplers, respacing) formed without the float32 rounding of ``alpha_bar``. Set by
+        the constructors (:meth:`from_betas`, :meth:`respaced`, :meth:`to`)."""
+        return self.__dict__["_alpha_bar64"]
+
+    @property
     def T(self) -> int:
         return int(self.beta.shape[0])
 
@@ -121,6 +131,7 @@ class NoiseSchedule:
             copy = NoiseSchedule(**{f.name: getattr(self, f.name).to(device)
                                     for f in fields(self)})
             object.__setattr__(copy, "_copies", copies)  # one cache for the whole family
+            object.__setattr__(copy, "_alpha_bar64", self.alpha_bar64)
             copies[str(device)] = copy
         return copy
 
@@ -151,7 +162,7 @@ class NoiseSchedule:
             raise ValueError(f"timesteps must be distinct and lie in 0..{self.T - 1}")
         if len(visited) == self.T:
             return self
-        alpha_bar = self.alpha_bar.double().cpu().numpy()[visited]  # no copy on the CPU
+        alpha_bar = self.alpha_bar64[visited]  # float64: 1 - ab_0 keeps its digits
         beta = 1.0 - alpha_bar / np.append(1.0, alpha_bar[:-1])  # Nichol & Dhariwal 2021, Sec. 4
         if not np.all((beta > 0) & (beta < 1)):
             raise ValueError("alpha_bar must decrease strictly in (0, 1) over the visited steps")
@@ -182,7 +193,9 @@ class NoiseSchedule:
             "posterior_mean_coef_x0": beta * np.sqrt(alpha_bar_prev) / (1.0 - alpha_bar),
             "posterior_mean_coef_xt": (1.0 - alpha_bar_prev) * np.sqrt(alpha) / (1.0 - alpha_bar),
         }
-        return cls(**{k: torch.from_numpy(v).to(torch.float32) for k, v in coefs.items()})
+        schedule = cls(**{k: torch.from_numpy(v).to(torch.float32) for k, v in coefs.items()})
+        object.__setattr__(schedule, "_alpha_bar64", alpha_bar)
+        return schedule
 
 
 def make_schedule(name: str, T: int, warn: bool = True) -> NoiseSchedule:

@@ -27,6 +27,7 @@ PREDICTION_CASES = ["v_prediction", "sample"]  # DDPM steps of the x0 and v para
 LEARNED_RANGE_CASES = ["linear", "squaredcos_cap_v2"]  # Improved DDPM variances (later issue)
 LOOP_CASES = [f"ddpm{n}_{name}" for n in (1000, 100) for name in ("linear", "squaredcos_cap_v2")]
 DDIM_LOOP_CASES = [f"ddim50_eta0_{name}" for name in ("linear", "squaredcos_cap_v2")]
+DPM_LOOP_CASES = [f"dpmpp2m20_{name}" for name in ("linear", "squaredcos_cap_v2")]
 DDIM_STEP_QUANTITIES = ("all_timesteps", "timesteps", "prev_timesteps", "x_t", "eps",
                         "prev_sample_eta0", "pred_x0", "variance_noise", "prev_sample_eta1")
 
@@ -58,6 +59,7 @@ def wanted_keys() -> list[str]:
     keys += [f"toy__gaussian__{q}" for q in ("mu", "std", "x_T")]
     keys += [f"toy__{c}__{q}" for c in LOOP_CASES for q in ("noises", "final", "timesteps")]
     keys += [f"toy__{c}__{q}" for c in DDIM_LOOP_CASES for q in ("trajectory", "timesteps")]
+    keys += [f"toy__{c}__{q}" for c in DPM_LOOP_CASES for q in ("final", "timesteps")]
     return keys
 
 

@@ -2,7 +2,9 @@
 
 from ddpmlab.samplers.ddim import ddim_chain, ddim_sample, ddim_step
 from ddpmlab.samplers.ddpm import ddpm_chain, ddpm_sample
-from ddpmlab.samplers.spacing import DEFAULT_SPACING, SPACINGS, timesteps
+from ddpmlab.samplers.dpm_solver import dpm_solver_chain, dpm_solver_sample
+from ddpmlab.samplers.spacing import DEFAULT_SPACING, SPACINGS, default_spacing, timesteps
 
 __all__ = ["DEFAULT_SPACING", "SPACINGS", "ddim_chain", "ddim_sample", "ddim_step", "ddpm_chain",
-           "ddpm_sample", "timesteps"]
+           "ddpm_sample", "default_spacing", "dpm_solver_chain", "dpm_solver_sample",
+           "timesteps"]

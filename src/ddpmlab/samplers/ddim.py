@@ -9,8 +9,9 @@ One step from timestep t to an earlier t_prev (-1 meaning the data, alpha_bar_pr
 3. x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma_t^2) eps_hat + sigma_t z (Eq. 12).
 
 With eta = 1 over all T steps, sigma_t^2 = beta~_t and the step is DDPM's with the posterior
-variance (Song Sec. 4.1). The coefficients are formed in float64 with both variances clamped
-at >= 0, so eta > 1 and every K in 1..T stay finite.
+variance (Song Sec. 4.1). The coefficients are formed in float64 from the float64 alpha_bar
+(``NoiseSchedule.alpha_bar64``) with both variances clamped at >= 0, so eta > 1 and every K
+in 1..T stay finite.
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ import torch
 from ddpmlab.diffusion import Denoiser, check_prediction, predict_eps_x0
 from ddpmlab.errors import UserError
 from ddpmlab.samplers.ddpm import chain_device, final_state
-from ddpmlab.samplers.spacing import DEFAULT_SPACING, timesteps
+from ddpmlab.samplers.spacing import default_spacing, timesteps
 from ddpmlab.schedules import NoiseSchedule
-
-_CPU = torch.device("cpu")
 
 
 def check_eta(eta: float) -> None:
@@ -52,9 +51,8 @@ def ddim_step(schedule: NoiseSchedule, x_t: torch.Tensor, t: int, t_prev: int,
     tt = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
     # with clip: x0_hat clamped, eps_hat from it by Ho Eq. 4 (improved-diffusion's ddim_sample)
     eps_hat, x0_hat = predict_eps_x0(schedule, x_t, tt, output, prediction, clip=clip)
-    host = schedule.to(_CPU)  # the scalars from the CPU copy: no device sync per step
-    ab = float(host.alpha_bar[t])
-    ab_prev = float(host.alpha_bar[t_prev]) if t_prev >= 0 else 1.0  # x_{-1} is the data
+    ab = float(schedule.alpha_bar64[t])  # float64 on the host: no device sync, no rounding
+    ab_prev = float(schedule.alpha_bar64[t_prev]) if t_prev >= 0 else 1.0  # x_{-1}: the data
     # Song Eq. 16: sigma_t^2 = eta^2 (1 - ab_prev)/(1 - ab_t) (1 - ab_t/ab_prev)
     sigma2 = max(eta**2 * (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev), 0.0)
     # Song Eq. 12: x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps_hat + sigma z
@@ -67,15 +65,15 @@ def ddim_step(schedule: NoiseSchedule, x_t: torch.Tensor, t: int, t_prev: int,
 
 
 def ddim_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], *,
-               steps: int | None = None, spacing: str = DEFAULT_SPACING, eta: float = 0.0,
+               steps: int | None = None, spacing: str | None = None, eta: float = 0.0,
                prediction: str = "eps", generator: torch.Generator | None = None,
                x_T: torch.Tensor | None = None,
                clip: bool = False) -> Iterator[tuple[int, torch.Tensor]]:
     """Run DDIM from x_T ~ N(0, I) and yield ``(n, x)``: n = t + 1 of each visited t, then 0.
 
-    shape: (B, *D). steps: K in 1..T timesteps chosen by ``spacing`` (None: all T; the
-    default, ``leading``, is diffusers' and was measured best here: see
-    ``ddpmlab.samplers.spacing.DEFAULT_SPACING``). eta: 0 deterministic,
+    shape: (B, *D). steps: K in 1..T timesteps chosen by ``spacing`` (steps None: all T;
+    spacing None: ``ddpmlab.samplers.spacing.default_spacing(prediction)``, measured there).
+    eta: 0 deterministic,
     1 ancestral. clip: clamp x0_hat to [-1, 1] at every step (:func:`ddim_step`; images
     only). The generator draws x_T, then (eta > 0 only) one z per step but the last. The
     chain runs on the generator's device, else x_T's, else the CPU (``ddpm.chain_device``).
@@ -84,7 +82,8 @@ def ddim_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
     check_prediction(prediction)
     check_eta(eta)
     device = chain_device(generator, x_T)
-    t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps, spacing)
+    t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps,
+                              spacing or default_spacing(prediction))
     schedule = schedule.to(device)  # once per chain; the schedule itself on the CPU
     x = torch.randn(shape, generator=generator, device=device) if x_T is None else x_T.clone()
     yield int(t_seq[0]) + 1, x
@@ -99,7 +98,7 @@ def ddim_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
 
 
 def ddim_sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], *,
-                steps: int | None = None, spacing: str = DEFAULT_SPACING, eta: float = 0.0,
+                steps: int | None = None, spacing: str | None = None, eta: float = 0.0,
                 prediction: str = "eps", generator: torch.Generator | None = None,
                 chunk: int = 65_536, clip: bool = False) -> torch.Tensor:
     """Final samples x_0, (B, *D): :func:`ddim_chain` run in chunks of ``chunk`` rows,

@@ -26,7 +26,7 @@ from ddpmlab.diffusion import (
     reverse_variance,
     split_output,
 )
-from ddpmlab.samplers.spacing import DEFAULT_SPACING, timesteps
+from ddpmlab.samplers.spacing import default_spacing, timesteps
 from ddpmlab.schedules import NoiseSchedule
 
 Chain = Iterator[tuple[int, torch.Tensor]]
@@ -51,7 +51,7 @@ def chain_device(generator: torch.Generator | None, x_T: torch.Tensor | None) ->
 
 
 def ddpm_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], *,
-               steps: int | None = None, spacing: str = DEFAULT_SPACING,
+               steps: int | None = None, spacing: str | None = None,
                variance: str = "fixed_small", prediction: str = "eps",
                generator: torch.Generator | None = None,
                x_T: torch.Tensor | None = None, clip: bool = False) -> Chain:
@@ -75,7 +75,8 @@ def ddpm_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
     check_prediction(prediction)
     check_variance(variance)
     device = chain_device(generator, x_T)
-    t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps, spacing)
+    t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps,
+                              spacing or default_spacing(prediction))
     # the schedule itself when every t is visited (and, on the CPU, not copied)
     respaced = schedule.respaced(t_seq).to(device)
     K = len(t_seq)
@@ -114,7 +115,7 @@ def final_state(chain: Callable[[tuple[int, ...]], Chain], shape: tuple[int, ...
 
 
 def ddpm_sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], *,
-                steps: int | None = None, spacing: str = DEFAULT_SPACING,
+                steps: int | None = None, spacing: str | None = None,
                 variance: str = "fixed_small", prediction: str = "eps",
                 generator: torch.Generator | None = None, chunk: int = 65_536,
                 clip: bool = False) -> torch.Tensor:
