@@ -288,9 +288,10 @@ def test_the_three_parameterisations_of_one_network_give_one_chain(prediction):
 
     x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(10))
     for chain in (ddim_chain, ddpm_chain):
-        got = final(chain(net, s, (64, 2), steps=25, prediction=prediction, x_T=x_T,
-                          generator=torch.Generator().manual_seed(11)))
-        want = final(chain(eps_net, s, (64, 2), steps=25, x_T=x_T,
+        # one spacing for both: by default it follows the prediction (samplers.spacing)
+        got = final(chain(net, s, (64, 2), steps=25, spacing="leading", prediction=prediction,
+                          x_T=x_T, generator=torch.Generator().manual_seed(11)))
+        want = final(chain(eps_net, s, (64, 2), steps=25, spacing="leading", x_T=x_T,
                            generator=torch.Generator().manual_seed(11)))
         assert err(got, want) <= 1e-4
 
