@@ -13,11 +13,13 @@ x_t = (sigma_t / sigma_s) x_s + sigma_t int_{lambda_s}^{lambda_t} e^lambda x0_ha
 The first step has no previous prediction and is first order; so is the last, to the data
 (sigma = 0, so x_0 = D_s), as diffusers' ``DPMSolverMultistepScheduler`` does with
 ``final_sigmas_type="zero"``. With fewer than :data:`LOWER_ORDER_FINAL` steps, the step into
-the last visited timestep is first order too (DPM-Solver's ``lower_order_final``, diffusers'
-threshold): on the cosine schedule its h is the largest of the grid, and the second-order
-extrapolation D = (1 + 1/(2r)) D_s - ... with a small r overshoots (swiss roll, v
-prediction, K = 10: 1-NNA 0.78 second order, 0.59 first order; bench/README.md). K steps
-call the network K times. Every scalar is formed in
+the last visited timestep is first order too (DPM-Solver's ``lower_order_final``; diffusers
+switches at 15): on the cosine schedule its h is the largest of the grid, and the
+second-order extrapolation D = (1 + 1/(2r)) D_s - ... with a small r overshoots (swiss roll,
+v prediction, K = 10: 1-NNA 0.78 second order, 0.59 first order). On the default swiss-roll
+run the two cross between K = 17 and 19 (first order 0.574 / 0.584 / 0.588 at K = 15 / 17 /
+19, second order 0.611 / 0.590 / 0.576), hence 18: no step in quality from K to K + 1
+(bench/README.md, "Few-step sampling"). K steps call the network K times. Every scalar is formed in
 float64 from ``NoiseSchedule.alpha_bar64``; with ``clip`` (images) D is clamped to [-1, 1],
 as DDIM's x0_hat is.
 """
@@ -35,7 +37,7 @@ from ddpmlab.samplers.spacing import default_spacing, timesteps
 from ddpmlab.schedules import NoiseSchedule
 
 #: Below this many steps the step into the last visited timestep is first order.
-LOWER_ORDER_FINAL = 15
+LOWER_ORDER_FINAL = 18
 
 
 def _alpha_sigma_lambda(schedule: NoiseSchedule, t: int) -> tuple[float, float, float]:
