@@ -173,10 +173,11 @@ def test_cond_drop_1_learns_one_model_for_every_class() -> None:
 def test_guidance_0_is_plain_conditional_sampling(cond_run: Path) -> None:
     run = runs.open_run(cond_run)
     y = torch.full((300,), 3)
+    how = {"prediction": run.config.diffusion.prediction, "spacing": run.spacing}
     for sampler, plain in (("ddpm", lambda d, g: ddpm_sample(d, run.schedule, (300, 2),
-                                                             generator=g)),
+                                                             generator=g, **how)),
                            ("ddim", lambda d, g: ddim_sample(d, run.schedule, (300, 2),
-                                                             steps=10, generator=g))):
+                                                             steps=10, generator=g, **how))):
         steps = 10 if sampler == "ddim" else None
         net = run.denoiser  # the network as the samplers call it, labels given directly
         want = plain(lambda x, t, net=net: net(x, t, y), torch.Generator().manual_seed(4))
