@@ -31,6 +31,8 @@ MODELS = {
     "resmlp": lambda T: ResMLP(T, hidden=32, depth=3),
     "resmlp_no_fourier": lambda T: ResMLP(T, hidden=16, depth=2, fourier_scale=0.0),
     "resmlp_wide_out": lambda T: ResMLP(T, hidden=24, depth=1, out_dim=4),
+    "seed_mlp_conditional": lambda T: SeedMLP(T, hidden=16, num_classes=3),
+    "resmlp_conditional": lambda T: ResMLP(T, hidden=16, depth=2, num_classes=3),
 }
 
 
@@ -42,12 +44,16 @@ def test_gradients_equal_autograd(name: str, batch: int) -> None:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(batch, 2, generator=g)
     t = torch.randint(0, T, (batch,), generator=g)
+    y = None  # labels 0..3 of a conditional model, 3 the no-class token
+    if model.num_classes:
+        y = torch.randint(0, 4, (batch,), generator=g)
+        y[:4] = torch.arange(4)  # every row seen
     out_dim = model(x[:1], t[:1]).shape[1]
     target = torch.randn(batch, out_dim, generator=g)
-    loss = (target - model(x, t)).square().mean()
+    loss = (target - model(x, t, y)).square().mean()
     want = torch.autograd.grad(loss, list(model.parameters()))
     grads = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
-    got = fast.mse_and_grads(model, x, t, target, grads)
+    got = fast.mse_and_grads(model, x, t, target, grads, y=y)
     torch.testing.assert_close(got, loss.detach(), rtol=1e-5, atol=1e-6)
     for (n, _), w in zip(model.named_parameters(), want, strict=True):
         assert w.abs().max() > 0, n
@@ -70,13 +76,17 @@ def test_only_the_two_mlps_are_covered() -> None:
     ("seed_mlp", {"diffusion": {"antithetic": True, "schedule": "sigmoid"}}),
     ("resmlp", {"diffusion": {"prediction": "v"}}),
     ("seed_mlp", {"diffusion": {"prediction": "x0", "variance": "fixed_large"}}),
+    ("resmlp", {"model": {"conditional": True}, "train": {"cond_drop": 0.3}}),
+    ("seed_mlp", {"model": {"conditional": True}}),
 ])
 def test_trainer_fast_path_follows_the_autograd_path(name: str, overrides: dict) -> None:
-    config = replace(small_config(steps=25), {"model": {"name": name}, **overrides})
+    config = replace(small_config(steps=25), {**overrides, "model": {
+        "name": name, **overrides.get("model", {})}})
     x = torch.randn(300, 2, generator=torch.Generator().manual_seed(2))
+    labels = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()  # 3 classes
     runs = {}
     for autograd in (False, True):
-        trainer = Trainer(config, x, autograd=autograd)
+        trainer = Trainer(config, x, autograd=autograd, labels=labels, classes=3)
         assert trainer.fast is not autograd
         losses = [float(trainer.train_step()) for _ in range(config.train.steps)]
         runs[autograd] = (losses, trainer.flat.clone(), trainer.ema_flat.clone(),
@@ -159,3 +169,19 @@ def test_sampling_forward_equals_the_module(fourier_scale: float) -> None:
         seed_mlp = randomise(SeedMLP(T))
         assert torch.equal(fast.sampling_denoiser(seed_mlp, rows=64)(x, mixed),
                            seed_mlp(x, mixed))
+
+
+def test_conditional_sampling_forward_equals_the_module() -> None:
+    """Labels per row through the fast sampling pass and its chunks, as the module takes them."""
+    T = 40
+    model = randomise(ResMLP(T, hidden=32, depth=2, num_classes=3)).eval()
+    x = torch.randn(300, 2, generator=torch.Generator().manual_seed(3))
+    y = torch.arange(300) % 4  # 3: no class
+    tt = torch.full((300,), 11, dtype=torch.long)
+    with torch.inference_mode():
+        want = model(x, tt, y)
+        for rows in (64, 8192):
+            torch.testing.assert_close(fast.sampling_denoiser(model, rows=rows)(x, tt, y), want,
+                                       rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+        mixed = torch.arange(300) % T
+        assert torch.equal(fast.sampling_denoiser(model)(x, mixed, y), model(x, mixed, y))

@@ -58,11 +58,19 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "--variance": ("diffusion", "variance", str,
                    "reverse variance: fixed_small, fixed_large or learned_range"),
     "--prediction": ("diffusion", "prediction", str, "network target: eps, x0 or v"),
+    "--conditional": ("model", "conditional", bool, "learn each class and the data as a "
+                      "whole in one network, for --class and --guidance (classifier-free "
+                      "guidance, Ho & Salimans 2022)"),
+    "--cond-drop": ("train", "cond_drop", float, "probability that a training example's "
+                    "label is replaced by no class (conditional runs)"),
+    "--label-column": ("data", "label_column", str, "class column of a .csv/.txt file of "
+                       "points: a header name or a 0-based index"),
 }
 FLAG_OF = {(section, name): flag for flag, (section, name, _, _) in FLAGS.items()}
 METAVARS = {"--steps": "N", "--seed": "S", "--batch-size": "B", "--threads": "K",
             "--checkpoint-every": "N", "--width": "W", "--timesteps": "T", "--model": "NAME",
-            "--schedule": "NAME", "--variance": "NAME", "--prediction": "NAME"}
+            "--schedule": "NAME", "--variance": "NAME", "--prediction": "NAME",
+            "--cond-drop": "P", "--label-column": "COL"}
 ALIASES = {"--width": ("--hidden",)}  # --hidden: its name before the U-Nets came
 #: the setting --width sets, by network
 WIDTH = {"resmlp": "hidden", "seed_mlp": "hidden", "unet": "base_channels",
@@ -74,6 +82,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     for flag, (section, name, kind, text) in FLAGS.items():
         default = ("by network and data" if flag == "--width"
                    else f"{defaults[section][name]}, for points")
+        if kind is bool:  # a switch: on when given, else the config's
+            p.add_argument(flag, action="store_const", const=True, default=None,
+                           help=f"{text} (default: off)")
+            continue
         p.add_argument(flag, *ALIASES.get(flag, ()), type=kind, default=None,
                        dest=flag[2:].replace("-", "_"),
                        metavar=METAVARS.get(flag, name.upper()), help=f"{text} ({default})")
@@ -241,9 +253,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
     _positive("--n", args.n)
     eta = _eta(args, (args.sampler,))
     run = runs.open_run(args.run, args.device)
+    run.labels(args.n, args.cls)  # an unknown class, or one on an unconditional run: refused
     _check_new_file(args.out, args.force, run.kind.sample_suffixes,
                     run.kind.output_files(args.out, args.n))
-    x = run.sample(args.n, args.seed, args.sampler, args.steps, eta, spacing=args.spacing)
+    x = run.sample(args.n, args.seed, args.sampler, args.steps, eta, spacing=args.spacing,
+                   cls=args.cls, guidance=args.guidance)
     print(f"wrote {run.kind.write_samples(x, args.out)} to {args.out}")
 
 
@@ -251,6 +265,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _check_size(args)
     eta = _eta(args, (args.sampler,))
     run = runs.open_run(args.run, args.device)
+    if args.guidance and run.classes is None:
+        raise UserError(f"--guidance needs a conditional run; {run.path} was trained without "
+                        "classes (train one with --conditional)")
     if (args.sampler, args.steps, eta, args.spacing) == ("ddpm", None, 0.0, None):  # saved
         print(runs.evaluate_run(run, args.n, args.seed, args.repeats))
         print(f"written to {run.path / runs.METRICS}")
@@ -259,6 +276,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                          spacing=args.spacing))
         print(f"({args.sampler}, {args.steps or 'all'} steps, {args.spacing or run.spacing} "
               f"spacing, eta {eta:g}; metrics.json keeps the default sampler's numbers)")
+    if run.classes is not None:  # a conditional run: each class at --guidance too
+        from ddpmlab.modalities import class_table
+
+        result = runs.evaluate_classes(run, args.guidance, args.n_class, args.seed,
+                                       args.sampler, args.steps, eta,
+                                       args.spacing)
+        print(f"per class, guidance w = {args.guidance:g}, {result['n']} samples per class:")
+        print(class_table(result))
+        print(f"written to {run.path / runs.CLASSES}")
     if args.nll:
         from ddpmlab.analysis import NLL, format_bound, run_bound
 
@@ -267,22 +293,27 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from ddpmlab.analysis import SWEEP, format_sweep, sweep
+    from ddpmlab.analysis import GUIDANCE, SWEEP, format_sweep, sweep
 
-    for name in args.samplers:
+    samplers = args.samplers or (["ddpm"] if args.guidance else list(runs.SAMPLERS))
+    for name in samplers:
         if name not in runs.SAMPLERS:
             raise UserError(f"unknown sampler '{name}'; choose one of: {', '.join(runs.SAMPLERS)}")
     _check_size(args)
-    eta = _eta(args, tuple(args.samplers))
+    if any(not w >= 0 for w in args.guidance or ()):
+        raise UserError(f"--guidance weights must be >= 0, got {args.guidance}")
+    eta = _eta(args, tuple(samplers))
     run = runs.open_run(args.run)
-    rows = sweep(run, tuple(args.samplers), tuple(args.steps or ()), args.n, args.seed, eta,
-                 args.repeats, spacing=args.spacing)
+    rows = sweep(run, tuple(samplers), tuple(args.steps or ()), args.n, args.seed, eta,
+                 args.repeats, spacing=args.spacing, guidance=tuple(args.guidance or ()))
     print(format_sweep(rows))
-    print(f"written to {run.path / SWEEP} and {run.path / runs.FIGURES / 'sweep.png'}")
+    name = GUIDANCE if args.guidance else SWEEP
+    print(f"written to {run.path / name} and "
+          f"{run.path / runs.FIGURES / name.replace('.json', '.png')}")
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
-    out = runs.make_figures(runs.open_run(args.run), seed=args.seed)
+    out = runs.make_figures(runs.open_run(args.run), seed=args.seed, guidance=args.guidance)
     print(f"figures written to {out}/")
 
 
@@ -321,6 +352,22 @@ def _add_spacing(p: argparse.ArgumentParser) -> None:
 def _add_eta(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eta", type=float, default=None, metavar="E",
                    help="DDIM eta: 0 deterministic, 1 ancestral (default: 0; ddim only)")
+
+
+def _class(text: str) -> str | int:
+    """argparse type of --class: an index, a name, or all (checked against the run)."""
+    return int(text) if text.isdigit() else text
+
+
+def _add_class(p: argparse.ArgumentParser, guidance: float = 0.0, cls: bool = True) -> None:
+    if cls:
+        p.add_argument("--class", dest="cls", type=_class, default=None, metavar="K",
+                       help="a conditional run's class (an index or a name), or all: an equal "
+                       "share of each, in class order (default: none, the unconditional "
+                       "model)")
+    p.add_argument("--guidance", type=float, default=guidance, metavar="W",
+                   help="classifier-free guidance weight w >= 0: eps~ = (1 + w) eps(x, t, y) "
+                   f"- w eps(x, t) (Ho & Salimans 2022, Eq. 6; default: {guidance:g})")
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
@@ -382,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     _add_seed(s)
     _add_sampler_flags(s)
+    _add_class(s)
     _add_device(s)
     s.set_defaults(func=cmd_sample)
 
@@ -397,14 +445,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampler_flags(e)
     e.add_argument("--nll", action="store_true", help="also the negative log-likelihood bound "
                    "in nats and bits per dimension (figure: RUN/figures/nll_terms.png)")
+    _add_class(e, cls=False)
+    e.add_argument("--n-class", type=int, default=None, metavar="N",
+                   help="a conditional run's samples per class (default: the evaluation's "
+                   "6,000 points or 1,000 images, shared equally)")
     _add_device(e)
     e.set_defaults(func=cmd_evaluate)
 
     w = sub.add_parser("sweep", parents=[common],
                        help="sampler x number of steps: quality and seconds")
     w.add_argument("run", type=Path, metavar="RUN", help="run directory")
-    w.add_argument("--samplers", nargs="+", default=list(runs.SAMPLERS), metavar="SAMPLER",
-                   help="samplers to compare (default: all three)")
+    w.add_argument("--samplers", nargs="+", default=None, metavar="SAMPLER",
+                   help="samplers to compare (default: all three; with --guidance, ddpm)")
     w.add_argument("--steps", type=int, nargs="+", metavar="K",
                    help="step counts (default: 5 10 20 50 100 T)")
     w.add_argument("--n", type=int, default=None, help="samples per set (default: as "
@@ -413,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draws averaged per cell, against the reference sets `evaluate` uses "
                    "(default: 1, its first)")
     _add_spacing(w)
+    w.add_argument("--guidance", type=float, nargs="+", metavar="W",
+                   help="a conditional run: guidance weights to compare, each scored per "
+                   "class with --n samples per class (default steps: T only)")
     _add_eta(w)
     _add_seed(w)
     w.set_defaults(func=cmd_sweep)
@@ -420,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("figures", parents=[common], help="re-make every figure of a run")
     f.add_argument("run", type=Path, metavar="RUN", help="run directory")
     _add_seed(f)
+    _add_class(f, guidance=1.0, cls=False)
     f.set_defaults(func=cmd_figures)
 
     a = sub.add_parser("animate", parents=[common], help="write the reverse diffusion as a GIF")

@@ -32,6 +32,9 @@ class DataConfig:
         .npy/.npz array of them.
     n_train: points drawn for training from a built-in shape (a file, or images, give what
         they hold).
+    label_column: the class column of a .csv/.txt file of points, by header name or 0-based
+        index ("" for none); the other two columns are x and y. Built-in shapes and images
+        bring their own labels.
     heldout: points kept apart for evaluation (a file keeps at most a fifth of its rows);
         8,000 = a 2,000-point reference and three 2,000-point floors. Images: the count for
         a built-in set (500 digits, 1,000 MNIST by their defaults); a folder or an array
@@ -39,6 +42,7 @@ class DataConfig:
     """
 
     source: str = "swiss_roll"
+    label_column: str = ""
     n_train: int = 20_000
     heldout: int = 8_000
 
@@ -143,9 +147,12 @@ class ModelConfig:
         (the default for images) or ``seed_unet`` (the source text's U-Net).
     The network named is built from its own table (``[model.resmlp]``, ``[model.unet]``, ...);
     the others are saved too but unused.
+    conditional: a class embedding beside the timestep's, for classifier-free guidance
+        (Ho & Salimans 2022); the data must have at least two classes.
     """
 
     name: str = "resmlp"
+    conditional: bool = False
     resmlp: ResMLPConfig = field(default_factory=ResMLPConfig)
     seed_mlp: SeedMLPConfig = field(default_factory=SeedMLPConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
@@ -169,6 +176,9 @@ class TrainConfig:
         another process shares the cores (measured in bench/perf.py).
     checkpoint_every: write the checkpoint (and loss.csv) every this many steps, so a killed
         run resumes from there; 0 writes it only at the end (and on Ctrl-C or SIGTERM).
+    cond_drop: for a conditional model, the probability that an example's label is replaced
+        by the "no class" token (p_uncond of Ho & Salimans 2022, Algorithm 1; 0.1 as there),
+        so one network learns eps(x_t, t, y) and eps(x_t, t).
     """
 
     steps: int = 4_000
@@ -183,6 +193,7 @@ class TrainConfig:
     snapshots: tuple[int, ...] = ()
     threads: int = 1
     checkpoint_every: int = 1000
+    cond_drop: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -308,6 +319,7 @@ def validate(config: RunConfig) -> RunConfig:
         (0 <= config.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
         (config.train.log_every >= 1, "train.log_every must be positive"),
         (config.train.threads >= 1, "train.threads must be positive"),
+        (0 <= config.train.cond_drop <= 1, "train.cond_drop must be in [0, 1]"),
         (config.train.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 "
          "(0: only at the end)"),
         (all(0 <= s <= config.train.steps for s in config.train.snapshots),

@@ -11,6 +11,7 @@ Layout of a run directory::
     loss.csv                 mean training loss every train.log_every steps (with the checkpoint)
     snapshots.npz            reverse-process frames at the snapshot steps
     metrics.json             sample quality beside its real-vs-real floor
+    classes.json             a conditional run's per-class quality (``evaluate``)
     figures/                 data.png, forward.png, reverse_*.png, training.png,
                              samples.png, loss.png, reverse.gif
 
@@ -45,11 +46,14 @@ from ddpmlab.models.fast import sampling_denoiser
 from ddpmlab.samplers import ddim_chain, ddpm_chain, default_spacing, dpm_solver_chain, timesteps
 from ddpmlab.samplers.ddim import check_eta
 from ddpmlab.samplers.ddpm import final_state
+from ddpmlab.samplers.guidance import class_labels, guided
 from ddpmlab.schedules import NoiseSchedule, make_schedule
 from ddpmlab.train import Diverged, Trainer, default_snapshots, resolve_device
 
 CONFIG, DATA, CKPT = "config.json", "data.npz", "checkpoint.safetensors"
 LOSS, SNAPSHOTS, METRICS, FIGURES = "loss.csv", "snapshots.npz", "metrics.json", "figures"
+CLASSES = "classes.json"
+Cls = int | str | None  # a class by index or name, "all" (an equal share of each), or none
 SAMPLERS = ("ddpm", "ddim", "dpm_solver")
 CHAIN_FRAMES = 10  # panels in a reverse-process figure
 RESUMABLE = ("steps", "checkpoint_every")  # the train settings a resumed run may change
@@ -104,9 +108,37 @@ class Run:
         return self.floors[key]
 
     @property
-    def denoiser(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """The network as the samplers call it (``ddpmlab.models.fast.sampling_denoiser``)."""
+    def denoiser(self) -> Callable[..., torch.Tensor]:
+        """The network as the samplers call it, ``(x_t, t, y=None) -> output``
+        (``ddpmlab.models.fast.sampling_denoiser``)."""
         return sampling_denoiser(self.model)
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """A conditional run's class names (``--class`` takes a name or an index), else None."""
+        return self.kind.class_names if getattr(self.model, "num_classes", 0) else None
+
+    def labels(self, n: int, cls: Cls) -> np.ndarray | None:
+        """The classes requested for n samples: None (no class), all of one class (an index
+        or a name), or ``"all"``: an equal share of each, in class order; (n,) int64.
+
+        Refused with one line: a class on an unconditional run, an unknown class.
+        """
+        if cls is None:
+            return None
+        names = self.classes
+        if names is None:
+            raise UserError(f"--class needs a conditional run; {self.path} was trained without "
+                            "classes (train one with --conditional)")
+        if cls == "all":
+            return class_labels(n, None, len(names)).numpy()
+        if isinstance(cls, str) and cls in names:
+            return class_labels(n, names.index(cls), len(names)).numpy()
+        if isinstance(cls, int) or str(cls).isdigit():
+            if 0 <= int(cls) < len(names):
+                return class_labels(n, int(cls), len(names)).numpy()
+        raise UserError(f"unknown class {cls!r}; this run's classes are 0..{len(names) - 1} "
+                        f"({', '.join(names)}), or all")
 
     def check_sampler(self, sampler: str, steps: int | None, eta: float,
                       spacing: str | None = None) -> int:
@@ -124,40 +156,65 @@ class Run:
         return default_spacing(self.config.diffusion.prediction)
 
     def _chain(self, shape: tuple[int, ...], g: torch.Generator, sampler: str,
-               steps: int | None, eta: float,
-               spacing: str | None) -> Iterator[tuple[int, torch.Tensor]]:
-        return reverse_chain(self.denoiser, self.config, self.schedule, shape, g, sampler,
+               steps: int | None, eta: float, spacing: str | None,
+               y: np.ndarray | None = None,
+               guidance: float = 0.0) -> Iterator[tuple[int, torch.Tensor]]:
+        denoiser = self.denoiser
+        if y is not None:  # classifier-free guidance (Ho & Salimans 2022, Eq. 6)
+            denoiser = guided(denoiser, torch.from_numpy(y).to(self.device), guidance,
+                              len(self.classes or ()), self.config.diffusion.variance)
+        return reverse_chain(denoiser, self.config, self.schedule, shape, g, sampler,
                              steps, eta, spacing=spacing, clip=self.kind.clip)
 
+    def _guidance(self, y: np.ndarray | None, guidance: float) -> None:
+        if guidance and y is None:
+            raise UserError("--guidance needs --class (a class, or all); without one the "
+                            "model samples unconditionally")
+        if not guidance >= 0:
+            raise UserError(f"--guidance must be >= 0 (0: plain conditional sampling), got "
+                            f"{guidance}")
+
     def chain(self, n: int, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
-              eta: float = 0.0, *, spacing: str | None = None
-              ) -> Iterator[tuple[int, np.ndarray]]:
+              eta: float = 0.0, *, spacing: str | None = None, cls: Cls = None,
+              guidance: float = 0.0) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(n_steps_left, samples (n, *shape))`` in data coordinates along the chain."""
         self.check_sampler(sampler, steps, eta, spacing)
+        y = self.labels(n, cls)
+        self._guidance(y, guidance)
         g = torch.Generator(self.device).manual_seed(seed)
-        for k, x in self._chain((n, *self.kind.shape), g, sampler, steps, eta, spacing):
+        for k, x in self._chain((n, *self.kind.shape), g, sampler, steps, eta, spacing, y,
+                                guidance):
             yield k, self.kind.to_data(x.cpu())
 
     def sample(self, n: int, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
                eta: float = 0.0, *, spacing: str | None = None,
-               bar: tqdm | None = None) -> np.ndarray:
+               bar: tqdm | None = None, cls: Cls = None, guidance: float = 0.0) -> np.ndarray:
         """n samples in data coordinates (points (n, dim) float64, images (n, C, H, W) in
         [0, 1]): ``sampler`` with K = ``steps`` visited by ``spacing`` (None: the run's
         :attr:`spacing`).
 
-        Shows a bar of the sampling steps, or advances ``bar`` (one shared by several draws)
-        by one per step and chunk. The same seed on the same device gives the same samples
-        (a GPU draws another random stream than the CPU).
+        A conditional run samples class ``cls`` (an index or a name; ``"all"``: an equal
+        share of each, in class order, :meth:`labels`) with classifier-free guidance of
+        weight ``guidance`` (0: plain conditional sampling); ``cls=None`` samples its
+        unconditional model. Shows a bar of the sampling steps, or advances ``bar`` (one
+        shared by several draws) by one per step and chunk. The same seed on the same
+        device gives the same samples (a GPU draws another random stream than the CPU).
         """
         K = self.check_sampler(sampler, steps, eta, spacing)
+        y = self.labels(n, cls)
+        self._guidance(y, guidance)
         g = torch.Generator(self.device).manual_seed(seed)
         chunk = max(1, 65_536 // int(np.prod(self.kind.shape[1:], dtype=np.int64)))
         own = bar is None
         if bar is None:
             bar = feedback.bar(-(-n // chunk) * K, f"sampling {n:,} {self.kind.unit}")
+        done = [0]  # rows sampled so far: the chunk's labels follow
 
         def chain(shape: tuple[int, ...]) -> Iterator[tuple[int, torch.Tensor]]:
-            for i, state in enumerate(self._chain(shape, g, sampler, steps, eta, spacing)):
+            rows = None if y is None else y[done[0]:done[0] + shape[0]]
+            done[0] += shape[0]
+            for i, state in enumerate(self._chain(shape, g, sampler, steps, eta, spacing, rows,
+                                                  guidance)):
                 bar.update(i > 0)  # the first state is x_T, before any step
                 yield state
 
@@ -291,7 +348,7 @@ def open_run(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
     config = ckpt.config
     torch.set_num_threads(config.train.threads)  # sampling runs as training did (see config)
     device = resolve_device(str(device))
-    model = build_network(config, kind.shape)
+    model = build_network(config, kind.shape, len(kind.class_names or ()))
     checkpoint.load_weights(model, ckpt.ema, str(path / CKPT))
     model.to(device).eval().requires_grad_(False)
     if kind.channels_last:  # 1.18x faster sampling at 28x28 (bench/README.md)
@@ -331,8 +388,10 @@ def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = 
                 else modality_for(config.data.source).prepare(config))
         torch.set_num_threads(config.train.threads)
         device = resolve_device(str(device))
+        labels = kind.labels()
         trainer = Trainer(config, torch.from_numpy(kind.model_input()), resume_from=ckpt,
-                          device=device)
+                          device=device, classes=len(kind.class_names or ()),
+                          labels=None if labels is None else torch.from_numpy(labels))
         _make_run_directory(out)
         with exclusive(out):
             floors = _train(config, out, trainer, kind, ckpt is not None, on_start)
@@ -521,7 +580,8 @@ def read_evaluation(path: str | os.PathLike[str]) -> Evaluation:
 def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = None,
           sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0, *,
           spacing: str | None = None,
-          meanwhile: Callable[[], object] | None = None) -> Evaluation:
+          meanwhile: Callable[[], object] | None = None, cls: Cls = None,
+          guidance: float = 0.0) -> Evaluation:
     """Score ``repeats`` draws of n samples against held-out data beside the real floor.
 
     The held-out data is cut into m >= 2 disjoint real sets R_0 .. R_{m-1} of n items
@@ -533,7 +593,8 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     points; 1,000 images in draws of half the held-out set at most). The floors are
     computed once per ``run`` (:attr:`Run.floors`). ``meanwhile()`` is called once the
     samples are drawn, while the metrics are computed (the train command draws its figures
-    then).
+    then). A conditional run draws class ``cls`` (``"all"``: an equal share of each) at
+    guidance weight ``guidance`` (:meth:`Run.sample`).
     """
     kind = run.kind
     n = kind.eval_size[0] if n is None else n
@@ -545,7 +606,8 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
                        f"{n:,} samples ({sampler}, {K} steps)")
 
     def draw(i: int) -> np.ndarray:
-        return run.sample(n, seed + i, sampler, steps, eta, spacing=spacing, bar=bar)
+        return run.sample(n, seed + i, sampler, steps, eta, spacing=spacing, bar=bar, cls=cls,
+                          guidance=guidance)
 
     def evaluate(i: int, samples: np.ndarray) -> dict[str, dict[str, float | None]]:
         return kind.evaluate(samples, sets[i % m], floor=run.floor(n, i))
@@ -567,13 +629,53 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     return Evaluation(result, n, repeats, seed, kind.name)
 
 
-def make_figures(run: Run, seed: int = 0) -> Path:
-    """(Re)draw every figure of a run into RUN/figures from its data, losses and model."""
+def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: int = 0,
+                  sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
+                  spacing: str | None = None) -> dict[str, Any]:
+    """Per-class quality of a conditional run at guidance weight w (``Modality.per_class``).
+
+    n samples of each class (default: the modality's whole evaluation, ``eval_size``,
+    shared equally: 6,000 points, 1,000 images), drawn with ``sampler`` at ``guidance``;
+    each class's metrics beside the floor of real data of the same size. Returns
+    ``{"guidance", "n", "seed", "sampler", "steps", "classes": {...}, "overall": {...}}``.
+    """
+    names = run.classes
+    if names is None:
+        raise UserError(f"{run.path} was trained without classes: per-class evaluation and "
+                        "--guidance need a run trained with --conditional")
+    per = (n if n is not None else int(np.prod(run.kind.eval_size)) // len(names))
+    if per < 2:
+        raise UserError(f"--n must be at least 2 samples per class, got {per}")
+    x = run.sample(per * len(names), seed, sampler, steps, eta, spacing=spacing, cls="all",
+                   guidance=guidance)
+    labels = run.labels(per * len(names), "all")
+    assert labels is not None
+    feedback.status(f"computing the per-class metrics of {len(x):,} samples")
+    result = run.kind.per_class(x, labels, seed)
+    return {"guidance": guidance, "n": per, "seed": seed, "sampler": sampler,
+            "steps": steps or run.schedule.T, **result}
+
+
+def evaluate_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: int = 0,
+                     sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
+                     spacing: str | None = None) -> dict[str, Any]:
+    """:func:`score_classes`, written to RUN/classes.json."""
+    with exclusive(run.path):
+        result = score_classes(run, guidance, n, seed, sampler, steps, eta, spacing)
+        write_json(run.path / CLASSES, result)
+    return result
+
+
+def make_figures(run: Run, seed: int = 0, guidance: float = 1.0) -> Path:
+    """(Re)draw every figure of a run into RUN/figures from its data, losses and model;
+    a conditional run's samples by class at ``guidance`` too (classes.png)."""
     with exclusive(run.path):
         out = run.path / FIGURES
         out.mkdir(exist_ok=True)
         feedback.status(f"drawing the figures into {out}")
         run.kind.figures(run, out, seed)
+        if run.classes is not None:
+            run.kind.class_figure(run, out / "classes.png", seed, guidance)
         if (run.path / LOSS).exists():
             from ddpmlab import viz
             loss = np.loadtxt(run.path / LOSS, delimiter=",", skiprows=1, ndmin=2)

@@ -20,6 +20,7 @@ tensors, so a run saved on one device resumes on another.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import math
 import re
@@ -127,6 +128,12 @@ def flatten_parameters(params: list[torch.nn.Parameter]) -> torch.Tensor:
     return flat
 
 
+def _with_labels(model: torch.nn.Module, y: torch.Tensor, x: torch.Tensor,
+                 t: torch.Tensor) -> torch.Tensor:
+    """A conditional network as the losses' denoiser (x_t, t) -> output, for labels y."""
+    return model(x, t, y)
+
+
 class FlatAdam:
     """Adam (Kingma & Ba 2015) on flat buffers: ``torch.optim.Adam(fused=True)``'s update.
 
@@ -212,6 +219,11 @@ class Trainer:
     """Owns the model, its EMA copy, the optimiser and the generator of one run.
 
     x_train: (N, *shape) float32 in model space (standardised points, images in [-1, 1]).
+    labels: (N,) int64 classes of x_train in 0..classes-1, for a conditional model
+    (``model.conditional``; ``classes`` >= 2 of them); each example's label is replaced by
+    the "no class" token with probability ``train.cond_drop`` (Ho & Salimans 2022,
+    Algorithm 1), drawn from the training generator after the batch. An unconditional run
+    draws nothing more and trains as before.
     ``resume_from`` continues a checkpoint.
     ``autograd=True`` computes every gradient with autograd, the reference the tests compare
     the hand-derived gradients with.
@@ -223,13 +235,21 @@ class Trainer:
 
     def __init__(self, config: RunConfig, x_train: torch.Tensor,
                  resume_from: checkpoint.Checkpoint | None = None, *,
-                 autograd: bool = False, device: str | torch.device = "cpu") -> None:
+                 autograd: bool = False, device: str | torch.device = "cpu",
+                 labels: torch.Tensor | None = None, classes: int = 0) -> None:
         if config.train.lr_schedule not in LR_SCHEDULES:
             raise UserError(f"unknown lr_schedule '{config.train.lr_schedule}'; "
                             f"choose one of: {', '.join(LR_SCHEDULES)}")
+        if config.model.conditional and (labels is None or classes < 2):
+            raise UserError("--conditional needs data with two classes or more (moons, "
+                            "circles, gaussians8, spirals, digits, mnist, a --label-column, an "
+                            ".npz with labels or a folder of class folders); this data has "
+                            f"{'no labels' if labels is None else f'{classes} class'}")
         self.config = config
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.x_train = x_train.to(self.device)  # itself on the CPU
+        self.classes = classes if config.model.conditional else 0
+        self.labels = None if not self.classes or labels is None else labels.to(self.device)
         # built on the CPU (float64 maths), its constants moved once; itself on the CPU
         self.schedule = make_schedule(config.diffusion.schedule,
                                       config.diffusion.timesteps).to(self.device)
@@ -237,7 +257,8 @@ class Trainer:
         check_variance(config.diffusion.variance)
         with torch.random.fork_rng():
             torch.manual_seed(config.train.seed)  # the network's initial weights, on the CPU
-            self.model = build_network(config, tuple(x_train.shape[1:])).to(self.device)
+            self.model = build_network(config, tuple(x_train.shape[1:]),
+                                       self.classes).to(self.device)
         # the EMA is never trained: eval mode, so snapshots drawn from it run without dropout
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.params = list(self.model.parameters())
@@ -320,6 +341,7 @@ class Trainer:
         idx = torch.randint(0, self.x_train.shape[0], (c.train.batch_size,),
                             generator=self.generator, device=self.device)
         x0 = self.x_train.index_select(0, idx)
+        y = None if self.labels is None else self._drop(self.labels.index_select(0, idx))
         self.grad_flat.zero_()
         if self.fast:  # Ho et al. 2020, Algorithm 1 (with the chosen target), by hand
             with torch.inference_mode():  # no autograd bookkeeping at all
@@ -327,13 +349,14 @@ class Trainer:
                                                    d.antithetic)
                 target = target_for(self.schedule, d.prediction, x0, eps, t)
                 loss = fast.mse_and_grads(self.model, x_t, t, target, self.grads,
-                                          self.tensors)
+                                          self.tensors, y)
         else:
+            model = self.model if y is None else functools.partial(_with_labels, self.model, y)
             if d.variance == "learned_range":  # Nichol & Dhariwal 2021, Sec. 3.1
-                loss = hybrid_loss(self.schedule, self.model, x0, self.generator,
+                loss = hybrid_loss(self.schedule, model, x0, self.generator,
                                    d.antithetic, d.prediction, d.vlb_weight)
             else:  # Ho et al. 2020, Algorithm 1 (with the chosen target)
-                loss = diffusion_loss(self.schedule, self.model, x0, self.generator,
+                loss = diffusion_loss(self.schedule, model, x0, self.generator,
                                       d.antithetic, d.prediction)
             loss.backward()  # into the zeroed views of grad_flat
             loss = loss.detach()
@@ -347,6 +370,12 @@ class Trainer:
             decay = min(c.train.ema_decay, (1 + self.step) / (10 + self.step))
             self.ema_flat.lerp_(self.flat, 1.0 - decay)
         return loss
+
+    def _drop(self, y: torch.Tensor) -> torch.Tensor:
+        """Labels y (B,) with each replaced by the "no class" token (``classes``) with
+        probability train.cond_drop (Ho & Salimans 2022, Algorithm 1, line 3)."""
+        drop = torch.rand(y.shape, generator=self.generator, device=self.device)
+        return torch.where(drop < self.config.train.cond_drop, self.classes, y)
 
     def fit(self, *, on_step: Callable[[int], None] | None = None) -> None:
         """Train until ``train.steps``; call ``on_step(step)`` after every update.

@@ -1,6 +1,8 @@
 """Built-in 2D toy distributions, user point files, train/held-out splits and standardization.
 
-Built-in shapes (registry :data:`TOY2D`; every generator is ``(n, rng) -> (n, 2) float64``):
+Built-in shapes (registry :data:`TOY2D`; every generator is ``(n, rng) -> (n, 2) float64``;
+those with classes, :data:`LABELLED`, also ``(n, rng) -> (points, labels (n,) int64)`` from
+the same draws, with their class names in :data:`CLASS_NAMES`):
 
 - ``swiss_roll``: sklearn's 3D swiss roll (noise 0.1) seen from above, ``X[:, [0, 2]] / 10``.
 - ``moons``: two interleaving half circles (sklearn ``make_moons``, noise 0.05).
@@ -46,27 +48,46 @@ def swiss_roll(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(x[:, [0, 2]] / 10.0, dtype=np.float64)
 
 
-def moons(n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, 2): sklearn two moons with noise 0.05."""
+Labelled = tuple[np.ndarray, np.ndarray]
+
+
+def moons_labelled(n: int, rng: np.random.Generator) -> Labelled:
+    """:func:`moons` and sklearn's labels: 0 the upper moon, 1 the lower."""
     from sklearn import datasets  # imported on use: half a second at startup
 
-    x, _ = datasets.make_moons(n, noise=0.05, random_state=_sk_seed(rng))
-    return np.asarray(x, dtype=np.float64)
+    x, y = datasets.make_moons(n, noise=0.05, random_state=_sk_seed(rng))
+    return np.asarray(x, dtype=np.float64), y.astype(np.int64)
+
+
+def moons(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2): sklearn two moons with noise 0.05."""
+    return moons_labelled(n, rng)[0]
+
+
+def circles_labelled(n: int, rng: np.random.Generator) -> Labelled:
+    """:func:`circles` and sklearn's labels: 0 the outer circle, 1 the inner."""
+    from sklearn import datasets  # imported on use: half a second at startup
+
+    x, y = datasets.make_circles(n, noise=0.05, factor=0.5, random_state=_sk_seed(rng))
+    return np.asarray(x, dtype=np.float64), y.astype(np.int64)
 
 
 def circles(n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 2): sklearn concentric circles (radii 1 and 0.5) with noise 0.05."""
-    from sklearn import datasets  # imported on use: half a second at startup
+    return circles_labelled(n, rng)[0]
 
-    x, _ = datasets.make_circles(n, noise=0.05, factor=0.5, random_state=_sk_seed(rng))
-    return np.asarray(x, dtype=np.float64)
+
+def gaussians8_labelled(n: int, rng: np.random.Generator) -> Labelled:
+    """:func:`gaussians8` and each point's Gaussian: k at angle 45 k degrees."""
+    angles = np.arange(8) * (np.pi / 4)
+    centers = 2.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    k = rng.integers(8, size=n)
+    return centers[k] + 0.1 * rng.standard_normal((n, 2)), k.astype(np.int64)
 
 
 def gaussians8(n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 2): mixture of 8 equal Gaussians, std 0.1, centred on a circle of radius 2."""
-    angles = np.arange(8) * (np.pi / 4)
-    centers = 2.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    return centers[rng.integers(8, size=n)] + 0.1 * rng.standard_normal((n, 2))
+    return gaussians8_labelled(n, rng)[0]
 
 
 def checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -76,16 +97,30 @@ def checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([x, y], axis=1)
 
 
+def spirals_labelled(n: int, rng: np.random.Generator) -> Labelled:
+    """:func:`spirals` and each point's arm: 0 and 1."""
+    t = np.sqrt(rng.random(n)) * 3.0 * np.pi
+    second = rng.random(n) >= 0.5
+    arm = np.where(second, -1.0, 1.0)[:, None]
+    pts = np.stack([-np.cos(t) * t, np.sin(t) * t], axis=1) + 0.5 * rng.random((n, 2))
+    return arm * pts / 3.0 + 0.1 * rng.standard_normal((n, 2)), second.astype(np.int64)
+
+
 def spirals(n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 2): two interleaved 540-degree spirals (FFJORD "2spirals") with Gaussian noise 0.1."""
-    t = np.sqrt(rng.random(n)) * 3.0 * np.pi
-    arm = np.where(rng.random(n) < 0.5, 1.0, -1.0)[:, None]
-    pts = np.stack([-np.cos(t) * t, np.sin(t) * t], axis=1) + 0.5 * rng.random((n, 2))
-    return arm * pts / 3.0 + 0.1 * rng.standard_normal((n, 2))
+    return spirals_labelled(n, rng)[0]
 
 
 TOY2D: dict[str, Generator2D] = {
     f.__name__: f for f in (swiss_roll, moons, circles, gaussians8, checkerboard, spirals)
+}
+LABELLED: dict[str, Callable[[int, np.random.Generator], Labelled]] = {
+    "moons": moons_labelled, "circles": circles_labelled, "gaussians8": gaussians8_labelled,
+    "spirals": spirals_labelled,
+}
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "moons": ("upper", "lower"), "circles": ("outer", "inner"),
+    "gaussians8": tuple(f"{45 * k} deg" for k in range(8)), "spirals": ("arm 0", "arm 1"),
 }
 
 
@@ -217,13 +252,78 @@ def _read_npy(raw: bytes, name: str) -> tuple[np.ndarray, list[int]]:
     return np.asarray(arr, dtype=np.float64), []
 
 
+def load_labelled_points(path: str | os.PathLike[str],
+                         column: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """A .csv/.txt file of points with a class column: ((N, 2) float64, labels (N,) int64,
+    class names).
+
+    ``column`` is a header name or a 0-based index; the file has three fields a row, the
+    other two x and y. Class names are the column's distinct values (sorted as numbers when
+    they all are), labels their indices. Needs ``MIN_POINTS`` rows and two classes or more.
+    """
+    name, p = _label(path), Path(path).expanduser()
+    fix = f"write one point per line as x,y and its class in column {column!r}"
+    if p.suffix.lower() not in (".csv", ".txt"):
+        raise UserError(f"--label-column needs a .csv or .txt file, not {name}; {fix}")
+    if not p.is_file():
+        raise UserError(f"data file not found: {name}")
+    try:
+        lines = p.read_bytes().decode("utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {name} as UTF-8 text ({e}); {fix}") from None
+    rows = [(i, [f.strip().strip('"') for f in (s.split(",") if "," in s else s.split())])
+            for i, line in enumerate(lines, 1) if (s := line.split("#", 1)[0].strip())]
+    if not rows:
+        raise UserError(f"{name} contains no points; {fix}")
+    header = rows[0][1] if not column.isdigit() or not all(
+        map(_is_float, (f for j, f in enumerate(rows[0][1]) if j != int(column)))) else None
+    if column.isdigit():
+        index = int(column)
+    elif header is not None and column in header:
+        index = header.index(column)
+    else:
+        raise UserError(f"{name} has no column named {column!r} (header: "
+                        f"{', '.join(header or []) or 'none'}); give a header name or a "
+                        "0-based column index")
+    body = rows[1:] if header is not None else rows
+    values, labels = [], []
+    for lineno, fields in body:
+        if len(fields) != 3 or index >= 3:
+            raise UserError(f"expected 3 columns (x, y and the class) in {name} (line {lineno} "
+                            f"has {len(fields)}, class column {index}); {fix}")
+        xy = [f for j, f in enumerate(fields) if j != index]
+        if not all(map(_is_float, xy)):
+            raise UserError(f"non-numeric coordinate in {name} (line {lineno}: "
+                            f"{', '.join(xy)[:60]}); {fix}")
+        values.append([float(v) for v in xy])
+        labels.append(fields[index])
+    pts = np.array(values, dtype=np.float64).reshape(-1, 2)
+    if not np.isfinite(pts).all() or len(pts) < MIN_POINTS:
+        raise UserError(f"{name} needs at least {MIN_POINTS} finite points, has "
+                        f"{int(np.isfinite(pts).all(axis=1).sum())}; {fix}")
+    distinct = set(labels)
+    names = tuple(sorted(distinct, key=float) if all(map(_is_float, distinct))
+                  else sorted(distinct))
+    if len(names) < 2:
+        raise UserError(f"the class column {column!r} of {name} holds one class only "
+                        f"({names[0]!r}); a conditional model needs two or more (or drop "
+                        "--label-column)")
+    index_of = {c: k for k, c in enumerate(names)}
+    return pts, np.array([index_of[c] for c in labels], dtype=np.int64), names
+
+
 @dataclass(frozen=True, eq=False)
 class PointSet:
-    """A named 2D data set: ``train`` (n, 2) and ``heldout`` (m, 2), both float64."""
+    """A named 2D data set: ``train`` (n, 2) and ``heldout`` (m, 2), both float64; with
+    classes, ``train_labels`` (n,) and ``heldout_labels`` (m,) int64 in 0..classes-1 and
+    ``class_names`` (else all None)."""
 
     name: str
     train: np.ndarray
     heldout: np.ndarray
+    train_labels: np.ndarray | None = None
+    heldout_labels: np.ndarray | None = None
+    class_names: tuple[str, ...] | None = None
 
 
 def _need_int(what: str, value: Any, low: int) -> None:
@@ -232,31 +332,45 @@ def _need_int(what: str, value: Any, low: int) -> None:
                         f"pass a whole number >= {low}")
 
 
-def resolve(source: str, n: int, seed: int, heldout: int = 4000) -> PointSet:
+def resolve(source: str, n: int, seed: int, heldout: int = 4000,
+            label_column: str = "") -> PointSet:
     """Turn a built-in name or a file path into a :class:`PointSet`.
 
     Built-ins: ``n`` training and ``heldout`` held-out points from two independent streams
-    spawned from ``seed`` (so the held-out set does not change with ``n``). Files: rows are
-    shuffled with ``seed`` and ``max(2, min(heldout, N // 5))`` are held out, the rest train
-    (``n`` is ignored for files).
+    spawned from ``seed`` (so the held-out set does not change with ``n``), with their
+    labels for the shapes in :data:`LABELLED`. Files: rows are shuffled with ``seed`` and
+    ``max(2, min(heldout, N // 5))`` are held out, the rest train (``n`` is ignored for
+    files); ``label_column`` names a class column (:func:`load_labelled_points`).
     """
     source = os.fspath(source)
     _need_int("seed", seed, 0)
     _need_int("heldout", heldout, 2)
     if source in TOY2D:
+        if label_column:
+            raise UserError(f"--label-column applies to a .csv/.txt file; {source} brings its "
+                            "own labels" + ("" if source in LABELLED else " (none)"))
         _need_int("n", n, 2)
-        gen = TOY2D[source]
         train_ss, held_ss = np.random.SeedSequence(int(seed)).spawn(2)
-        return PointSet(source, gen(n, np.random.default_rng(train_ss)),
-                        gen(heldout, np.random.default_rng(held_ss)))
+        train_rng, held_rng = np.random.default_rng(train_ss), np.random.default_rng(held_ss)
+        if source not in LABELLED:
+            gen = TOY2D[source]
+            return PointSet(source, gen(n, train_rng), gen(heldout, held_rng))
+        (x, y), (xh, yh) = LABELLED[source](n, train_rng), LABELLED[source](heldout, held_rng)
+        return PointSet(source, x, xh, y, yh, CLASS_NAMES[source])
     p = Path(source)
     if not (p.suffix or "/" in source or os.sep in source or p.exists()):
         raise UserError(f"unknown dataset {source!r}; choose one of: {', '.join(TOY2D)} "
                         "or give a .csv/.txt/.npy path")
-    pts = load_points(source)
+    if label_column:
+        pts, labels, names = load_labelled_points(source, label_column)
+    else:
+        pts, labels, names = load_points(source), None, None
     k = max(2, min(heldout, len(pts) // 5))
     order = np.random.default_rng(int(seed)).permutation(len(pts))
-    return PointSet(p.name, pts[order[k:]], pts[order[:k]])
+    if labels is None:
+        return PointSet(p.name, pts[order[k:]], pts[order[:k]])
+    return PointSet(p.name, pts[order[k:]], pts[order[:k]], labels[order[k:]],
+                    labels[order[:k]], names)
 
 
 @dataclass(frozen=True)

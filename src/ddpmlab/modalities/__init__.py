@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ddpmlab.run import Run
 
 Result = dict[str, dict[str, float | None]]
+ClassResult = dict[str, Any]  # {"classes": {name: {metric: value}}, "overall": {...}}
 Scores = dict[str, float]
 State = TypeVar("State", np.ndarray, torch.Tensor)  # a chain's states, in either form
 
@@ -48,6 +49,35 @@ def chain_frames(chain: Iterator[tuple[int, State]], T: int,
     """Keep about ``count`` states of a T-step chain, from x_T to x_0 (see frame_steps)."""
     keep = set(frame_steps(T, count))
     return ((k, x) for k, x in chain if k in keep)
+
+
+def class_table(result: ClassResult) -> str:
+    """The printed table of :meth:`Modality.per_class`: a row per class, then all classes.
+
+    ``accuracy`` is the share of samples classified as the class requested (``real``: of
+    real held-out items of the class); every other metric is printed beside its floor."""
+    rows = [*result["classes"].items(), ("all", result["overall"])]
+    metrics = [k for k in rows[0][1] if k not in ("n", "accuracy", "accuracy_real")
+               and not k.endswith(("_floor", "_ratio"))]
+    head = f"{'class':<10}{'n':>6}{'accuracy':>10}{'(real)':>8}"
+    head += "".join(f"{m:>10}{'floor':>8}{'ratio':>7}" for m in metrics)
+    lines = [head]
+    for name, r in rows:
+        acc = "" if r.get("accuracy") is None else f"{r['accuracy']:>10.3f}"
+        real = "" if r.get("accuracy_real") is None else f"{r['accuracy_real']:>8.3f}"
+        line = f"{name[:9]:<10}{r['n']:>6}{acc or '-':>10}{real or '-':>8}"
+        for m in metrics:
+            ratio = r.get(f"{m}_ratio")
+            line += (f"{r[m]:>10.4g}{r[m + '_floor']:>8.4g}"
+                     + (f"{ratio:>7.2f}" if ratio is not None else f"{'-':>7}"))
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def scored(value: float, floor: float, ratio: bool = True) -> dict[str, float | None]:
+    """``{"", "_floor", "_ratio"}`` suffixes of one per-class metric (ratio value / floor)."""
+    return {"": value, "_floor": floor,
+            "_ratio": value / floor if ratio and floor > 0 else None}
 
 
 def cut(held: np.ndarray, n: int) -> list[np.ndarray]:
@@ -102,9 +132,28 @@ class Modality(ABC):
         """What data.npz holds."""
 
     def meta(self) -> dict[str, Any]:
-        """The checkpoint metadata that says what the tensors mean."""
+        """The checkpoint metadata that says what the tensors mean (the class names, whose
+        count is a conditional network's number of classes, included)."""
+        names = self.class_names
         return {"modality": self.name, "name": self.data.name, "shape": list(self.shape),
-                "scaler": self.scaler.to_dict()}
+                "scaler": self.scaler.to_dict(),
+                "class_names": None if names is None else list(names)}
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """One name per class of the data, or None where it has no labels."""
+        names: tuple[str, ...] | None = self.data.class_names
+        return names
+
+    def labels(self) -> np.ndarray | None:
+        """The training data's labels, (N,) int64 in 0..classes-1, or None."""
+        labels: np.ndarray | None = self.data.train_labels
+        return labels
+
+    def label_arrays(self) -> dict[str, np.ndarray]:
+        """The labels data.npz holds beside the data (none for data without classes)."""
+        return {key: getattr(self.data, key) for key in ("train_labels", "heldout_labels")
+                if getattr(self.data, key) is not None}
 
     @property
     @abstractmethod
@@ -154,6 +203,12 @@ class Modality(ABC):
         """Metrics of all draws' samples together, beside their floors (none by default)."""
         return {}
 
+    @abstractmethod
+    def per_class(self, samples: np.ndarray, labels: np.ndarray, seed: int = 0) -> ClassResult:
+        """Quality of class-conditional ``samples`` (data coordinates) whose requested classes
+        are ``labels``: per class and over all, each beside the floor that real data of the
+        same size scores (``{"classes": {name: {...}}, "overall": {...}}``)."""
+
     @classmethod
     @abstractmethod
     def table(cls, result: Result, n: int, repeats: int) -> str:
@@ -201,6 +256,10 @@ class Modality(ABC):
     @abstractmethod
     def figures(self, run: Run, out: Path, seed: int) -> None:
         """Every figure of the run but the loss curve, into ``out``."""
+
+    @abstractmethod
+    def class_figure(self, run: Run, path: Path, seed: int, guidance: float) -> None:
+        """A conditional run's samples of every class at ``guidance``, into ``path``."""
 
     @abstractmethod
     def animate(self, run: Run, n: int, seed: int, path: Path) -> tuple[Path, np.ndarray]:

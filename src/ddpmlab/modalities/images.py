@@ -28,7 +28,7 @@ from ddpmlab.data.images import (
     to_unit,
 )
 from ddpmlab.fileio import write_atomic
-from ddpmlab.modalities import Modality, Result, Scores, cut
+from ddpmlab.modalities import ClassResult, Modality, Result, Scores, cut, scored
 
 if TYPE_CHECKING:
     from ddpmlab.run import Run
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 EVAL_IMAGES = 1000  # samples scored in all (the issue's measure), in draws of a reference size
 GRID = 64  # images in the data, sample and GIF grids
 GIF_FRAMES = 60
+CLASS_ROW = 10  # samples per class in classes.png
+FLOOR_REPEATS = 3  # training subsets averaged for a per-class floor
 # Settings chosen by measurement for each built-in set (bench/README.md, "Images"); a folder
 # or an array gets the digits' (its size permitting: a U-Net level halves it).
 _LEAN = {"channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": [],
@@ -123,16 +125,10 @@ class Images(Modality):
         return cls(config, images, UnitScaler())
 
     def arrays(self) -> dict[str, np.ndarray]:
-        out = {"train": self.data.train, "heldout": self.data.heldout}
-        for key in ("train_labels", "heldout_labels"):
-            if getattr(self.data, key) is not None:
-                out[key] = getattr(self.data, key)
-        return out
+        return {"train": self.data.train, "heldout": self.data.heldout, **self.label_arrays()}
 
     def meta(self) -> dict[str, Any]:
-        names = self.data.class_names
-        return {**super().meta(), "levels": self.data.levels,
-                "class_names": None if names is None else list(names)}
+        return {**super().meta(), "levels": self.data.levels}
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -186,6 +182,54 @@ class Images(Modality):
         return {"class_tv_all": pooled_class_tv(from_unit(np.concatenate(samples)),
                                                 self.data.heldout, classifier)}
 
+    def per_class(self, samples: np.ndarray, labels: np.ndarray, seed: int = 0) -> ClassResult:
+        """Per class k, in the feature space of the data's shipped classifier: the share of
+        its samples the classifier calls k (``accuracy_real``: of the held-out images of k),
+        and the Fréchet distance of its samples to the class's held-out images, beside the
+        floor random subsets of the class's training images of the same size score (mean
+        of FLOOR_REPEATS); then
+        the same over all classes. Without a shipped classifier: pixel-space 1-NNA only."""
+        from ddpmlab.metrics.classifier import embed, load_classifier
+        from ddpmlab.metrics.images import frechet_distance
+        from ddpmlab.metrics.points import one_nn_accuracy
+        d, rng = self.data, np.random.default_rng(seed)
+        assert d.class_names is not None and d.train_labels is not None
+        assert d.heldout_labels is not None
+        x = from_unit(samples).astype(np.float32)
+        name = self._classifier()
+        if name is not None:
+            model = load_classifier(name).model
+            (hx, px), (hh, ph), (ht, _) = embed(model, x), embed(model, d.heldout), \
+                embed(model, d.train)
+        else:  # pixels as features
+            hx, hh, ht = (a.reshape(len(a), -1) for a in (x, d.heldout, d.train))
+
+        def compare(i: np.ndarray, j: np.ndarray, k: np.ndarray) -> dict[str, Any]:
+            """Samples i against held-out j, beside training subsets of k (mean of
+            FLOOR_REPEATS: the floor of 100 images moves with the subset)."""
+            n = min(len(i), len(k))
+            metric, key = (frechet_distance, "fd") if name else (one_nn_accuracy, "1nna_px")
+            if not name:  # 1-NNA needs sets of one size
+                j = j[rng.permutation(len(j))[:n]]
+                n = min(n, len(j))
+            refs = [k[rng.choice(len(k), n, replace=False)][:n] for _ in range(FLOOR_REPEATS)]
+            floor = float(np.mean([metric(ht[ref], hh[j]) for ref in refs]))
+            return {"n": n, **{key + s: v for s, v in
+                               scored(metric(hx[i[:n]], hh[j]), floor, bool(name)).items()}}
+
+        held, train = d.heldout_labels, d.train_labels
+        rows = {}
+        for k, cname in enumerate(d.class_names):
+            i = np.flatnonzero(labels == k)
+            rows[cname] = compare(i, np.flatnonzero(held == k), np.flatnonzero(train == k))
+            rows[cname] |= {"accuracy": float(np.mean(px[i].argmax(1) == k)) if name else None,
+                            "accuracy_real": (float(np.mean(ph[held == k].argmax(1) == k))
+                                              if name else None)}
+        overall = compare(np.arange(len(x)), np.arange(len(held)), np.arange(len(train)))
+        overall |= {"accuracy": float(np.mean(px.argmax(1) == labels)) if name else None,
+                    "accuracy_real": float(np.mean(ph.argmax(1) == held)) if name else None}
+        return {"classes": rows, "overall": overall}
+
     @classmethod
     def table(cls, result: Result, n: int, repeats: int) -> str:
         from ddpmlab.metrics.images import format_image_table
@@ -228,6 +272,16 @@ class Images(Modality):
         _, samples = self.animate(run, GRID, seed, out / "reverse.gif")
         real = to_unit(self.reference_sets(GRID)[0])  # random held-out images
         vi.plot_samples_beside_real(samples[:len(real)], real, out / "samples.png")
+
+    def class_figure(self, run: Run, path: Path, seed: int, guidance: float) -> None:
+        """One row of CLASS_ROW samples per class."""
+        from ddpmlab.viz import images as vi
+        names = self.data.class_names
+        assert names is not None
+        n = CLASS_ROW * len(names)
+        x, labels = run.sample(n, seed, cls="all", guidance=guidance), run.labels(n, "all")
+        vi.plot_class_rows([x[labels == k] for k in range(len(names))], names, path,
+                           title=f"samples by class, guidance w = {guidance:g}")
 
     def animate(self, run: Run, n: int, seed: int, path: Path) -> tuple[Path, np.ndarray]:
         """A grid of n images denoised from noise, streamed."""

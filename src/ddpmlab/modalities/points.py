@@ -17,7 +17,7 @@ import torch
 from ddpmlab.config import RunConfig
 from ddpmlab.data import TOY2D, PointSet, Standardizer, resolve
 from ddpmlab.fileio import write_atomic
-from ddpmlab.modalities import Modality, Result, Scores, cut
+from ddpmlab.modalities import ClassResult, Modality, Result, Scores, cut, scored
 
 if TYPE_CHECKING:
     from ddpmlab.run import Run
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 EVAL_N = 2000  # points per set for evaluation
 EVAL_REPEATS = 3  # draws averaged for the model value and for the floor
 GIF_FRAMES = 100  # frames of reverse.gif, spread over the T steps
+REGION_K = 15  # neighbours of the k-NN classifier that says which class's region a point is in
 # metrics and viz are imported where used: they pull in scipy, scikit-learn, POT and
 # matplotlib (about a second), which training and a resumed training never need.
 
@@ -50,19 +51,22 @@ class Points(Modality):
     @classmethod
     def prepare(cls, config: RunConfig) -> Points:
         d = config.data
-        points = resolve(d.source, d.n_train, config.train.seed, d.heldout)
+        points = resolve(d.source, d.n_train, config.train.seed, d.heldout, d.label_column)
         return cls(config, points, Standardizer.fit(points.train))
 
     @classmethod
     def restore(cls, config: RunConfig, saved: dict[str, np.ndarray],
                 meta: dict[str, Any]) -> Points:
         scaler = meta.get("scaler", meta.get("standardizer"))  # the latter: before modalities
+        names = meta.get("class_names")
         points = PointSet(name=meta.get("name", "data"), train=saved["train"],
-                          heldout=saved["heldout"])
+                          heldout=saved["heldout"], train_labels=saved.get("train_labels"),
+                          heldout_labels=saved.get("heldout_labels"),
+                          class_names=None if names is None else tuple(names))
         return cls(config, points, Standardizer.from_dict(scaler or {}))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"train": self.data.train, "heldout": self.data.heldout}
+        return {"train": self.data.train, "heldout": self.data.heldout, **self.label_arrays()}
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -96,6 +100,51 @@ class Points(Modality):
     def average(self, results: list[Result]) -> Result:
         from ddpmlab import metrics
         return metrics.average(results)
+
+    def per_class(self, samples: np.ndarray, labels: np.ndarray, seed: int = 0) -> ClassResult:
+        """Per class k: W1 and 1-NNA of its samples against the class's held-out points,
+        beside the floor a random subset of the class's training points of the same size
+        scores against them (at most EVAL_N points a set, the first of the samples; value
+        and floor averaged over EVAL_REPEATS random reference sets), and the share of
+        samples in the class's region: the class that a k-NN classifier fitted on the
+        training points gives (``accuracy_real``: of the held-out points)."""
+        from sklearn.neighbors import KNeighborsClassifier
+
+        from ddpmlab.metrics.points import one_nn_accuracy, wasserstein
+        d, rng = self.data, np.random.default_rng(seed)
+        assert d.class_names is not None and d.train_labels is not None
+        assert d.heldout_labels is not None
+        knn = KNeighborsClassifier(REGION_K).fit(d.train, d.train_labels)
+
+        def compare(x: np.ndarray, held: np.ndarray, train: np.ndarray) -> dict[str, Any]:
+            # one W1 between two sets of 2,000 points moves by up to 2x with the sets alone
+            # (moons), so value and floor are means over EVAL_REPEATS reference sets
+            n = min(len(x), len(held), len(train), EVAL_N)
+            scores: dict[str, tuple[list[float], list[float]]] = {"w1": ([], []),
+                                                                  "1nna": ([], [])}
+            for _ in range(EVAL_REPEATS):
+                ref = held[rng.choice(len(held), n, replace=False)]
+                real = train[rng.choice(len(train), n, replace=False)]
+                for name, fn in (("w1", wasserstein), ("1nna", one_nn_accuracy)):
+                    scores[name][0].append(fn(x[:n], ref))
+                    scores[name][1].append(fn(real, ref))
+            out: dict[str, Any] = {"n": n}
+            for name, (value, floor) in scores.items():
+                out |= {name + k: v for k, v in scored(float(np.mean(value)),
+                                                       float(np.mean(floor)),
+                                                       name == "w1").items()}
+            return out
+
+        rows = {}
+        for k, name in enumerate(d.class_names):
+            x, held = samples[labels == k], d.heldout[d.heldout_labels == k]
+            rows[name] = {**compare(x, held, d.train[d.train_labels == k]),
+                          "accuracy": float(np.mean(knn.predict(x) == k)) if len(x) else None,
+                          "accuracy_real": float(np.mean(knn.predict(held) == k))}
+        overall = {**compare(samples[rng.permutation(len(samples))], d.heldout, d.train),
+                   "accuracy": float(np.mean(knn.predict(samples) == labels)),
+                   "accuracy_real": float(np.mean(knn.predict(d.heldout) == d.heldout_labels))}
+        return {"classes": rows, "overall": overall}
 
     @classmethod
     def table(cls, result: Result, n: int, repeats: int) -> str:
@@ -135,6 +184,16 @@ class Points(Modality):
         _, samples = self.animate(run, self.gif_n, seed, out / "reverse.gif")
         viz.plot_samples_over_data(samples, data, out / "samples.png",
                                    title=f"{len(samples)} samples over the data")
+
+    def class_figure(self, run: Run, path: Path, seed: int, guidance: float) -> None:
+        """2,000 samples, an equal share of each class, coloured by class over the data."""
+        from ddpmlab import viz
+        samples = run.sample(self.gif_n, seed, cls="all", guidance=guidance)
+        labels = run.labels(self.gif_n, "all")
+        assert self.data.class_names is not None and labels is not None
+        viz.plot_classes(samples, labels, self.data.class_names,
+                         self.data.train[:2000], path,
+                         title=f"samples by class, guidance w = {guidance:g}")
 
     def animate(self, run: Run, n: int, seed: int, path: Path) -> tuple[Path, np.ndarray]:
         """The reverse chain of n points from noise to the data, streamed, with fixed axes."""

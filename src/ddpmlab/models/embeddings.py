@@ -38,3 +38,29 @@ def fourier_features(x: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """(N, in_dim) -> (N, in_dim + 2 n_features): x with its sin and cos features."""
     proj = 2 * math.pi * x @ B
     return torch.cat([x, proj.sin(), proj.cos()], dim=1)
+
+
+def class_table(num_classes: int, dim: int) -> torch.nn.Embedding:
+    """The class embedding of a conditional network, (num_classes + 1, dim).
+
+    Rows 0..num_classes-1 are the classes; the last is the "no class" token (the null label
+    of Ho & Salimans 2022, Sec. 3.2), fixed at zero (``padding_idx``: it is never trained),
+    so an unconditional call adds nothing and a network called without labels is the
+    unconditional model. Every row starts at zero: the network starts class-blind, and a
+    class row moves only where its label was seen (with ``--cond-drop 1`` none ever is).
+    """
+    table = torch.nn.Embedding(num_classes + 1, dim, padding_idx=num_classes)
+    torch.nn.init.zeros_(table.weight)
+    return table
+
+
+def add_class(emb: torch.Tensor, table: torch.nn.Module | None,
+              y: torch.Tensor | None) -> torch.Tensor:
+    """``emb`` (B, dim) plus the class embedding of labels y (B,) int64 in 0..num_classes
+    (num_classes: no class); y None adds nothing (no class). A network built without
+    classes refuses labels."""
+    if y is None:
+        return emb
+    if table is None:
+        raise ValueError("this network was built without classes; call it without labels")
+    return emb + table(y)

@@ -62,12 +62,21 @@ def _mse(diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return loss, diff.mul_(2.0 / flat.numel())
 
 
+def _class_backward(g: torch.Tensor, y: torch.Tensor, grads: Tensors, name: str) -> None:
+    """dL/dC[y] += g for an added class embedding C[y] (rows zeroed by the caller); the
+    "no class" row (the last) stays at zero gradient, as ``padding_idx`` keeps it."""
+    grads[name].index_add_(0, y, g)
+    grads[name][-1].zero_()
+
+
 def _seed_mlp(model: SeedMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
-              target: torch.Tensor, grads: Tensors) -> torch.Tensor:
-    # forward: h_i = relu(h_{i-1} W_i^T + b_i + E_i[t]), out = h_3 W_4^T + b_4
+              target: torch.Tensor, grads: Tensors, y: torch.Tensor | None) -> torch.Tensor:
+    # forward: h_i = relu(h_{i-1} W_i^T + b_i + E_i[t] (+ C_i[y])), out = h_3 W_4^T + b_4
     acts = [x]  # the input of each linear layer
     for i in range(3):
         e = p[f"step_embeddings.{i}.weight"].index_select(0, t)
+        if y is not None:
+            e = e + p[f"class_embeddings.{i}.weight"].index_select(0, y)
         acts.append(torch.relu(_linear(acts[-1], p, f"linears.{2 * i}").add_(e)))
     loss, g = _mse(_linear(acts[-1], p, "linears.6") - target)
     # backward
@@ -76,6 +85,8 @@ def _seed_mlp(model: SeedMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
         if i < 3:
             g = relu_backward(g, acts[i + 1], 0)  # dL/d(pre-activation of layer i)
             grads[f"step_embeddings.{i}.weight"].index_add_(0, t, g)  # zeroed by the caller
+            if y is not None:
+                _class_backward(g, y, grads, f"class_embeddings.{i}.weight")
         g_in = _linear_backward(g, acts[i], p, grads, name, need_input=i > 0)
         if g_in is None:  # reached the input x, which needs no gradient
             break
@@ -97,7 +108,7 @@ def _features(x: torch.Tensor, fourier: torch.Tensor) -> torch.Tensor:
 
 
 def _resmlp(model: ResMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
-            target: torch.Tensor, grads: Tensors) -> torch.Tensor:
+            target: torch.Tensor, grads: Tensors, y: torch.Tensor | None) -> torch.Tensor:
     # forward, as ResMLP.forward, with the blocks' input biases b_i moved into the timestep
     # MLP's output bias, so that each block's pre-activation a_i = e_i + b_i + u W_i^T is
     # accumulated by the product in place in the gathered embedding (B, depth * hidden).
@@ -109,6 +120,8 @@ def _resmlp(model: ResMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
     t_act = nn.functional.silu(t_pre)
     bias = p["t_mlp.2.bias"] + torch.cat([p[f"blocks_in.{i}.bias"] for i in range(depth)])
     pre = torch.addmm(bias, t_act, p["t_mlp.2.weight"].t()).index_select(0, inverse)
+    if y is not None:  # + the class embedding C[y], (B, depth * hidden)
+        pre.add_(p["class_emb.weight"].index_select(0, y))
     feats = _features(x, p["fourier"])
     h = [_linear(feats, p, "inp")]  # the residual stream before each block, and after
     inner = []  # (u, a, silu(a)) of each block, u = silu(h), a = u W_i^T + b_i + e_i
@@ -130,6 +143,8 @@ def _resmlp(model: ResMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
         g_u = _linear_backward(g_a, u, p, grads, f"blocks_in.{i}")
         g_h = g_h + silu_backward(g_u, h[i])  # the residual path carries g_h through
     _linear_backward(g_h, feats, p, grads, "inp", need_input=False)
+    if y is not None:
+        _class_backward(g_pre, y, grads, "class_emb.weight")
     g_emb = torch.zeros(len(steps), depth * H, device=x.device).index_add_(0, inverse, g_pre)
     g_e = _linear_backward(g_emb, t_act, p, grads, "t_mlp.2")
     _linear_backward(silu_backward(g_e, t_pre), rows, p, grads, "t_mlp.0", need_input=False)
@@ -159,10 +174,11 @@ class _ResMLPSampling:
             buf = self.buffers[name] = torch.empty(rows, cols, device=self.device)
         return buf[:rows]
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor,
+                 y: torch.Tensor | None = None) -> torch.Tensor:
         p, (n, d) = self.p, x.shape
         if n > 1 and not bool((t == t[0]).all()):
-            return self.model(x, t)
+            return self.model(x, t, y)
         if x.device != self.device:  # the model moved since the buffers were made
             self.buffers.clear()
             self.device = x.device
@@ -172,9 +188,11 @@ class _ResMLPSampling:
             proj = torch.mm(x, 2 * math.pi * p["fourier"], out=self._buffer("proj", n, F))
             h.addmm_(torch.sin(proj, out=self._buffer("sin", n, F)), w[:, d:d + F].t())
             h.addmm_(torch.cos(proj, out=self._buffer("cos", n, F)), w[:, d + F:].t())
-        emb = self.model.embed(t[:1]).chunk(self.model.depth, dim=1)  # depth x (1, hidden)
+        emb = self.model.embed(t[:1])  # (1, depth * hidden)
+        if y is not None:  # each row's class embedding: (n, depth * hidden)
+            emb = p["class_emb.weight"].index_select(0, y).add_(emb)
         u, a = self._buffer("u", n, H), self._buffer("a", n, H)
-        for i, e in enumerate(emb):
+        for i, e in enumerate(emb.chunk(self.model.depth, dim=1)):
             torch.addmm(p[f"blocks_in.{i}.bias"] + e, silu_out(h, out=u),
                         p[f"blocks_in.{i}.weight"].t(), out=a)
             h.addmm_(nn.functional.silu(a, inplace=True), p[f"blocks_out.{i}.weight"].t())
@@ -188,20 +206,24 @@ SAMPLING_ROWS = 8192
 
 
 def sampling_denoiser(model: nn.Module, rows: int = SAMPLING_ROWS
-                      ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``model`` as the samplers' denoiser ``(x_t, t) -> output``, for inference only.
+                      ) -> Callable[..., torch.Tensor]:
+    """``model`` as the samplers' denoiser ``(x_t, t, y=None) -> output``, for inference only.
 
+    y: (B,) int64 class labels of a conditional model (its num_classes: no class), or None.
     Evaluates at most ``rows`` rows at a time (the output is the same, row by row), and for
-    a ResMLP whose rows share t uses :class:`_ResMLPSampling`, equal to ``model(x_t, t)`` up
-    to float32 rounding (tests/test_fast.py).
+    a ResMLP whose rows share t uses :class:`_ResMLPSampling`, equal to ``model(x_t, t, y)``
+    up to float32 rounding (tests/test_fast.py).
     """
     forward = _ResMLPSampling(model) if type(model) is ResMLP else model
 
-    def denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def denoiser(x: torch.Tensor, t: torch.Tensor,
+                 y: torch.Tensor | None = None) -> torch.Tensor:
         with torch.inference_mode():
             if x.shape[0] <= rows:
-                return forward(x, t)
+                return forward(x, t) if y is None else forward(x, t, y)
             return torch.cat([forward(x[i:i + rows], t[i:i + rows])
+                              if y is None else forward(x[i:i + rows], t[i:i + rows],
+                                                        y[i:i + rows])
                               for i in range(0, x.shape[0], rows)])
 
     return denoiser
@@ -218,10 +240,12 @@ def supports(model: nn.Module) -> bool:
 
 
 def mse_and_grads(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, target: torch.Tensor,
-                  grads: Tensors, tensors: Tensors | None = None) -> torch.Tensor:
-    """L = mean((target - model(x_t, t))^2) and its gradient, without autograd.
+                  grads: Tensors, tensors: Tensors | None = None,
+                  y: torch.Tensor | None = None) -> torch.Tensor:
+    """L = mean((target - model(x_t, t, y))^2) and its gradient, without autograd.
 
-    x_t, target: (B, out) float32 (B >= 1); t: (B,) int64 in 0..T-1. grads maps every
+    x_t, target: (B, out) float32 (B >= 1); t: (B,) int64 in 0..T-1; y: (B,) int64 labels of
+    a conditional model (its num_classes: no class), or None. grads maps every
     parameter name of ``model`` to a zeroed tensor of its shape: dL/dparameter is written
     there (embedding tables are accumulated into, so they must start at zero). tensors:
     ``model.state_dict(keep_vars=True)``, computed here unless given (a training loop keeps
@@ -229,4 +253,4 @@ def mse_and_grads(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, target: 
     """
     with torch.inference_mode():
         p = model.state_dict(keep_vars=True) if tensors is None else tensors
-        return FAST[type(model)](model, p, x_t, t, target, grads)
+        return FAST[type(model)](model, p, x_t, t, target, grads, y)

@@ -17,7 +17,7 @@ from torch import nn
 
 from ddpmlab.config import SeedUNetConfig, UNetConfig
 from ddpmlab.errors import UserError
-from ddpmlab.models.embeddings import sinusoidal_table
+from ddpmlab.models.embeddings import add_class, class_table, sinusoidal_table
 
 
 def halvings(config: SeedUNetConfig | UNetConfig) -> int:
@@ -58,7 +58,7 @@ class SeedBlock(nn.Module):
     before its ReLU, as the source text's MLP adds it to every hidden layer (the text does not
     say how t enters its U-Net). (B, cin, H, W) -> (B, cout, H, W)."""
 
-    def __init__(self, cin: int, cout: int, timesteps: int) -> None:
+    def __init__(self, cin: int, cout: int, timesteps: int, num_classes: int = 0) -> None:
         super().__init__()
         # Padded ("same") convolutions: the 2015 paper's are unpadded and its skip maps are
         # cropped, so its output is smaller than its input; a noise predictor must return
@@ -66,28 +66,34 @@ class SeedBlock(nn.Module):
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.step_embedding = nn.Embedding(timesteps, cout)
+        # beside the timestep's, as the class enters SeedMLP (embeddings.class_table)
+        self.class_embedding = class_table(num_classes, cout) if num_classes else None
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.conv1(x) + self.step_embedding(t)[:, :, None, None])  # over H, W
+    def forward(self, x: torch.Tensor, t: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        e = add_class(self.step_embedding(t), self.class_embedding, y)
+        h = F.relu(self.conv1(x) + e[:, :, None, None])  # over H, W
         return F.relu(self.conv2(h))
 
 
 class SeedUNet(nn.Module):
     """Ronneberger et al. 2015: contracting path (blocks, 2x2 max-pooling, channels doubled),
     expansive path (up-sampling, a 2x2 convolution halving the channels, concatenation with
-    the contracting map, a block), a final 1x1 convolution. 5 * poolings + 3 convolutions."""
+    the contracting map, a block), a final 1x1 convolution. 5 * poolings + 3 convolutions.
+    ``num_classes`` > 0: a class embedding beside each block's timestep embedding."""
 
     def __init__(self, config: SeedUNetConfig, timesteps: int, channels: int,
-                 out_channels: int) -> None:
+                 out_channels: int, num_classes: int = 0) -> None:
         super().__init__()
         if config.poolings < 0 or config.base_width < 1:
             raise UserError("seed_unet needs poolings >= 0 and base_width >= 1")
         self.config = config
         widths = [config.base_width * 2**i for i in range(config.poolings + 1)]
         ins = [channels, *widths[:-1]]  # each block's input width on the way down
-        self.down = nn.ModuleList(SeedBlock(cin, cout, timesteps)
+        self.num_classes = num_classes
+        self.down = nn.ModuleList(SeedBlock(cin, cout, timesteps, num_classes)
                                   for cin, cout in zip(ins[:-1], widths[:-1], strict=True))
-        self.bottom = SeedBlock(ins[-1], widths[-1], timesteps)
+        self.bottom = SeedBlock(ins[-1], widths[-1], timesteps, num_classes)
         # The "up-convolution": nearest up-sampling then a 2x2 convolution halving the
         # channels, padded one pixel right and below to keep the size.
         self.up = nn.ModuleList(
@@ -95,22 +101,24 @@ class SeedUNet(nn.Module):
                           nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(w, w // 2, 2))
             for w in reversed(widths[1:]))
         self.up_blocks = nn.ModuleList(  # (w skip + w up-sampled) -> w channels
-            SeedBlock(2 * w, w, timesteps) for w in reversed(widths[:-1]))
+            SeedBlock(2 * w, w, timesteps, num_classes) for w in reversed(widths[:-1]))
         self.out = nn.Conv2d(widths[0], out_channels, 1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, H, W) float32, t: (B,) int64 in 0..T-1 -> (B, out_channels, H, W)."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, H, W) float32, t: (B,) int64 in 0..T-1, y: (B,) int64 labels or None
+        -> (B, out_channels, H, W)."""
         check_size(x.shape[-2], self.config)
         check_size(x.shape[-1], self.config)
         skips = []
         h = x
         for block in self.down:
-            h = block(h, t)
+            h = block(h, t, y)
             skips.append(h)
             h = F.max_pool2d(h, 2)
-        h = self.bottom(h, t)
+        h = self.bottom(h, t, y)
         for up, block in zip(self.up, self.up_blocks, strict=True):
-            h = block(torch.cat([skips.pop(), up(h)], dim=1), t)
+            h = block(torch.cat([skips.pop(), up(h)], dim=1), t, y)
         return self.out(h)
 
 
@@ -208,11 +216,12 @@ class UNet(nn.Module):
     ResBlock; per level num_res_blocks ResBlocks (+ attention) then a stride-2 conv; a middle
     ResBlock, attention, ResBlock; per level num_res_blocks + 1 ResBlocks on the concatenated
     skips, then up-sampling; GroupNorm, SiLU and a zero-initialised 3x3 conv, so the network
-    predicts eps_hat = 0 at initialisation.
+    predicts eps_hat = 0 at initialisation. ``num_classes`` > 0 adds a class embedding to
+    the timestep MLP's output (improved-diffusion's ``label_emb``; ``embeddings.class_table``).
     """
 
     def __init__(self, config: UNetConfig, timesteps: int, channels: int,
-                 out_channels: int) -> None:
+                 out_channels: int, num_classes: int = 0) -> None:
         super().__init__()
         _check(config)
         self.config = c = config
@@ -252,12 +261,17 @@ class UNet(nn.Module):
                 self.up.append(layers)
         self.out = nn.Sequential(nn.GroupNorm(c.groups, ch), nn.SiLU(),
                                  _zero(nn.Conv2d(ch, out_channels, 3, padding=1)))
+        self.num_classes = num_classes
+        self.class_emb = class_table(num_classes, emb_dim) if num_classes else None
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, H, W) float32, t: (B,) int64 in 0..T-1 -> (B, out_channels, H, W)."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, H, W) float32, t: (B,) int64 in 0..T-1, y: (B,) int64 labels or None
+        -> (B, out_channels, H, W)."""
         check_size(x.shape[-2], self.config)
         check_size(x.shape[-1], self.config)
-        emb = F.silu(self.t_mlp(self.t_table[t]))  # type: ignore[index]  # (B, 4 base); SiLU shared by all blocks
+        t_emb = self.t_mlp(self.t_table[t])  # type: ignore[index]  # (B, 4 base)
+        emb = F.silu(add_class(t_emb, self.class_emb, y))  # SiLU shared by all blocks
         h = self.inp(x)
         skips = [h]
         for layers in self.down:

@@ -21,6 +21,7 @@ from ddpmlab.viz.common import (
     DPI,
     POINT_COLOR,
     plot_bound_terms,
+    plot_guidance,
     plot_loss,
     plot_sweep,
 )
@@ -28,6 +29,7 @@ from ddpmlab.viz.common import _loss_figure as _loss_figure
 from ddpmlab.viz.common import _save as _save
 from ddpmlab.viz.images import (
     ImageFrame,
+    plot_class_rows,
     plot_image_forward,
     plot_image_grid,
     plot_image_reverse,
@@ -41,6 +43,7 @@ from ddpmlab.viz.points import (
     Limits,
     frame_limits,
     limits_for,
+    plot_classes,
     plot_forward_grid,
     plot_points,
     plot_reverse_process,
@@ -66,7 +69,10 @@ __all__ = [
     "frame_limits",
     "limits_for",
     "plot_bound_terms",
+    "plot_class_rows",
+    "plot_classes",
     "plot_forward_grid",
+    "plot_guidance",
     "plot_image_forward",
     "plot_image_grid",
     "plot_image_reverse",

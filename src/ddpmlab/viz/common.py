@@ -231,6 +231,36 @@ def plot_sweep(rows: Sequence[dict], path: str | os.PathLike[str]) -> Path:
     return _save(fig, path)
 
 
+@_styled
+def plot_guidance(rows: Sequence[dict], path: str | os.PathLike[str]) -> Path:
+    """The guidance sweep's quality-diversity trade-off against the guidance weight w: the
+    share of samples classified as their class, the per-class distance / its floor, and the
+    per-class 1-NNA. rows: dicts with ``guidance``, ``accuracy``, ``accuracy_real``,
+    ``ratio``, ``ratio_name`` and ``1nna`` (None where the data has no such metric: its
+    panel is left out)."""
+    if not rows:
+        raise ValueError("rows is empty")
+    name = (rows[0].get("ratio_name") or "").upper()
+    panels = [("accuracy", "samples classified as their class"),
+              ("ratio", f"per-class {name} / floor (1 = real data)"),
+              ("1nna", "per-class 1-NNA (0.5 ideal)")]
+    panels = [p for p in panels if all(r.get(p[0]) is not None for r in rows)]
+    if not panels:
+        raise ValueError("rows hold no accuracy, ratio or 1nna")
+    fig = _figure(3.8 * len(panels), 3.4, layout="constrained")
+    for i, (key, label) in enumerate(panels):
+        ax = _line_axes(fig, "guidance weight w", label, 100 + 10 * len(panels) + i + 1)
+        pts = sorted((r["guidance"], r[key]) for r in rows)
+        ax.plot(*zip(*pts, strict=True), marker="o")
+        if key == "accuracy" and rows[0].get("accuracy_real") is not None:
+            ax.axhline(rows[0]["accuracy_real"], color=DATA_COLOR, linewidth=1.0,
+                       label="real held-out data")
+            ax.legend()
+        if key in ("ratio", "1nna"):
+            ax.axhline(1.0 if key == "ratio" else 0.5, color=DATA_COLOR, linewidth=1.0)
+    return _save(fig, path)
+
+
 # --- GIFs: what write_gif (points) and write_image_gif (images) share ---------------------
 
 _SUBSCRIPT = str.maketrans("0123456789-", "₀₁₂₃₄₅₆₇₈₉₋")

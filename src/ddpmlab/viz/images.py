@@ -184,6 +184,18 @@ def _grid_figure(images: np.ndarray, title: str | None, nrow: int | None) -> Fig
 
 
 @_styled
+def plot_class_rows(
+    rows: Sequence[np.ndarray],
+    names: Sequence[str],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    """One row of images per class: ``rows[k]`` (n, C, H, W) in [0, 1] labelled ``names[k]``."""
+    cells = [[(None, tile(_images(r, f"rows[{k}]"), nrow=len(r)))] for k, r in enumerate(rows)]
+    return _save(_panels_figure(cells, title, row_labels=list(names), min_side=3.0), path)
+
+
+@_styled
 def plot_image_grid(
     images: np.ndarray,
     path: str | os.PathLike[str],

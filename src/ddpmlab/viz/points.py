@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -317,6 +318,30 @@ def _samples_figure(samples: np.ndarray, data: np.ndarray, title: str | None) ->
     _scatter(ax, smp, lim, title=title, s=4.0, alpha=0.6, label="samples")
     ax.legend(loc="upper right", markerscale=3.0, handletextpad=0.2)
     return fig
+
+
+@_styled
+def plot_classes(
+    samples: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    data: np.ndarray,
+    path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    """Class-conditional ``samples`` (N, 2) coloured by their requested class ``labels`` (N,)
+    (``names[k]`` in the legend), over ``data`` (M, 2) in grey."""
+    smp, dat = _points(samples, "samples"), _points(data, "data")
+    lim = limits_for(dat, smp, quantile=0.002)
+    fig = _figure(4.8, 5.0, layout="constrained")
+    ax = fig.add_subplot()
+    _scatter(ax, dat, lim, color=DATA_COLOR, s=4.0, alpha=0.3)
+    colors = matplotlib.colormaps["tab10"]
+    for k, name in enumerate(names):
+        _scatter(ax, smp[np.asarray(labels) == k], lim, title=title, s=4.0, alpha=0.6,
+                 color=matplotlib.colors.to_hex(colors(k % 10)), label=name)
+    ax.legend(loc="upper right", markerscale=3.0, handletextpad=0.2, fontsize=7)
+    return _save(fig, path)
 
 
 @_styled
