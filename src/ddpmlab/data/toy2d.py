@@ -62,11 +62,16 @@ def circles(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+_ANGLES = np.arange(8) * (np.pi / 4)
+#: gaussians8's components: equal weights, these centres, isotropic std GAUSSIANS8_STD
+GAUSSIANS8_CENTRES = 2.0 * np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=1)
+GAUSSIANS8_STD = 0.1
+
+
 def gaussians8(n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 2): mixture of 8 equal Gaussians, std 0.1, centred on a circle of radius 2."""
-    angles = np.arange(8) * (np.pi / 4)
-    centers = 2.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    return centers[rng.integers(8, size=n)] + 0.1 * rng.standard_normal((n, 2))
+    centres = GAUSSIANS8_CENTRES
+    return centres[rng.integers(8, size=n)] + GAUSSIANS8_STD * rng.standard_normal((n, 2))
 
 
 def checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -232,22 +237,31 @@ def _need_int(what: str, value: Any, low: int) -> None:
                         f"pass a whole number >= {low}")
 
 
-def resolve(source: str, n: int, seed: int, heldout: int = 4000) -> PointSet:
-    """Turn a built-in name or a file path into a :class:`PointSet`.
+def resolve(source: str, n: int, seed: int, heldout: int = 4000, font: str = "") -> PointSet:
+    """Turn a built-in name, a picture, ``text:WORD`` or a file path into a :class:`PointSet`.
 
-    Built-ins: ``n`` training and ``heldout`` held-out points from two independent streams
+    Built-ins, pictures and words (``data.shapes``: points drawn from the dark pixels; ``font``
+    for a word): ``n`` training and ``heldout`` held-out points from two independent streams
     spawned from ``seed`` (so the held-out set does not change with ``n``). Files: rows are
     shuffled with ``seed`` and ``max(2, min(heldout, N // 5))`` are held out, the rest train
     (``n`` is ignored for files).
     """
+    from ddpmlab.data import shapes
+
     source = os.fspath(source)
     _need_int("seed", seed, 0)
     _need_int("heldout", heldout, 2)
-    if source in TOY2D:
+    if font and not source.startswith(shapes.TEXT):
+        raise UserError("--font applies to text:WORD data only; drop it")
+    if source in TOY2D or shapes.is_shape(source):
         _need_int("n", n, 2)
-        gen = TOY2D[source]
+        if source in TOY2D:
+            name, gen = source, TOY2D[source]
+        else:
+            name, dark = shapes.darkness_of(source, font)
+            gen = lambda k, rng: shapes.sample_picture(dark, k, rng)  # noqa: E731
         train_ss, held_ss = np.random.SeedSequence(int(seed)).spawn(2)
-        return PointSet(source, gen(n, np.random.default_rng(train_ss)),
+        return PointSet(name, gen(n, np.random.default_rng(train_ss)),
                         gen(heldout, np.random.default_rng(held_ss)))
     p = Path(source)
     if not (p.suffix or "/" in source or os.sep in source or p.exists()):
