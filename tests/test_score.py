@@ -17,8 +17,9 @@ from ddpmlab.schedules import make_schedule
 
 @pytest.fixture(scope="module")
 def kind() -> Points:
+    # the exact denoisers below give eps: the config says so (the point default is v)
     config = replace(RunConfig(), {"data": {"source": "gaussians8", "n_train": 2000,
-                                            "heldout": 2000}})
+                                            "heldout": 2000}, "diffusion": {"prediction": "eps"}})
     return Points.prepare(config)
 
 
