@@ -24,7 +24,7 @@ from ddpmlab.metrics import METRICS
 from ddpmlab.train import Trainer
 
 FIGURES = ["data.png", "forward.png", "training.png", "reverse_begin.png", "reverse_middle.png",
-           "reverse_end.png", "samples.png", "loss.png", "reverse.gif"]
+           "reverse_end.png", "samples.png", "loss.png", "reverse.gif", "score.png"]
 
 
 def test_train_writes_a_complete_run(tiny_run: Path) -> None:

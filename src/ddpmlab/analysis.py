@@ -1,6 +1,7 @@
-"""Analyses of a trained run: the likelihood bound (``evaluate --nll``) and the sampler sweep.
+"""Analyses of a trained run: the likelihood bound (``evaluate --nll``), the exact likelihood
+by the probability-flow ODE (``evaluate --exact-nll``) and the sampler sweep.
 
-Both read a run directory, compute, and write a JSON file and a figure into it.
+Each reads a run directory, computes, and writes a JSON file (and a figure) into it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from ddpmlab import feedback, viz
 from ddpmlab.errors import UserError
 from ddpmlab.fileio import exclusive, write_json
 from ddpmlab.likelihood import nll_bound
-from ddpmlab.run import FIGURES, SAMPLERS, Run, score, score_classes
+from ddpmlab.run import FIGURES, STEPPED, Run, score, score_classes
+from ddpmlab.samplers.ode import ATOL, RTOL, network_field, ode_nll
 
-NLL, SWEEP, GUIDANCE = "nll.json", "sweep.json", "guidance.json"
+NLL, EXACT_NLL, SWEEP, GUIDANCE = "nll.json", "exact_nll.json", "sweep.json", "guidance.json"
 
 
 def run_bound(run: Run, n: int | None = None, seed: int = 0) -> dict:
@@ -52,6 +54,68 @@ def run_bound(run: Run, n: int | None = None, seed: int = 0) -> dict:
     return result
 
 
+def run_exact_nll(run: Run, n: int | None = None, seed: int = 0, rtol: float = RTOL,
+                  atol: float = ATOL) -> dict:
+    """-log p(x) under the probability-flow ODE on n held-out items, in the data's own units
+    (``samplers.ode.ode_nll``); writes exact_nll.json.
+
+    The same items and change of variables as :func:`run_bound`. Where the bound uses the
+    discretised decoder (images on L levels, bins of width 2 / (L - 1) in [-1, 1]), the
+    items are dequantised uniformly within their bins and the bins' volume is taken off:
+    -log P(x) <= E_u[-log p(x + u)] - D log(2 / (L - 1)) (Jensen; Theis et al. 2016, Sec.
+    3.1), a probability mass like the bound's, so the two compare. Divergence: exact up to
+    ``ode.EXACT_MAX_DIMS`` dimensions (points), else Hutchinson's (images), with the standard
+    error over the items (the probes' noise included). The network runs without clipping:
+    the ODE's density is that of the unclipped field.
+    """
+    n = run.kind.eval_size[0] if n is None else n
+    if n < 2:
+        raise UserError(f"--n must be at least 2 for a standard error, got {n}")
+    x, decoder, log_det = run.kind.bound_inputs(n)
+    g = torch.Generator(run.device).manual_seed(seed)
+    x = x.to(run.device)
+    dequantised = 0.0
+    if decoder["decoder"] == "discretized":
+        width = 2.0 / (decoder["levels"] - 1)  # the bins of the bound's decoder (Ho Eq. 13)
+        x = x + width * (torch.rand(x.shape, generator=g, device=run.device) - 0.5)
+        dequantised = -math.log(width)  # per dimension: -log(bin volume) / D, added below
+    d = run.config.diffusion
+    field = network_field(run.model, run.schedule, prediction=d.prediction, variance=d.variance)
+    feedback.status(f"integrating the probability-flow ODE on {len(x):,} {run.kind.unit} "
+                    f"(rtol {rtol:g}, atol {atol:g})")
+    result = ode_nll(field, run.schedule, x, rtol=rtol, atol=atol, generator=g)
+    # -log P(x) <= -log p(x + u) - D log(width): the mass of a bin is at least its volume
+    # times the density's geometric mean over it (Jensen)
+    nats_per_dim = result.nats_per_dim + log_det / result.dims + dequantised
+    out = {
+        "n": len(x), "seed": seed, "step": run.step, "unit": run.kind.unit, "rtol": rtol,
+        "atol": atol, "nfe": result.nfe, "divergence": result.divergence,
+        "dequantised_levels": decoder.get("levels"),
+        "nats_per_dim": nats_per_dim, "bits_per_dim": nats_per_dim / math.log(2),
+        "stderr_nats_per_dim": result.stderr_per_dim,
+        "stderr_bits_per_dim": result.stderr_per_dim / math.log(2),
+        "prior_nats_per_dim": float(result.prior.mean()) / result.dims,
+    }
+    with exclusive(run.path):
+        write_json(run.path / EXACT_NLL, out)
+    return out
+
+
+def format_exact_nll(result: dict, bound: dict | None = None) -> str:
+    levels = result.get("dequantised_levels")
+    deq = f", uniformly dequantised on {levels} levels" if levels else ""
+    lines = [f"negative log-likelihood by the probability-flow ODE on {result['n']} held-out "
+             f"{result['unit']} ({result['divergence']} divergence{deq}; rtol {result['rtol']:g},"
+             f" atol {result['atol']:g}, {result['nfe']} function evaluations):",
+             f"  {result['nats_per_dim']:.4f} nats/dim = {result['bits_per_dim']:.4f} bits/dim "
+             f"(standard error {result['stderr_bits_per_dim']:.4f} bits/dim)"]
+    if bound is not None:
+        lines.append(f"  beside the variational bound: {bound['nats_per_dim']:.4f} nats/dim = "
+                     f"{bound['bits_per_dim']:.4f} bits/dim (exact - bound = "
+                     f"{result['nats_per_dim'] - bound['nats_per_dim']:+.4f} nats/dim)")
+    return "\n".join(lines)
+
+
 def format_bound(result: dict) -> str:
     return (f"negative log-likelihood bound on {result['n']} held-out "
             f"{result.get('unit', 'points')} ({result['variance']} variance, "
@@ -64,7 +128,7 @@ def format_bound(result: dict) -> str:
             f"KL terms {sum(result['terms'][1:]):.4f} nats")
 
 
-def sweep(run: Run, samplers: tuple[str, ...] = SAMPLERS, steps: tuple[int, ...] | None = None,
+def sweep(run: Run, samplers: tuple[str, ...] = STEPPED, steps: tuple[int, ...] | None = None,
           n: int | None = None, seed: int = 0, eta: float = 0.0, repeats: int = 1, *,
           spacing: str | None = None, guidance: tuple[float, ...] = ()) -> list[dict]:
     """Sampler x number of steps (x guidance weight) -> quality beside its floor and seconds;

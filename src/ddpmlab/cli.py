@@ -24,6 +24,7 @@ from ddpmlab.data import TOY2D
 from ddpmlab.data.images import IMAGE_SETS
 from ddpmlab.errors import UserError
 from ddpmlab.modalities import default_config
+from ddpmlab.samplers.ode import ATOL, RTOL, check_tolerances
 from ddpmlab.samplers.spacing import SPACINGS
 
 
@@ -65,12 +66,13 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
                     "label is replaced by no class (conditional runs)"),
     "--label-column": ("data", "label_column", str, "class column of a .csv/.txt file of "
                        "points: a header name or a 0-based index"),
+    "--font": ("data", "font", str, "a .ttf/.otf file to render text:WORD data with"),
 }
 FLAG_OF = {(section, name): flag for flag, (section, name, _, _) in FLAGS.items()}
 METAVARS = {"--steps": "N", "--seed": "S", "--batch-size": "B", "--threads": "K",
             "--checkpoint-every": "N", "--width": "W", "--timesteps": "T", "--model": "NAME",
             "--schedule": "NAME", "--variance": "NAME", "--prediction": "NAME",
-            "--cond-drop": "P", "--label-column": "COL"}
+            "--cond-drop": "P", "--label-column": "COL", "--font": "PATH"}
 ALIASES = {"--width": ("--hidden",)}  # --hidden: its name before the U-Nets came
 #: the setting --width sets, by network
 WIDTH = {"resmlp": "hidden", "seed_mlp": "hidden", "unet": "base_channels",
@@ -80,8 +82,8 @@ WIDTH = {"resmlp": "hidden", "seed_mlp": "hidden", "unet": "base_channels",
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     defaults = to_dict(RunConfig())
     for flag, (section, name, kind, text) in FLAGS.items():
-        default = ("by network and data" if flag == "--width"
-                   else f"{defaults[section][name]}, for points")
+        default = ("by network and data" if flag == "--width" else "Pillow's own font"
+                   if flag == "--font" else f"{defaults[section][name]}, for points")
         if kind is bool:  # a switch: on when given, else the config's
             p.add_argument(flag, action="store_const", const=True, default=None,
                            help=f"{text} (default: off)")
@@ -189,11 +191,12 @@ def cmd_train(args: argparse.Namespace) -> None:
         if args.data is None and not args.config:
             raise UserError("give the data to learn: a built-in name "
                             f"({', '.join([*TOY2D, *IMAGE_SETS])}), a .csv/.txt/.npy file of "
-                            "points, or a folder of images or an .npy/.npz array of them")
+                            "points, a PNG/JPEG silhouette or text:WORD to draw points from, or "
+                            "a folder of images or an .npy/.npz array of them")
         settings, _ = _settings(args)
         source = settings.get("data", {}).get("source", RunConfig().data.source)
         config = validate(default_config(source, settings))
-        out = args.out or _fresh_out(Path(config.data.source).stem or "images")
+        out = args.out or _fresh_out(Path(config.data.source.replace(":", "-")).stem or "images")
         resume = False
     run = runs.train_run(config, out, resume=resume, force=args.force,
                          figures=not args.no_figures, evaluate=not args.no_eval,
@@ -249,33 +252,53 @@ def _eta(args: argparse.Namespace, samplers: tuple[str, ...]) -> float:
     return args.eta
 
 
+def _tolerances(args: argparse.Namespace) -> tuple[float, float]:
+    """(--rtol, --atol), checked; refused where no ODE is solved (--sampler ode,
+    --exact-nll)."""
+    for name in ("rtol", "atol"):
+        if getattr(args, name) is not None and not (args.sampler == "ode" or getattr(
+                args, "exact_nll", False)):
+            raise UserError(f"--{name} applies to --sampler ode and --exact-nll only; drop it "
+                            "or add --sampler ode")
+    rtol = RTOL if args.rtol is None else args.rtol
+    atol = ATOL if args.atol is None else args.atol
+    check_tolerances(rtol, atol)
+    return rtol, atol
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     _positive("--n", args.n)
     eta = _eta(args, (args.sampler,))
+    rtol, atol = _tolerances(args)
     run = runs.open_run(args.run, args.device)
+    run.check_sampler(args.sampler, args.steps, eta, args.spacing, rtol, atol)
     run.labels(args.n, args.cls)  # an unknown class, or one on an unconditional run: refused
     _check_new_file(args.out, args.force, run.kind.sample_suffixes,
                     run.kind.output_files(args.out, args.n))
     x = run.sample(args.n, args.seed, args.sampler, args.steps, eta, spacing=args.spacing,
-                   cls=args.cls, guidance=args.guidance)
+                   cls=args.cls, guidance=args.guidance, rtol=rtol, atol=atol)
     print(f"wrote {run.kind.write_samples(x, args.out)} to {args.out}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     _check_size(args)
     eta = _eta(args, (args.sampler,))
+    rtol, atol = _tolerances(args)
     run = runs.open_run(args.run, args.device)
     if args.guidance and run.classes is None:
         raise UserError(f"--guidance needs a conditional run; {run.path} was trained without "
                         "classes (train one with --conditional)")
+    run.check_sampler(args.sampler, args.steps, eta, args.spacing, rtol, atol)
     if (args.sampler, args.steps, eta, args.spacing) == ("ddpm", None, 0.0, None):  # saved
         print(runs.evaluate_run(run, args.n, args.seed, args.repeats))
         print(f"written to {run.path / runs.METRICS}")
     else:  # another sampler: printed, metrics.json keeps the default sampler's numbers
         print(runs.score(run, args.n, args.seed, args.repeats, args.sampler, args.steps, eta,
-                         spacing=args.spacing))
-        print(f"({args.sampler}, {args.steps or 'all'} steps, {args.spacing or run.spacing} "
-              f"spacing, eta {eta:g}; metrics.json keeps the default sampler's numbers)")
+                         spacing=args.spacing, rtol=rtol, atol=atol))
+        how = (f"rtol {rtol:g}, atol {atol:g}" if args.sampler == "ode"
+               else f"{args.steps or 'all'} steps, {args.spacing or run.spacing} spacing, "
+               f"eta {eta:g}")
+        print(f"({args.sampler}, {how}; metrics.json keeps the default sampler's numbers)")
     if run.classes is not None:  # a conditional run: each class at --guidance too
         from ddpmlab.modalities import class_table
 
@@ -285,18 +308,27 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"per class, guidance w = {args.guidance:g}, {result['n']} samples per class:")
         print(class_table(result))
         print(f"written to {run.path / runs.CLASSES}")
-    if args.nll:
-        from ddpmlab.analysis import NLL, format_bound, run_bound
+    if args.nll or args.exact_nll:
+        from ddpmlab import analysis
 
-        print(format_bound(run_bound(run, args.n, args.seed)))
-        print(f"written to {run.path / NLL} and {run.path / runs.FIGURES / 'nll_terms.png'}")
+        bound = analysis.run_bound(run, args.n, args.seed)
+        print(analysis.format_bound(bound))
+        print(f"written to {run.path / analysis.NLL} and "
+              f"{run.path / runs.FIGURES / 'nll_terms.png'}")
+        if args.exact_nll:
+            exact = analysis.run_exact_nll(run, args.n, args.seed, rtol, atol)
+            print(analysis.format_exact_nll(exact, bound))
+            print(f"written to {run.path / analysis.EXACT_NLL}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from ddpmlab.analysis import GUIDANCE, SWEEP, format_sweep, sweep
 
-    samplers = args.samplers or (["ddpm"] if args.guidance else list(runs.SAMPLERS))
+    samplers = args.samplers or (["ddpm"] if args.guidance else list(runs.STEPPED))
     for name in samplers:
+        if name == "ode":
+            raise UserError("sweep compares step counts, and the ode sampler's solver chooses "
+                            "its own; score it with evaluate --sampler ode")
         if name not in runs.SAMPLERS:
             raise UserError(f"unknown sampler '{name}'; choose one of: {', '.join(runs.SAMPLERS)}")
     _check_size(args)
@@ -335,12 +367,17 @@ class Parser(argparse.ArgumentParser):
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=runs.SAMPLERS, default="ddpm",
-                   help="ddpm (ancestral, Ho et al. 2020), ddim (Song et al. 2021) or "
-                   "dpm_solver (DPM-Solver++(2M), Lu et al. 2022)")
+                   help="ddpm (ancestral, Ho et al. 2020), ddim (Song et al. 2021), "
+                   "dpm_solver (DPM-Solver++(2M), Lu et al. 2022) or ode (the probability-flow "
+                   "ODE, Song et al. 2021, adaptive RK45)")
     p.add_argument("--steps", type=int, default=None, metavar="K",
-                   help="sampling steps K in 1..T (default: all T)")
+                   help="sampling steps K in 1..T (default: all T; not ode)")
     _add_spacing(p)
     _add_eta(p)
+    for name in ("rtol", "atol"):
+        p.add_argument(f"--{name}", type=float, default=None, metavar="TOL",
+                       help=f"ODE solver's {'relative' if name == 'rtol' else 'absolute'} "
+                       f"tolerance (default: {RTOL:g}; ode only)")
 
 
 def _add_spacing(p: argparse.ArgumentParser) -> None:
@@ -402,9 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a DDPM on 2-D points or on images; writes RUN/ with "
                        "checkpoint, metrics and figures.")
     t.add_argument("data", nargs="?", metavar="DATA", help=f"built-in shape ({', '.join(TOY2D)})"
-                   " or a .csv/.txt/.npy file of N x 2 numbers; built-in images "
-                   f"({', '.join(IMAGE_SETS)}), a folder of PNG/JPEG files or an .npy/.npz "
-                   "array (N, H, W) or (N, C, H, W)")
+                   ", a .csv/.txt/.npy file of N x 2 numbers, a single PNG/JPEG picture (a "
+                   "silhouette: points drawn from its dark pixels) or text:WORD (a word "
+                   "rendered, then drawn from; --font); built-in images "
+                   f"({', '.join(IMAGE_SETS)}), a folder of PNG/JPEG files (an image data set) "
+                   "or an .npy/.npz array (N, H, W) or (N, C, H, W)")
     t.add_argument("--out", type=Path, metavar="RUN",
                    help="run directory (default: runs/DATA, made unique)")
     t.add_argument("--config", type=Path, metavar="FILE.toml", help="TOML file with [data] "
@@ -449,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-class", type=int, default=None, metavar="N",
                    help="a conditional run's samples per class (default: the evaluation's "
                    "6,000 points or 1,000 images, shared equally)")
+    e.add_argument("--exact-nll", action="store_true", help="also the negative log-likelihood "
+                   "by the probability-flow ODE (exact divergence for points, Hutchinson's for "
+                   "images; --rtol/--atol), beside the bound")
     _add_device(e)
     e.set_defaults(func=cmd_evaluate)
 
@@ -456,7 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="sampler x number of steps: quality and seconds")
     w.add_argument("run", type=Path, metavar="RUN", help="run directory")
     w.add_argument("--samplers", nargs="+", default=None, metavar="SAMPLER",
-                   help="samplers to compare (default: all three; with --guidance, ddpm)")
+                   help="samplers to compare (default: every one with a step count; with "
+                   "--guidance, ddpm)")
     w.add_argument("--steps", type=int, nargs="+", metavar="K",
                    help="step counts (default: 5 10 20 50 100 T)")
     w.add_argument("--n", type=int, default=None, help="samples per set (default: as "

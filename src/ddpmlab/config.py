@@ -39,12 +39,18 @@ class DataConfig:
         8,000 = a 2,000-point reference and three 2,000-point floors. Images: the count for
         a built-in set (500 digits, 1,000 MNIST by their defaults); a folder or an array
         keeps a fifth.
+    font: a .ttf/.otf file to render ``text:WORD`` data with ("": Pillow's own font).
+
+    A single PNG/JPEG file is a silhouette whose dark pixels the points are drawn from, and
+    ``text:WORD`` a word rendered and drawn from likewise (``ddpmlab.data.shapes``); a folder
+    of pictures is an image data set.
     """
 
     source: str = "swiss_roll"
     label_column: str = ""
     n_train: int = 20_000
     heldout: int = 8_000
+    font: str = ""
 
 
 @dataclass(frozen=True)

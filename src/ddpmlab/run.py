@@ -47,6 +47,7 @@ from ddpmlab.samplers import ddim_chain, ddpm_chain, default_spacing, dpm_solver
 from ddpmlab.samplers.ddim import check_eta
 from ddpmlab.samplers.ddpm import final_state
 from ddpmlab.samplers.guidance import class_labels, guided
+from ddpmlab.samplers.ode import ATOL, RTOL, check_tolerances, network_field, ode_sample
 from ddpmlab.schedules import NoiseSchedule, make_schedule
 from ddpmlab.train import Diverged, Trainer, default_snapshots, resolve_device
 
@@ -54,7 +55,8 @@ CONFIG, DATA, CKPT = "config.json", "data.npz", "checkpoint.safetensors"
 LOSS, SNAPSHOTS, METRICS, FIGURES = "loss.csv", "snapshots.npz", "metrics.json", "figures"
 CLASSES = "classes.json"
 Cls = int | str | None  # a class by index or name, "all" (an equal share of each), or none
-SAMPLERS = ("ddpm", "ddim", "dpm_solver")
+SAMPLERS = ("ddpm", "ddim", "dpm_solver", "ode")  # ode: adaptive, no step count (samplers/ode.py)
+STEPPED = tuple(s for s in SAMPLERS if s != "ode")  # the samplers with a step count
 CHAIN_FRAMES = 10  # panels in a reverse-process figure
 RESUMABLE = ("steps", "checkpoint_every")  # the train settings a resumed run may change
 Floors = dict[tuple[int, int], dict[str, float]]
@@ -141,10 +143,19 @@ class Run:
                         f"({', '.join(names)}), or all")
 
     def check_sampler(self, sampler: str, steps: int | None, eta: float,
-                      spacing: str | None = None) -> int:
-        """Refuse a bad sampler, step count, eta or spacing before any work; return K."""
+                      spacing: str | None = None, rtol: float = RTOL,
+                      atol: float = ATOL) -> int:
+        """Refuse a bad sampler, step count, eta, spacing or tolerance before any work;
+        return the steps K (1 for the ODE, whose solver chooses its own)."""
         if sampler not in SAMPLERS:
             raise UserError(f"unknown sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
+        if sampler == "ode":
+            if steps is not None or spacing is not None:
+                raise UserError(f"--{'steps' if steps is not None else 'spacing'} does not "
+                                "apply to --sampler ode: its adaptive solver chooses the steps "
+                                "(set --rtol and --atol instead)")
+            check_tolerances(rtol, atol)
+            return 1
         K = self.schedule.T if steps is None else steps
         timesteps(self.schedule.T, K, spacing or self.spacing)
         check_eta(eta)
@@ -179,6 +190,9 @@ class Run:
               guidance: float = 0.0) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(n_steps_left, samples (n, *shape))`` in data coordinates along the chain."""
         self.check_sampler(sampler, steps, eta, spacing)
+        if sampler == "ode":
+            raise UserError("--sampler ode gives final samples only, not a chain of states; "
+                            "use ddpm, ddim or dpm_solver")
         y = self.labels(n, cls)
         self._guidance(y, guidance)
         g = torch.Generator(self.device).manual_seed(seed)
@@ -188,10 +202,11 @@ class Run:
 
     def sample(self, n: int, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
                eta: float = 0.0, *, spacing: str | None = None,
-               bar: tqdm | None = None, cls: Cls = None, guidance: float = 0.0) -> np.ndarray:
+               bar: tqdm | None = None, cls: Cls = None, guidance: float = 0.0,
+               rtol: float = RTOL, atol: float = ATOL) -> np.ndarray:
         """n samples in data coordinates (points (n, dim) float64, images (n, C, H, W) in
         [0, 1]): ``sampler`` with K = ``steps`` visited by ``spacing`` (None: the run's
-        :attr:`spacing`).
+        :attr:`spacing`); the ODE with tolerances rtol and atol, all n in one solve.
 
         A conditional run samples class ``cls`` (an index or a name; ``"all"``: an equal
         share of each, in class order, :meth:`labels`) with classifier-free guidance of
@@ -200,10 +215,15 @@ class Run:
         shared by several draws) by one per step and chunk. The same seed on the same
         device gives the same samples (a GPU draws another random stream than the CPU).
         """
-        K = self.check_sampler(sampler, steps, eta, spacing)
+        K = self.check_sampler(sampler, steps, eta, spacing, rtol, atol)
         y = self.labels(n, cls)
         self._guidance(y, guidance)
+        if sampler == "ode" and y is not None:
+            raise UserError("--sampler ode samples the unconditional model only; drop --class "
+                            "or use ddpm, ddim or dpm_solver")
         g = torch.Generator(self.device).manual_seed(seed)
+        if sampler == "ode":
+            return self._ode_sample(n, g, rtol, atol, bar)
         chunk = max(1, 65_536 // int(np.prod(self.kind.shape[1:], dtype=np.int64)))
         own = bar is None
         if bar is None:
@@ -223,6 +243,19 @@ class Run:
         finally:
             if own:
                 bar.close()
+        return self.kind.to_data(x.cpu())
+
+    def _ode_sample(self, n: int, g: torch.Generator, rtol: float, atol: float,
+                    bar: tqdm | None) -> np.ndarray:
+        d = self.config.diffusion
+        field = network_field(self.denoiser, self.schedule, prediction=d.prediction,
+                              variance=d.variance, clip=self.kind.clip)
+        if bar is None:
+            feedback.status(f"sampling {n:,} {self.kind.unit} with the probability-flow ODE")
+        x = ode_sample(field, self.schedule, (n, *self.kind.shape), rtol=rtol, atol=atol,
+                       generator=g).x0
+        if bar is not None:
+            bar.update()
         return self.kind.to_data(x.cpu())
 
     def snapshots(self) -> list[tuple[int, list[tuple[int, np.ndarray]]]]:
@@ -581,7 +614,7 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
           sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0, *,
           spacing: str | None = None,
           meanwhile: Callable[[], object] | None = None, cls: Cls = None,
-          guidance: float = 0.0) -> Evaluation:
+          guidance: float = 0.0, rtol: float = RTOL, atol: float = ATOL) -> Evaluation:
     """Score ``repeats`` draws of n samples against held-out data beside the real floor.
 
     The held-out data is cut into m >= 2 disjoint real sets R_0 .. R_{m-1} of n items
@@ -601,13 +634,14 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     repeats = kind.eval_size[1] if repeats is None else repeats
     sets = kind.reference_sets(n)
     n, m = len(sets[0]), len(sets)
-    K = run.check_sampler(sampler, steps, eta, spacing)
+    K = run.check_sampler(sampler, steps, eta, spacing, rtol, atol)
+    how = f"rtol {rtol:g}, atol {atol:g}" if sampler == "ode" else f"{K} steps"
     bar = feedback.bar(repeats * K, f"evaluating: {repeats} draw{'s' * (repeats > 1)} of "
-                       f"{n:,} samples ({sampler}, {K} steps)")
+                       f"{n:,} samples ({sampler}, {how})")
 
     def draw(i: int) -> np.ndarray:
         return run.sample(n, seed + i, sampler, steps, eta, spacing=spacing, bar=bar, cls=cls,
-                          guidance=guidance)
+                          guidance=guidance, rtol=rtol, atol=atol)
 
     def evaluate(i: int, samples: np.ndarray) -> dict[str, dict[str, float | None]]:
         return kind.evaluate(samples, sets[i % m], floor=run.floor(n, i))

@@ -77,12 +77,17 @@ def circles(n: int, rng: np.random.Generator) -> np.ndarray:
     return circles_labelled(n, rng)[0]
 
 
+_ANGLES = np.arange(8) * (np.pi / 4)
+#: gaussians8's components: equal weights, these centres, isotropic std GAUSSIANS8_STD
+GAUSSIANS8_CENTRES = 2.0 * np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=1)
+GAUSSIANS8_STD = 0.1
+
+
 def gaussians8_labelled(n: int, rng: np.random.Generator) -> Labelled:
     """:func:`gaussians8` and each point's Gaussian: k at angle 45 k degrees."""
-    angles = np.arange(8) * (np.pi / 4)
-    centers = 2.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     k = rng.integers(8, size=n)
-    return centers[k] + 0.1 * rng.standard_normal((n, 2)), k.astype(np.int64)
+    return (GAUSSIANS8_CENTRES[k] + GAUSSIANS8_STD * rng.standard_normal((n, 2)),
+            k.astype(np.int64))
 
 
 def gaussians8(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -332,31 +337,40 @@ def _need_int(what: str, value: Any, low: int) -> None:
                         f"pass a whole number >= {low}")
 
 
-def resolve(source: str, n: int, seed: int, heldout: int = 4000,
-            label_column: str = "") -> PointSet:
-    """Turn a built-in name or a file path into a :class:`PointSet`.
+def resolve(source: str, n: int, seed: int, heldout: int = 4000, label_column: str = "",
+            font: str = "") -> PointSet:
+    """Turn a built-in name, a picture, ``text:WORD`` or a file path into a :class:`PointSet`.
 
-    Built-ins: ``n`` training and ``heldout`` held-out points from two independent streams
+    Built-ins, pictures and words (``data.shapes``: points drawn from the dark pixels; ``font``
+    for a word): ``n`` training and ``heldout`` held-out points from two independent streams
     spawned from ``seed`` (so the held-out set does not change with ``n``), with their
     labels for the shapes in :data:`LABELLED`. Files: rows are shuffled with ``seed`` and
     ``max(2, min(heldout, N // 5))`` are held out, the rest train (``n`` is ignored for
     files); ``label_column`` names a class column (:func:`load_labelled_points`).
     """
+    from ddpmlab.data import shapes
+
     source = os.fspath(source)
     _need_int("seed", seed, 0)
     _need_int("heldout", heldout, 2)
-    if source in TOY2D:
+    if font and not source.startswith(shapes.TEXT):
+        raise UserError("--font applies to text:WORD data only; drop it")
+    if source in TOY2D or shapes.is_shape(source):
         if label_column:
             raise UserError(f"--label-column applies to a .csv/.txt file; {source} brings its "
                             "own labels" + ("" if source in LABELLED else " (none)"))
         _need_int("n", n, 2)
         train_ss, held_ss = np.random.SeedSequence(int(seed)).spawn(2)
         train_rng, held_rng = np.random.default_rng(train_ss), np.random.default_rng(held_ss)
-        if source not in LABELLED:
-            gen = TOY2D[source]
-            return PointSet(source, gen(n, train_rng), gen(heldout, held_rng))
-        (x, y), (xh, yh) = LABELLED[source](n, train_rng), LABELLED[source](heldout, held_rng)
-        return PointSet(source, x, xh, y, yh, CLASS_NAMES[source])
+        if source in LABELLED:
+            (x, y), (xh, yh) = LABELLED[source](n, train_rng), LABELLED[source](heldout, held_rng)
+            return PointSet(source, x, xh, y, yh, CLASS_NAMES[source])
+        if source in TOY2D:
+            name, gen = source, TOY2D[source]
+        else:
+            name, dark = shapes.darkness_of(source, font)
+            gen = lambda k, rng: shapes.sample_picture(dark, k, rng)  # noqa: E731
+        return PointSet(name, gen(n, train_rng), gen(heldout, held_rng))
     p = Path(source)
     if not (p.suffix or "/" in source or os.sep in source or p.exists()):
         raise UserError(f"unknown dataset {source!r}; choose one of: {', '.join(TOY2D)} "

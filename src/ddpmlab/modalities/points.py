@@ -1,4 +1,5 @@
-"""Points: 2-D point clouds (built-in shapes, .csv/.txt/.npy files of N x 2 numbers).
+"""Points: 2-D point clouds (built-in shapes, .csv/.txt/.npy files of N x 2 numbers, the dark
+pixels of a picture, a word: ``data.shapes``).
 
 Model space is the standardised data z = (x - mean) / std (``data.Standardizer``); samples
 come back in the data's own coordinates (float64). Evaluation: W1/W2 (optimal transport),
@@ -8,6 +9,7 @@ energy, MMD and 1-NNA (``ddpmlab.metrics.points``); figures are scatter plots.
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +18,18 @@ import torch
 
 from ddpmlab.config import RunConfig
 from ddpmlab.data import TOY2D, PointSet, Standardizer, resolve
+from ddpmlab.data.toy2d import GAUSSIANS8_CENTRES, GAUSSIANS8_STD
+from ddpmlab.diffusion import predict_eps_x0, q_sample, split_output
 from ddpmlab.fileio import write_atomic
+from ddpmlab.mixture import GaussianMixture
 from ddpmlab.modalities import ClassResult, Modality, Result, Scores, cut, scored
 
 if TYPE_CHECKING:
     from ddpmlab.run import Run
+    from ddpmlab.viz import ScoreLevel
 
+SCORE_FRACTIONS = (0.02, 0.1, 0.3, 0.6)  # score.png's noise levels: t + 1 = fraction x T
+SCORE_GRID = 21  # arrows per side of score.png's grid
 EVAL_N = 2000  # points per set for evaluation
 EVAL_REPEATS = 3  # draws averaged for the model value and for the floor
 GIF_FRAMES = 100  # frames of reverse.gif, spread over the T steps
@@ -51,7 +59,8 @@ class Points(Modality):
     @classmethod
     def prepare(cls, config: RunConfig) -> Points:
         d = config.data
-        points = resolve(d.source, d.n_train, config.train.seed, d.heldout, d.label_column)
+        points = resolve(d.source, d.n_train, config.train.seed, d.heldout, d.label_column,
+                         d.font)
         return cls(config, points, Standardizer.fit(points.train))
 
     @classmethod
@@ -181,6 +190,11 @@ class Points(Modality):
                 viz.plot_reverse_process(frames_s, out / f"reverse_{name}.png",
                                          title=f"reverse process after {step} training steps",
                                          limits=limits)
+        levels, errors = self.score_field(run, seed)
+        viz.plot_score_field(levels, out / "score.png", viz.frame_limits(
+            [lv.grid for lv in levels]), rows=list(levels[0].fields),
+            suptitle="score s(x, t) = -eps_hat / sqrt(1 - alpha_bar_t), standardised units"
+            + (" (cos error: mean 1 - cos over the noised held-out data)" if errors else ""))
         _, samples = self.animate(run, self.gif_n, seed, out / "reverse.gif")
         viz.plot_samples_over_data(samples, data, out / "samples.png",
                                    title=f"{len(samples)} samples over the data")
@@ -194,6 +208,53 @@ class Points(Modality):
         viz.plot_classes(samples, labels, self.data.class_names,
                          self.data.train[:2000], path,
                          title=f"samples by class, guidance w = {guidance:g}")
+
+    def exact_mixture(self) -> GaussianMixture | None:
+        """The data's law in model space where it is a known Gaussian mixture (gaussians8)."""
+        if self.data.name != "gaussians8":
+            return None
+        mixture = GaussianMixture.isotropic(GAUSSIANS8_CENTRES, GAUSSIANS8_STD)
+        return mixture.affine(self.scaler.mean, self.scaler.std)  # z = (x - mean) / std
+
+    def score_field(self, run: Run, seed: int) -> tuple[list[ScoreLevel], dict[int, float]]:
+        """score.png's panels: at each timestep t of SCORE_FRACTIONS, the held-out data
+        noised by q(x_t | x_0) (model space) and, on a grid, the learned score s(x, t) =
+        -eps_hat / sqrt(1 - ab_t) (Song et al. 2021, Sec. 3.2 with Ho Eq. 11's eps) and, for a
+        known mixture, the exact one (``GaussianMixture.noised``). Returns the panels and, for
+        a known mixture, the mean cosine error 1 - cos(learned, exact) over the noised data
+        at each t."""
+        from ddpmlab.viz import ScoreLevel, frame_limits
+
+        T, d = run.schedule.T, run.config.diffusion
+        z = torch.from_numpy(self.scaler.transform(self.data.heldout[:EVAL_N])).float()
+        g = torch.Generator().manual_seed(seed)
+        steps = sorted({min(T - 1, max(0, round(f * T) - 1)) for f in SCORE_FRACTIONS})
+        noised = {t: q_sample(run.schedule, z, torch.full((len(z),), t), torch.randn(
+            z.shape, generator=g)) for t in steps}
+        lim = frame_limits([z.numpy(), *(x.numpy() for x in noised.values())], quantile=0.005)
+        axis = [np.linspace(lim[0], lim[1], SCORE_GRID), np.linspace(lim[2], lim[3], SCORE_GRID)]
+        grid = torch.from_numpy(np.stack(np.meshgrid(*axis), -1).reshape(-1, 2)).float()
+        exact = self.exact_mixture()
+        levels, errors = [], {}
+        for t, x_t in noised.items():
+            ab = float(run.schedule.alpha_bar[t])
+            x = torch.cat([grid, x_t])
+            tt = torch.full((len(x),), t, device=run.device)
+            output = split_output(run.denoiser(x.to(run.device), tt), d.variance)[0]
+            eps_hat = predict_eps_x0(run.schedule.to(run.device), x.to(run.device), tt, output,
+                                     d.prediction)[0]
+            learned = (-eps_hat.cpu().double() / math.sqrt(1 - ab)).numpy()  # s = -eps / sigma
+            fields = {"learned": learned[:len(grid)]}
+            title = f"t = {t + 1} of {T}"
+            if exact is not None:
+                true = exact.noised(ab).score(x).numpy()
+                fields["exact"] = true[:len(grid)]
+                a, b = learned[len(grid):], true[len(grid):]
+                cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+                errors[t + 1] = float(np.mean(1 - cos))
+                title += f", cos error {errors[t + 1]:.3f}"
+            levels.append(ScoreLevel(title, x_t.numpy(), grid.numpy(), fields))
+        return levels, errors
 
     def animate(self, run: Run, n: int, seed: int, path: Path) -> tuple[Path, np.ndarray]:
         """The reverse chain of n points from noise to the data, streamed, with fixed axes."""

@@ -8,6 +8,7 @@ module:
 - :mod:`ddpmlab.viz.images`: images ``(N, C, H, W)`` in [0, 1], grey or RGB: :func:`tile`,
   grids, forward and reverse chains, samples beside real images, their GIF
   (:func:`write_image_gif`).
+- :mod:`ddpmlab.viz.score`: the score field at a few noise levels, learned beside exact.
 - :mod:`ddpmlab.viz.common`: the house style, the atomic save, the loss curve, the bound terms,
   the sampler sweep, and the GIF timing, palette and write that both GIFs share.
 
@@ -55,6 +56,7 @@ from ddpmlab.viz.points import _forward_grid_figure as _forward_grid_figure
 from ddpmlab.viz.points import _points_figure as _points_figure
 from ddpmlab.viz.points import _progress_figure as _progress_figure
 from ddpmlab.viz.points import _samples_figure as _samples_figure
+from ddpmlab.viz.score import ScoreLevel, plot_score_field
 
 # The private figure builders above (``X as X``: re-exported, not in __all__) are those that
 # tests/test_viz.py reaches as viz._name, from when viz was one module.
@@ -66,6 +68,7 @@ __all__ = [
     "Frame",
     "ImageFrame",
     "Limits",
+    "ScoreLevel",
     "frame_limits",
     "limits_for",
     "plot_bound_terms",
@@ -82,6 +85,7 @@ __all__ = [
     "plot_reverse_process",
     "plot_samples_beside_real",
     "plot_samples_over_data",
+    "plot_score_field",
     "plot_sweep",
     "plot_training_progress",
     "tile",
