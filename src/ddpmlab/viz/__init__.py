@@ -9,7 +9,8 @@ module:
   grids, forward and reverse chains, samples beside real images, their GIF
   (:func:`write_image_gif`).
 - :mod:`ddpmlab.viz.common`: the house style, the atomic save, the loss curve, the bound terms,
-  the sampler sweep, and the GIF timing, palette and write that both GIFs share.
+  per-timestep curves, the sampler sweep, and the GIF timing, palette and write that both
+  GIFs share.
 
 Every function writes one file atomically (a crash leaves the old file or none) and returns its
 :class:`~pathlib.Path`; a missing parent folder raises :class:`FileNotFoundError`, bad arrays
@@ -21,6 +22,7 @@ from ddpmlab.viz.common import (
     DPI,
     POINT_COLOR,
     plot_bound_terms,
+    plot_curves,
     plot_loss,
     plot_sweep,
 )
@@ -66,6 +68,7 @@ __all__ = [
     "frame_limits",
     "limits_for",
     "plot_bound_terms",
+    "plot_curves",
     "plot_forward_grid",
     "plot_image_forward",
     "plot_image_grid",
