@@ -96,6 +96,10 @@ def keep(run, figure: str, name: str) -> Path:  # a run's figure into OUT, renam
 # - the **reverse process** $p_\theta$, a neural network, learns to remove that noise step by
 #   step, from pure noise at $t = T$ back to a sample of the data at $t = 0$.
 #
+# The course's two pictures taken from the papers (the diagram of the two processes, Ho et al.
+# 2020, Fig. 2; the U-Net, Ronneberger et al. 2015, Fig. 1) are illustrations, not results,
+# and are not redrawn; every other figure of the course is regenerated here by ddpmlab.
+#
 # The course's data is a 2-D point cloud, a swiss roll (`ddpmlab.data.resolve`, the same
 # `make_swiss_roll(noise=0.1)` divided by 10). It plays the role of $q(\mathbf x_0)$.
 
