@@ -60,6 +60,10 @@ from ddpmlab.schedules import ScheduleWarning, make_schedule
 
 torch.set_num_threads(1)
 FAST = os.environ.get("DDPMLAB_TUTORIAL_FAST") == "1"
+# mode rapide (les tests) : 20 pas, T = 20, un thread, petites évaluations
+QUICK = ({"data": {"heldout": 400}, "diffusion": {"timesteps": 20},
+          "train": {"steps": 20, "threads": 1}} if FAST else {})
+EVAL = {"n": 200, "repeats": 1} if FAST else {}
 HERE = Path.cwd()
 ROOT = next((p for p in (HERE, *HERE.parents) if (p / "configs" / "seed.toml").is_file()),
             None)
@@ -382,14 +386,13 @@ assert abs(loss - float(cosine.alpha_bar.mean())) < 0.005
 # ddpmlab n'échantillonne qu'aux instantanés, sous `torch.inference_mode`.
 
 # %%
-points = {"data": {"heldout": 2000}} if FAST else {}  # mode rapide : petits ensembles de référence
 results = {}
 
 
 def train(name: str, config: RunConfig):  # entraîne WORK/name avec ses figures, puis l'évalue
     begin = time.perf_counter()
     run = train_run(config, WORK / name, evaluate=False)
-    evaluation = evaluate_run(run)
+    evaluation = evaluate_run(run, **EVAL)
     results[name] = (config, evaluation, time.perf_counter() - begin)
     print(f"{name}: {config.model.name}, {config.diffusion.schedule} T = "
           f"{config.diffusion.timesteps}, {config.train.steps} steps, "
@@ -398,9 +401,7 @@ def train(name: str, config: RunConfig):  # entraîne WORK/name avec ses figures
     return run
 
 
-seed_config = replace(RunConfig(), merge(load_toml(ROOT / "configs" / "seed.toml"), points))
-if FAST:
-    seed_config = replace(seed_config, {"train": {"steps": 300}})
+seed_config = replace(RunConfig(), merge(load_toml(ROOT / "configs" / "seed.toml"), QUICK))
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", ScheduleWarning)  # le schéma du cours : averti plus haut
     seed_run = train("course", seed_config)
@@ -419,7 +420,7 @@ for i, name in enumerate(("begin", "middle", "end"), start=1):
 # puis décroissance, des poids EMA ; choisis par la mesure, `bench/README.md`) :
 
 # %%
-default = default_config("swiss_roll", merge(points, {"train": {"steps": 300}} if FAST else {}))
+default = default_config("swiss_roll", QUICK)
 default_run = train("defaults", default)
 keep(default_run, "training.png", "training_defaults.png")
 keep(seed_run, "samples.png", "samples_course.png")
@@ -512,8 +513,7 @@ for variance in ("fixed_large", "fixed_small"):
 # %%
 keep(default_run, "reverse.gif", "reversediffusion.gif")
 for shape in ("circles", "moons"):
-    run = train(shape, default_config(shape, merge(points, {"train": {"steps": 300}}
-                                                   if FAST else {})))
+    run = train(shape, default_config(shape, QUICK))
     keep(run, "reverse.gif", f"reversediffusion{shape}.gif")
 
 # %% [markdown]
@@ -576,10 +576,9 @@ keep(learned, "nll_terms.png", "nll_terms_learned.png")
 # classés avec confiance à côté de celle des vrais chiffres).
 
 # %%
-images = {"train": {"steps": 20}, "diffusion": {"timesteps": 20}} if FAST else {}
-unet_run = train("digits_unet", default_config("digits", images))
+unet_run = train("digits_unet", default_config("digits", QUICK))
 seed_unet_run = train("digits_seed_unet", default_config(
-    "digits", merge({"model": {"name": "seed_unet"}, "train": {"steps": 800}}, images)))
+    "digits", merge({"model": {"name": "seed_unet"}, "train": {"steps": 800}}, QUICK)))
 keep(unet_run, "data.png", "digits_data.png")
 keep(unet_run, "forward.png", "digits_forward.png")
 for name, run in (("seed_unet", seed_unet_run), ("unet", unet_run)):
