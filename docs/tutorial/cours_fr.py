@@ -60,9 +60,11 @@ from ddpmlab.schedules import ScheduleWarning, make_schedule
 
 torch.set_num_threads(1)
 FAST = os.environ.get("DDPMLAB_TUTORIAL_FAST") == "1"
-# mode rapide (les tests) : 20 pas, T = 20, un thread, petites évaluations
-QUICK = ({"data": {"heldout": 400}, "diffusion": {"timesteps": 20},
-          "train": {"steps": 20, "threads": 1}} if FAST else {})
+# un seul thread torch (ce qui partage le mieux une machine chargée) ; mode rapide
+# (les tests) : 20 pas d'apprentissage, T = 20, petites évaluations
+SETTINGS = merge({"train": {"threads": 1}},
+                 {"data": {"heldout": 400}, "diffusion": {"timesteps": 20},
+                  "train": {"steps": 20}} if FAST else {})
 EVAL = {"n": 200, "repeats": 1} if FAST else {}
 HERE = Path.cwd()
 ROOT = next((p for p in (HERE, *HERE.parents) if (p / "configs" / "seed.toml").is_file()),
@@ -401,7 +403,7 @@ def train(name: str, config: RunConfig):  # entraîne WORK/name avec ses figures
     return run
 
 
-seed_config = replace(RunConfig(), merge(load_toml(ROOT / "configs" / "seed.toml"), QUICK))
+seed_config = replace(RunConfig(), merge(load_toml(ROOT / "configs" / "seed.toml"), SETTINGS))
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", ScheduleWarning)  # le schéma du cours : averti plus haut
     seed_run = train("course", seed_config)
@@ -420,7 +422,7 @@ for i, name in enumerate(("begin", "middle", "end"), start=1):
 # puis décroissance, des poids EMA ; choisis par la mesure, `bench/README.md`) :
 
 # %%
-default = default_config("swiss_roll", QUICK)
+default = default_config("swiss_roll", SETTINGS)
 default_run = train("defaults", default)
 keep(default_run, "training.png", "training_defaults.png")
 keep(seed_run, "samples.png", "samples_course.png")
@@ -513,7 +515,7 @@ for variance in ("fixed_large", "fixed_small"):
 # %%
 keep(default_run, "reverse.gif", "reversediffusion.gif")
 for shape in ("circles", "moons"):
-    run = train(shape, default_config(shape, QUICK))
+    run = train(shape, default_config(shape, SETTINGS))
     keep(run, "reverse.gif", f"reversediffusion{shape}.gif")
 
 # %% [markdown]
@@ -576,9 +578,9 @@ keep(learned, "nll_terms.png", "nll_terms_learned.png")
 # classés avec confiance à côté de celle des vrais chiffres).
 
 # %%
-unet_run = train("digits_unet", default_config("digits", QUICK))
+unet_run = train("digits_unet", default_config("digits", SETTINGS))
 seed_unet_run = train("digits_seed_unet", default_config(
-    "digits", merge({"model": {"name": "seed_unet"}, "train": {"steps": 800}}, QUICK)))
+    "digits", merge({"model": {"name": "seed_unet"}, "train": {"steps": 800}}, SETTINGS)))
 keep(unet_run, "data.png", "digits_data.png")
 keep(unet_run, "forward.png", "digits_forward.png")
 for name, run in (("seed_unet", seed_unet_run), ("unet", unet_run)):
