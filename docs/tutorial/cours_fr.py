@@ -544,8 +544,10 @@ keep(default_run, "nll_terms.png", "nll_terms.png")
 # $\boldsymbol\Sigma_\theta = \exp(u \log\beta_t + (1-u)\log\tilde\beta_t)$, $u = (v+1)/2$,
 # entraîné avec $L_\text{simple} + \lambda L_\text{vlb}$ ($\lambda = 0.001$).
 # ddpmlab : `--variance learned_range`, `diffusion.reverse_log_variance`. Ci-dessous : le
-# $\sigma_t^2$ appris, moyenné sur des points mis de côté, entre $\beta_t$ et $\tilde\beta_t$ ;
-# et la borne qu'il atteint.
+# $\sigma_t^2$ appris, moyenné sur des points mis de côté, à côté de $\beta_t$ et de
+# $\tilde\beta_t$, chacun divisé par $\beta_t$ (comme la fig. 1 de Nichol & Dhariwal trace
+# $\tilde\beta_t / \beta_t$ : les deux choix fixes ne diffèrent que sur les premiers pas) ; et
+# la borne qu'il atteint.
 
 # %%
 learned = train("learned", replace(default, {"diffusion": {"variance": "learned_range"}}))
@@ -560,11 +562,16 @@ with torch.inference_mode():
         sigma2.append(float(reverse_log_variance(learned.schedule, t, x_t, "learned_range", v)
                             .exp().mean()))
 steps = np.arange(2, learned.schedule.T + 1)  # beta~ vaut 0 au premier pas : omis
-viz.plot_curves(steps, {"beta_t (fixed_large)": learned.schedule.beta[1:].numpy(),
-                        "beta~_t (fixed_small)": learned.schedule.posterior_variance[1:].numpy(),
-                        "learned sigma_t^2 (mean over x_t)": np.array(sigma2[1:])},
-                OUT / "variances.png", xlabel="step t", ylabel="sigma_t^2", log=True,
-                title="reverse variances", dashed=("beta_t (fixed_large)",))
+beta = learned.schedule.beta[1:].numpy()
+small = learned.schedule.posterior_variance[1:].numpy() / beta
+ratio = np.array(sigma2[1:]) / beta
+viz.plot_curves(steps, {"beta_t (fixed_large)": np.ones_like(beta),
+                        "beta~_t (fixed_small)": small,
+                        "learned sigma_t^2 (mean over x_t)": ratio},
+                OUT / "variances.png", xlabel="step t", ylabel="sigma_t^2 / beta_t",
+                title="reverse variances, relative to beta_t", dashed=("beta_t (fixed_large)",))
+print(f"sigma^2 / beta at step 2: beta~ {small[0]:.3f}, learned {ratio[0]:.3f}; "
+      f"at step 20: beta~ {small[18]:.3f}, learned {ratio[18]:.3f}")
 show("variances.png")
 learned_bound = run_bound(learned)
 print(format_bound(learned_bound))
