@@ -423,8 +423,11 @@ for i, name in enumerate(("begin", "middle", "end"), start=1):
 
 # %% [markdown]
 # Puis les réglages par défaut de ddpmlab (un MLP résiduel avec des caractéristiques de
-# Fourier, le schéma cosinus avec $T = 200$, batch 256, un taux d'apprentissage avec montée
-# puis décroissance, des poids EMA ; choisis par la mesure, `bench/README.md`) :
+# Fourier, le schéma cosinus avec $T = 200$, batch 512, un taux d'apprentissage avec montée
+# puis décroissance, des poids EMA, et un réseau entraîné à prédire la vitesse
+# $\mathbf v_t = \sqrt{\bar\alpha_t}\,\boldsymbol\varepsilon - \sqrt{1-\bar\alpha_t}\,\mathbf x_0$
+# de Salimans & Ho 2022 (sec. 4) plutôt que $\boldsymbol\varepsilon$, la même information
+# écrite autrement ; choisis par la mesure, `bench/README.md`) :
 
 # %%
 default = default_config("swiss_roll", SETTINGS)

@@ -408,8 +408,11 @@ for i, name in enumerate(("begin", "middle", "end"), start=1):
 
 # %% [markdown]
 # Now ddpmlab's defaults (a residual MLP with Fourier features, the cosine schedule with
-# $T = 200$, batch 256, a warmed-up and decayed learning rate, EMA weights; chosen by
-# measurement, `bench/README.md`):
+# $T = 200$, batch 512, a warmed-up and decayed learning rate, EMA weights, and the network
+# trained to predict the velocity $\mathbf v_t = \sqrt{\bar\alpha_t}\,\boldsymbol\varepsilon -
+# \sqrt{1-\bar\alpha_t}\,\mathbf x_0$ of Salimans & Ho 2022 (Sec. 4) rather than
+# $\boldsymbol\varepsilon$, the same information written another way; chosen by measurement,
+# `bench/README.md`):
 
 # %%
 default = default_config("swiss_roll", SETTINGS)
