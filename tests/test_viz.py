@@ -301,3 +301,36 @@ def test_invalid_limits_and_empty_frames(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="empty"):
         viz.plot_forward_grid([], tmp_path / "f.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_curves_one_line_per_curve_log_and_dashed(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    t = np.arange(100.0)
+    curves = {"beta": np.linspace(1e-4, 0.02, 100), "beta~": np.linspace(1e-5, 0.019, 100)}
+    drawn: list[dict] = []
+    save = viz.common._save
+
+    def record(fig: Figure, path: Path) -> Path:  # what was drawn, before _save frees it
+        ax = fig.axes[0]
+        drawn.append({"labels": [ln.get_label() for ln in ax.get_lines()],
+                      "styles": [ln.get_linestyle() for ln in ax.get_lines()],
+                      "y": ax.get_lines()[1].get_ydata(), "scale": ax.get_yscale(),
+                      "xlabel": ax.get_xlabel()})
+        return save(fig, path)
+
+    monkeypatch.setattr(viz.common, "_save", record)
+    out = viz.plot_curves(t, curves, tmp_path / "var.png", xlabel="t", ylabel="sigma^2",
+                          log=True, dashed=("beta~",))
+    assert_image(out, "PNG")
+    (d,) = drawn
+    assert d["labels"] == ["beta", "beta~"] and d["styles"] == ["-", "--"]
+    np.testing.assert_array_equal(d["y"], curves["beta~"])
+    assert d["scale"] == "log" and d["xlabel"] == "t"
+    with pytest.raises(ValueError, match="positive"):  # log of a zero
+        viz.plot_curves(t, {"a": np.zeros(100)}, tmp_path / "z.png", xlabel="", ylabel="",
+                        log=True)
+    with pytest.raises(ValueError, match="shape"):
+        viz.plot_curves(t, {"a": np.ones(99)}, tmp_path / "z.png", xlabel="", ylabel="")
+    with pytest.raises(ValueError, match="one curve"):
+        viz.plot_curves(t, {}, tmp_path / "z.png", xlabel="", ylabel="")
+    assert not (tmp_path / "z.png").exists()

@@ -10,7 +10,8 @@ module:
   (:func:`write_image_gif`).
 - :mod:`ddpmlab.viz.score`: the score field at a few noise levels, learned beside exact.
 - :mod:`ddpmlab.viz.common`: the house style, the atomic save, the loss curve, the bound terms,
-  the sampler sweep, and the GIF timing, palette and write that both GIFs share.
+  per-timestep curves, the sampler sweep, and the GIF timing, palette and write that both
+  GIFs share.
 
 Every function writes one file atomically (a crash leaves the old file or none) and returns its
 :class:`~pathlib.Path`; a missing parent folder raises :class:`FileNotFoundError`, bad arrays
@@ -22,6 +23,7 @@ from ddpmlab.viz.common import (
     DPI,
     POINT_COLOR,
     plot_bound_terms,
+    plot_curves,
     plot_guidance,
     plot_loss,
     plot_sweep,
@@ -74,6 +76,7 @@ __all__ = [
     "plot_bound_terms",
     "plot_class_rows",
     "plot_classes",
+    "plot_curves",
     "plot_forward_grid",
     "plot_guidance",
     "plot_image_forward",

@@ -10,8 +10,9 @@ registry, nothing left open. The caller owns folders: a missing parent folder ra
 :class:`ValueError`. Nothing here trains, samples or imports torch.
 
 Here: the loss curve (:func:`plot_loss`), the variational bound term by term
-(:func:`plot_bound_terms`), the sampler sweep (:func:`plot_sweep`), and the pieces that the
-points' GIF (:func:`ddpmlab.viz.points.write_gif`) and the images' GIF
+(:func:`plot_bound_terms`), per-timestep curves side by side (:func:`plot_curves`), the
+sampler sweep (:func:`plot_sweep`), and the pieces that the points' GIF
+(:func:`ddpmlab.viz.points.write_gif`) and the images' GIF
 (:func:`ddpmlab.viz.images.write_image_gif`) share: frame timing, the step label, the palette
 and the atomic write.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -198,6 +199,36 @@ def plot_bound_terms(terms: np.ndarray, prior: float, path: str | os.PathLike[st
     ax.set_yscale("log")
     ax.set_title(title)
     ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+@_styled
+def plot_curves(x: np.ndarray, curves: Mapping[str, np.ndarray], path: str | os.PathLike[str],
+                *, xlabel: str, ylabel: str, title: str = "", log: bool = False,
+                dashed: Collection[str] = ()) -> Path:
+    """Several quantities against one axis: ``curves`` maps a legend label to a (N,) array
+    over ``x`` (N,), one line each, dashed for the labels in ``dashed``; ``log`` draws y on a
+    log scale (every value must then be > 0).
+
+    For per-timestep constants: the schedules' alpha_bar_t, or the reverse variances beta_t,
+    beta~_t and a learned sigma_t^2 side by side.
+    """
+    xs = np.asarray(x, dtype=np.float64)
+    if xs.ndim != 1 or xs.size < 2 or not curves:
+        raise ValueError(f"need x of at least 2 values and one curve, got {xs.shape}, "
+                         f"{len(curves)} curves")
+    fig = _figure(6.4, 3.6, layout="constrained")
+    ax = _line_axes(fig, xlabel, ylabel)
+    for label, values in curves.items():
+        y = np.asarray(values, dtype=np.float64)
+        if y.shape != xs.shape or not np.isfinite(y).all() or (log and (y <= 0).any()):
+            raise ValueError(f"curve {label!r} must be {'positive, ' if log else ''}finite and "
+                             f"of shape {xs.shape}, got {y.shape}")
+        ax.plot(xs, y, linewidth=1.6, linestyle="--" if label in dashed else "-", label=label)
+    if log:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend()
     return _save(fig, path)
 
 
