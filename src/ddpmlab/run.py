@@ -177,24 +177,31 @@ class Run:
         return reverse_chain(denoiser, self.config, self.schedule, shape, g, sampler,
                              steps, eta, spacing=spacing, clip=self.kind.clip)
 
-    def _guidance(self, y: np.ndarray | None, guidance: float) -> None:
+    def _request(self, n: int, sampler: str, steps: int | None, eta: float,
+                 spacing: str | None, cls: Cls, guidance: float, rtol: float = RTOL,
+                 atol: float = ATOL) -> tuple[int, np.ndarray | None]:
+        """Check a sampling request before any work: (K, the labels of the n samples)."""
+        K = self.check_sampler(sampler, steps, eta, spacing, rtol, atol)
+        y = self.labels(n, cls)
         if guidance and y is None:
             raise UserError("--guidance needs --class (a class, or all); without one the "
                             "model samples unconditionally")
         if not guidance >= 0:
             raise UserError(f"--guidance must be >= 0 (0: plain conditional sampling), got "
                             f"{guidance}")
+        if sampler == "ode" and y is not None:
+            raise UserError("--sampler ode samples the unconditional model only; drop --class "
+                            "or use ddpm, ddim or dpm_solver")
+        return K, y
 
     def chain(self, n: int, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
               eta: float = 0.0, *, spacing: str | None = None, cls: Cls = None,
               guidance: float = 0.0) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(n_steps_left, samples (n, *shape))`` in data coordinates along the chain."""
-        self.check_sampler(sampler, steps, eta, spacing)
         if sampler == "ode":
             raise UserError("--sampler ode gives final samples only, not a chain of states; "
                             "use ddpm, ddim or dpm_solver")
-        y = self.labels(n, cls)
-        self._guidance(y, guidance)
+        _, y = self._request(n, sampler, steps, eta, spacing, cls, guidance)
         g = torch.Generator(self.device).manual_seed(seed)
         for k, x in self._chain((n, *self.kind.shape), g, sampler, steps, eta, spacing, y,
                                 guidance):
@@ -215,12 +222,7 @@ class Run:
         shared by several draws) by one per step and chunk. The same seed on the same
         device gives the same samples (a GPU draws another random stream than the CPU).
         """
-        K = self.check_sampler(sampler, steps, eta, spacing, rtol, atol)
-        y = self.labels(n, cls)
-        self._guidance(y, guidance)
-        if sampler == "ode" and y is not None:
-            raise UserError("--sampler ode samples the unconditional model only; drop --class "
-                            "or use ddpm, ddim or dpm_solver")
+        K, y = self._request(n, sampler, steps, eta, spacing, cls, guidance, rtol, atol)
         g = torch.Generator(self.device).manual_seed(seed)
         if sampler == "ode":
             return self._ode_sample(n, g, rtol, atol, bar)
