@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ddpmlab import feedback
+from ddpmlab import distributed, feedback
 from ddpmlab import run as runs
 from ddpmlab.config import RunConfig, load_toml, merge, paths, replace, to_dict, validate
 from ddpmlab.data import TOY2D
@@ -26,6 +26,7 @@ from ddpmlab.errors import UserError
 from ddpmlab.modalities import default_config
 from ddpmlab.samplers.ode import ATOL, RTOL, check_tolerances
 from ddpmlab.samplers.spacing import SPACINGS
+from ddpmlab.train import Diverged
 
 
 def seed_type(text: str) -> int:
@@ -202,6 +203,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                          figures=not args.no_figures, evaluate=not args.no_eval,
                          on_start=lambda text: print(text, file=sys.stderr),
                          device=args.device)
+    if not distributed.current().main:  # rank 0 reports for the group
+        return
     if not args.no_eval:
         print(runs.read_evaluation(run.path))
     print(f"run saved in {out}/ (figures in {out / runs.FIGURES}/)" if not args.no_figures
@@ -267,47 +270,64 @@ def _tolerances(args: argparse.Namespace) -> tuple[float, float]:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    _positive("--n", args.n)
-    eta = _eta(args, (args.sampler,))
-    rtol, atol = _tolerances(args)
-    run = runs.open_run(args.run, args.device)
-    run.check_sampler(args.sampler, args.steps, eta, args.spacing, rtol, atol)
-    run.labels(args.n, args.cls)  # an unknown class, or one on an unconditional run: refused
-    _check_new_file(args.out, args.force, run.kind.sample_suffixes,
-                    run.kind.output_files(args.out, args.n))
+    def check() -> tuple[runs.Run, float, float, float]:
+        _positive("--n", args.n)
+        eta = _eta(args, (args.sampler,))
+        rtol, atol = _tolerances(args)
+        run = runs.open_run(args.run, args.device)
+        run.check_sampler(args.sampler, args.steps, eta, args.spacing, rtol, atol)
+        run.labels(args.n, args.cls)  # an unknown class, or one on an unconditional run
+        if distributed.current().main:  # the one that writes
+            _check_new_file(args.out, args.force, run.kind.sample_suffixes,
+                            run.kind.output_files(args.out, args.n))
+        return run, eta, rtol, atol
+
+    run, eta, rtol, atol = distributed.together(check)  # a refusal said once
     x = run.sample(args.n, args.seed, args.sampler, args.steps, eta, spacing=args.spacing,
                    cls=args.cls, guidance=args.guidance, rtol=rtol, atol=atol)
-    print(f"wrote {run.kind.write_samples(x, args.out)} to {args.out}")
+    if distributed.current().main:
+        print(f"wrote {run.kind.write_samples(x, args.out)} to {args.out}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    _check_size(args)
-    eta = _eta(args, (args.sampler,))
-    rtol, atol = _tolerances(args)
-    run = runs.open_run(args.run, args.device)
-    if args.guidance and run.classes is None:
-        raise UserError(f"--guidance needs a conditional run; {run.path} was trained without "
-                        "classes (train one with --conditional)")
-    run.check_sampler(args.sampler, args.steps, eta, args.spacing, rtol, atol)
+    group = distributed.current()
+
+    def check() -> tuple[runs.Run, float, float, float]:
+        _check_size(args)
+        eta = _eta(args, (args.sampler,))
+        rtol, atol = _tolerances(args)
+        if group.many and (args.nll or args.exact_nll):
+            raise UserError("--nll and --exact-nll run in one process; start them without "
+                            "torchrun")
+        run = runs.open_run(args.run, args.device)
+        if args.guidance and run.classes is None:
+            raise UserError(f"--guidance needs a conditional run; {run.path} was trained "
+                            "without classes (train one with --conditional)")
+        run.check_sampler(args.sampler, args.steps, eta, args.spacing, rtol, atol)
+        return run, eta, rtol, atol
+
+    run, eta, rtol, atol = distributed.together(check)  # a refusal said once
+    say = print if group.main else _silent  # the other ranks draw their share of samples
     if (args.sampler, args.steps, eta, args.spacing) == ("ddpm", None, 0.0, None):  # saved
-        print(runs.evaluate_run(run, args.n, args.seed, args.repeats))
-        print(f"written to {run.path / runs.METRICS}")
+        say(runs.evaluate_run(run, args.n, args.seed, args.repeats))
+        say(f"written to {run.path / runs.METRICS}")
     else:  # another sampler: printed, metrics.json keeps the default sampler's numbers
-        print(runs.score(run, args.n, args.seed, args.repeats, args.sampler, args.steps, eta,
-                         spacing=args.spacing, rtol=rtol, atol=atol))
+        say(runs.score(run, args.n, args.seed, args.repeats, args.sampler, args.steps, eta,
+                       spacing=args.spacing, rtol=rtol, atol=atol))
         how = (f"rtol {rtol:g}, atol {atol:g}" if args.sampler == "ode"
                else f"{args.steps or 'all'} steps, {args.spacing or run.spacing} spacing, "
                f"eta {eta:g}")
-        print(f"({args.sampler}, {how}; metrics.json keeps the default sampler's numbers)")
+        say(f"({args.sampler}, {how}; metrics.json keeps the default sampler's numbers)")
     if run.classes is not None:  # a conditional run: each class at --guidance too
         from ddpmlab.modalities import class_table
 
         result = runs.evaluate_classes(run, args.guidance, args.n_class, args.seed,
                                        args.sampler, args.steps, eta,
                                        args.spacing)
-        print(f"per class, guidance w = {args.guidance:g}, {result['n']} samples per class:")
-        print(class_table(result))
-        print(f"written to {run.path / runs.CLASSES}")
+        if group.main:
+            say(f"per class, guidance w = {args.guidance:g}, {result['n']} samples per class:")
+            say(class_table(result))
+            say(f"written to {run.path / runs.CLASSES}")
     if args.nll or args.exact_nll:
         from ddpmlab import analysis
 
@@ -319,6 +339,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             exact = analysis.run_exact_nll(run, args.n, args.seed, rtol, atol)
             print(analysis.format_exact_nll(exact, bound))
             print(f"written to {run.path / analysis.EXACT_NLL}")
+
+
+def _silent(*args: object) -> None:
+    """print's stand-in on the ranks that do not report."""
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -362,7 +386,8 @@ class Parser(argparse.ArgumentParser):
     """argparse, with its errors in ddpmlab's form: one line on stderr, exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"ddpmlab: error: {message} (see {self.prog} --help)\n")
+        main = distributed.launched().main  # under torchrun, said once, by rank 0
+        self.exit(2, f"ddpmlab: error: {message} (see {self.prog} --help)\n" if main else None)
 
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
@@ -461,7 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", parents=[common], help="draw samples from a trained run")
     s.add_argument("run", type=Path, metavar="RUN", help="run directory")
-    s.add_argument("--n", type=int, default=1000, help="number of samples (default: 1000)")
+    s.add_argument("--n", "--number", dest="n", type=int, default=1000,
+                   help="number of samples (default: 1000); --number under torchrun, whose "
+                   "own parser mistakes --n for one of its options")
     s.add_argument("--out", type=Path, required=True, metavar="FILE",
                    help="points: .npy or .csv; images: .npy (N, C, H, W) in [0, 1], .png (a "
                    "grid) or DIR/ (one PNG each)")
@@ -475,7 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", parents=[common],
                        help="sample quality beside the real-vs-real floor")
     e.add_argument("run", type=Path, metavar="RUN", help="run directory")
-    e.add_argument("--n", type=int, default=None, help="samples per draw and per real set "
+    e.add_argument("--n", "--number", dest="n", type=int, default=None,
+                   help="samples per draw and per real set "
                    "(default: 2000 points; images: half the held-out set, at most 1000)")
     _add_seed(e)
     e.add_argument("--repeats", type=int, default=None, metavar="K",
@@ -502,7 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "--guidance, ddpm)")
     w.add_argument("--steps", type=int, nargs="+", metavar="K",
                    help="step counts (default: 5 10 20 50 100 T)")
-    w.add_argument("--n", type=int, default=None, help="samples per set (default: as "
+    w.add_argument("--n", "--number", dest="n", type=int, default=None,
+                   help="samples per set (default: as "
                    "evaluate)")
     w.add_argument("--repeats", type=int, default=1, metavar="K",
                    help="draws averaged per cell, against the reference sets `evaluate` uses "
@@ -523,7 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("animate", parents=[common], help="write the reverse diffusion as a GIF")
     a.add_argument("run", type=Path, metavar="RUN", help="run directory")
-    a.add_argument("--n", type=int, default=None, help="samples (default: 2000 points, 64 "
+    a.add_argument("--n", "--number", dest="n", type=int, default=None,
+                   help="samples (default: 2000 points, 64 "
                    "images)")
     _add_seed(a)
     a.add_argument("--out", type=Path, metavar="FILE.gif",
@@ -541,15 +571,39 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM stops training like Ctrl-C: checkpoint, then exit
 
 
+#: the commands torchrun may start on several processes (ddpmlab.distributed)
+SHARED = ("train", "sample", "evaluate")
+
+
 def main(argv: list[str] | None = None) -> int:
+    group = distributed.launched()
     args = build_parser().parse_args(argv)
     warnings.formatwarning = _warning_line  # one line, no source context
     signal.signal(signal.SIGTERM, _terminate)
-    try:
-        with feedback.shown(not args.quiet):
-            args.func(args)
+    # under torchrun, rank 0 speaks for the group: what every rank agrees on (an
+    # interrupt, a NaN, a lost peer, a failure another rank reports) is said once, by it
+    say = group.main or not group.many
+    try:  # joining torchrun's group: what fails here fails alike on every rank
+        if group.many and args.command not in SHARED:
+            raise UserError(f"`{args.command}` runs in one process; only "
+                            f"{', '.join(SHARED)} share their work under torchrun")
+        distributed.setup(getattr(args, "device", "cpu"))
     except UserError as e:
-        print(f"ddpmlab: error: {e}", file=sys.stderr)
+        if say:
+            print(f"ddpmlab: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        with feedback.shown(not args.quiet and group.main):
+            args.func(args)
+    except distributed.ElsewhereFailed:
+        return 2
+    except (distributed.PeerLost, Diverged) as e:
+        if say:
+            print(f"ddpmlab: error: {e}", file=sys.stderr)
+        return 1
+    except UserError as e:  # another rank's own failure: said by it, naming itself
+        where = "" if say else f"rank {group.rank}: "
+        print(f"ddpmlab: error: {where}{e}", file=sys.stderr)
         return 2
     except OSError as e:  # the system refused: a read-only folder, a full disk, ...
         where = e.filename2 or e.filename
@@ -559,8 +613,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         saved = " (a checkpoint of the training so far was saved)" if args.command == "train" \
             else ""
-        print(f"ddpmlab: interrupted{saved}", file=sys.stderr)
+        if say:
+            print(f"ddpmlab: interrupted{saved}", file=sys.stderr)
         return 130
+    finally:
+        distributed.teardown()
     return 0
 
 

@@ -303,16 +303,19 @@ def sample_timesteps(batch: int, T: int, generator: torch.Generator | None = Non
 
 def diffusion_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
                    generator: torch.Generator | None = None, antithetic: bool = False,
-                   prediction: str = "eps") -> torch.Tensor:
+                   prediction: str = "eps", *,
+                   drawn: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+                   ) -> torch.Tensor:
     """The mean squared error of the network against its target, a scalar (x0: (B, *D)).
 
     Draws t (Ho Algorithm 1, line 3), then eps ~ N(0, I), then x_t (Ho Eq. 4), in that order
     from ``generator``, whatever ``prediction``. ``eps`` gives L_simple (Ho Eq. 14). Per
     sample, the ``x0`` loss is the eps loss weighted by 1/SNR_t and the ``v`` loss the x0 loss
     weighted by 1 + SNR_t, SNR_t = alpha_bar_t / (1 - alpha_bar_t) (Salimans & Ho 2022, Sec. 4).
+    ``drawn``: (t, eps, x_t) drawn already (:func:`draw_training_inputs`), instead of drawing.
     """
     check_prediction(prediction)
-    t, eps, x_t = draw_training_inputs(schedule, x0, generator, antithetic)
+    t, eps, x_t = drawn or draw_training_inputs(schedule, x0, generator, antithetic)
     target = target_for(schedule, prediction, x0, eps, t)
     return (target - denoiser(x_t, t)).square().mean()  # Ho Eq. 14 for eps
 

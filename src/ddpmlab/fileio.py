@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ddpmlab import distributed
 from ddpmlab.errors import UserError
 
 try:
@@ -104,7 +105,11 @@ def exclusive(folder: str | os.PathLike[str], what: str = "run") -> Iterator[Non
     ``flock`` on the folder itself: no lock file is left behind, and the kernel releases it
     when its process ends, even by SIGKILL, so a killed process cannot leave it stuck. The
     same process may nest blocks on one folder (training evaluates, which draws figures).
+    Under torchrun only rank 0 writes, and takes the lock; the other ranks pass.
     """
+    if not distributed.current().main:
+        yield
+        return
     path = Path(folder).resolve()
     with _held_lock:
         if path in _held:

@@ -188,7 +188,9 @@ def nll_bound(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor, *,
 
 def hybrid_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
                 generator: torch.Generator | None = None, antithetic: bool = False,
-                prediction: str = "eps", vlb_weight: float = 0.001) -> torch.Tensor:
+                prediction: str = "eps", vlb_weight: float = 0.001, *,
+                drawn: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+                ) -> torch.Tensor:
     """L_hybrid = L_simple + lambda L_vlb for a ``learned_range`` network, a scalar.
 
     Nichol & Dhariwal 2021, Sec. 3.1. The denoiser returns (B, 2D): the mean part (trained by
@@ -201,10 +203,11 @@ def hybrid_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
     unbiased estimate of sum_t L_t for uniform t. The paper writes lambda L_vlb with L_vlb the
     sum of the terms and L_simple a squared norm (a sum over dimensions), which differs from
     the code by the dimension count and ln 2; we follow the code, whose numbers it reports.
-    The draws (t, eps, x_t) are those of the MSE-only loss, so runs differ only in the model.
+    The draws (t, eps, x_t) are those of the MSE-only loss, so runs differ only in the model;
+    ``drawn`` gives them instead (:func:`ddpmlab.diffusion.draw_training_inputs`).
     """
     schedule = schedule.to(x0.device)
-    t, eps, x_t = draw_training_inputs(schedule, x0, generator, antithetic)
+    t, eps, x_t = drawn or draw_training_inputs(schedule, x0, generator, antithetic)
     mean_out, v = split_output(denoiser(x_t, t), "learned_range")
     assert v is not None  # a learned_range output always has its v half
     mse = (target_for(schedule, prediction, x0, eps, t) - mean_out).square().mean()

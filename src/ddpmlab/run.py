@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm.std import tqdm
 
-from ddpmlab import checkpoint, feedback
+from ddpmlab import checkpoint, distributed, feedback
 from ddpmlab.config import RunConfig, from_dict, paths, replace, to_dict, upgrade
 from ddpmlab.diffusion import split_output
 from ddpmlab.errors import UserError
@@ -45,7 +45,6 @@ from ddpmlab.models import build_network
 from ddpmlab.models.fast import sampling_denoiser
 from ddpmlab.samplers import ddim_chain, ddpm_chain, default_spacing, dpm_solver_chain, timesteps
 from ddpmlab.samplers.ddim import check_eta
-from ddpmlab.samplers.ddpm import final_state
 from ddpmlab.samplers.guidance import class_labels, guided
 from ddpmlab.samplers.ode import ATOL, RTOL, check_tolerances, network_field, ode_sample
 from ddpmlab.schedules import NoiseSchedule, make_schedule
@@ -219,33 +218,49 @@ class Run:
         share of each, in class order, :meth:`labels`) with classifier-free guidance of
         weight ``guidance`` (0: plain conditional sampling); ``cls=None`` samples its
         unconditional model. Shows a bar of the sampling steps, or advances ``bar`` (one
-        shared by several draws) by one per step and chunk. The same seed on the same
-        device gives the same samples (a GPU draws another random stream than the CPU).
+        shared by several draws) by one per step and block.
+
+        The samples come in blocks of ``kind.sample_block`` rows, block b drawn by its own
+        generator (:func:`block_seed`), so the same seed on the same device gives the same
+        samples however they are shared: under torchrun rank r draws blocks r, r + N, ...
+        and every rank returns all n (a GPU draws another random stream than the CPU).
         """
         K, y = self._request(n, sampler, steps, eta, spacing, cls, guidance, rtol, atol)
-        g = torch.Generator(self.device).manual_seed(seed)
+        group = distributed.current()
         if sampler == "ode":
-            return self._ode_sample(n, g, rtol, atol, bar)
-        chunk = max(1, 65_536 // int(np.prod(self.kind.shape[1:], dtype=np.int64)))
+            if group.many:
+                raise UserError("--sampler ode solves all samples as one system, in one "
+                                "process; start it without torchrun")
+            return self._ode_sample(n, torch.Generator(self.device).manual_seed(seed), rtol,
+                                    atol, bar)
+        block = self.kind.sample_block
+        starts = range(0, n, block)[group.rank::group.world]  # this rank's blocks
         own = bar is None
         if bar is None:
-            bar = feedback.bar(-(-n // chunk) * K, f"sampling {n:,} {self.kind.unit}")
-        done = [0]  # rows sampled so far: the chunk's labels follow
+            bar = feedback.bar(len(starts) * K, f"sampling {n:,} {self.kind.unit}")
 
-        def chain(shape: tuple[int, ...]) -> Iterator[tuple[int, torch.Tensor]]:
-            rows = None if y is None else y[done[0]:done[0] + shape[0]]
-            done[0] += shape[0]
-            for i, state in enumerate(self._chain(shape, g, sampler, steps, eta, spacing, rows,
-                                                  guidance)):
+        def draw(start: int) -> np.ndarray:
+            rows = min(block, n - start)
+            g = torch.Generator(self.device).manual_seed(block_seed(seed, start // block))
+            labels = None if y is None else y[start:start + rows]
+            states = self._chain((rows, *self.kind.shape), g, sampler, steps, eta, spacing,
+                                 labels, guidance)
+            x = None
+            for i, (_, state) in enumerate(states):
                 bar.update(i > 0)  # the first state is x_T, before any step
-                yield state
+                x = state
+            assert x is not None  # a chain yields x_T at least
+            return self.kind.to_data(x.cpu())
 
         try:
-            x = final_state(chain, (n, *self.kind.shape), chunk=chunk)
+            mine = [draw(start) for start in starts]
         finally:
             if own:
                 bar.close()
-        return self.kind.to_data(x.cpu())
+        shares = distributed.gather(mine)  # rank r's blocks are blocks r, r + N, ...
+        blocks = [shares[b % group.world][b // group.world] for b in range(len(range(0, n,
+                                                                                     block)))]
+        return np.concatenate(blocks)
 
     def _ode_sample(self, n: int, g: torch.Generator, rtol: float, atol: float,
                     bar: tqdm | None) -> np.ndarray:
@@ -271,6 +286,16 @@ class Run:
             return []
         rows = sorted((int(k[4:]), v) for k, v in snaps.items())
         return [(s, list(zip(labels.tolist(), v, strict=True))) for s, v in rows]
+
+
+def block_seed(seed: int, block: int) -> int:
+    """The seed of the generator that draws sample block ``block`` (:meth:`Run.sample`):
+    ``seed`` itself for the first, so n <= sample_block samples are those of one generator
+    seeded with ``seed``; for the others a 63-bit number from NumPy's SeedSequence of
+    (seed, block), which keeps distinct blocks' streams apart."""
+    if block == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, block]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def reverse_chain(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -381,8 +406,9 @@ def open_run(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
     ckpt = _load_checkpoint(path)
     kind = _restore_kind(path, ckpt)
     config = ckpt.config
-    torch.set_num_threads(config.train.threads)  # sampling runs as training did (see config)
-    device = resolve_device(str(device))
+    # sampling runs as training did (see config), one rank of several on its share of cores
+    torch.set_num_threads(distributed.threads(config.train.threads))
+    device = resolve_device(distributed.setup(str(device)))
     model = build_network(config, kind.shape, len(kind.class_names or ()))
     checkpoint.load_weights(model, ckpt.ema, str(path / CKPT))
     model.to(device).eval().requires_grad_(False)
@@ -414,29 +440,54 @@ def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = 
     holds CPU tensors either way.
     """
     out = Path(out)
-    with feedback.shown(progress and feedback.enabled()):
-        if not resume:
-            _check_new_out(out, force)
-        # resume with no checkpoint (killed before the first one): from step 0
-        ckpt = _load_checkpoint(out) if resume and (out / CKPT).is_file() else None
-        kind = (_restore_kind(out, ckpt) if ckpt is not None
-                else modality_for(config.data.source).prepare(config))
-        torch.set_num_threads(config.train.threads)
-        device = resolve_device(str(device))
-        labels = kind.labels()
-        trainer = Trainer(config, torch.from_numpy(kind.model_input()), resume_from=ckpt,
-                          device=device, classes=len(kind.class_names or ()),
-                          labels=None if labels is None else torch.from_numpy(labels))
-        _make_run_directory(out)
+    device = distributed.setup(str(device))
+    group = distributed.current()
+    with feedback.shown(progress and feedback.enabled() and group.main):
+        trainer, kind, resumed = distributed.together(
+            lambda: _prepare(config, out, resume, force, device))
+        if not group.main:  # trains its share of every step; rank 0 writes the run
+            trainer.fit()
+            distributed.together(lambda: None)  # rank 0 has saved the last checkpoint
+            run = open_run(out, trainer.device)
+            if evaluate:
+                evaluate_run(run)  # draws its share of the samples; rank 0 scores them
+            return run
         with exclusive(out):
-            floors = _train(config, out, trainer, kind, ckpt is not None, on_start)
-            run = open_run(out, device)
+            floors = _train(config, out, trainer, kind, resumed, on_start)
+            run = open_run(out, trainer.device)
             run.floors.update(floors)
             if evaluate:
-                evaluate_run(run, meanwhile=(lambda: make_figures(run)) if figures else None)
+                evaluate_run(run, meanwhile=(lambda: _figures_alone(run)) if figures else None)
             elif figures:
                 make_figures(run)
     return run
+
+
+def _prepare(config: RunConfig, out: Path, resume: bool, force: bool,
+             device: str) -> tuple[Trainer, Modality, bool]:
+    """The checks, data and trainer of :func:`train_run`, before any file is written:
+    (trainer, modality, whether a checkpoint is resumed). Only rank 0 looks at ``out``."""
+    main = distributed.current().main
+    if not resume and main:
+        _check_new_out(out, force)
+    # resume with no checkpoint (killed before the first one): from step 0
+    ckpt = _load_checkpoint(out) if resume and (out / CKPT).is_file() else None
+    kind = (_restore_kind(out, ckpt) if ckpt is not None
+            else modality_for(config.data.source).prepare(config))
+    torch.set_num_threads(distributed.threads(config.train.threads))
+    labels = kind.labels()
+    trainer = Trainer(config, torch.from_numpy(kind.model_input()), resume_from=ckpt,
+                      device=resolve_device(device), classes=len(kind.class_names or ()),
+                      labels=None if labels is None else torch.from_numpy(labels))
+    if main:
+        _make_run_directory(out)
+    return trainer, kind, ckpt is not None
+
+
+def _figures_alone(run: Run) -> None:
+    """Rank 0's figures, drawn while the others have gone: sampled without collectives."""
+    with distributed.alone():
+        make_figures(run)
 
 
 def _check_new_out(out: Path, force: bool) -> None:
@@ -513,12 +564,18 @@ def _train(config: RunConfig, out: Path, trainer: Trainer, kind: Modality, resum
     floors = _Floors(kind)
     try:
         trainer.fit(on_step=on_step)
-        _save_progress(out, trainer, meta)
+        distributed.together(lambda: _save_progress(out, trainer, meta))  # the others wait
     except Diverged as e:  # the weights hold NaN now: keep the last good checkpoint, if any
         floors.cancel()
         kept = ("no checkpoint was written" if saved_step is None
                 else f"{out / CKPT} keeps step {saved_step}")
         raise Diverged(f"{e}; {kept}") from None
+    except distributed.PeerLost as e:  # rank 0 holds the last complete step: saved
+        floors.cancel()
+        _save_progress(out, trainer, meta)
+        raise distributed.PeerLost(f"{e}; {out / CKPT} keeps step {trainer.step}: continue "
+                                   "with the same command and --resume, on any number of "
+                                   "processes") from None
     except BaseException:  # Ctrl-C or a failure keeps what was learned so far
         floors.cancel()
         _save_progress(out, trainer, meta)
@@ -596,12 +653,13 @@ class Evaluation:
 
 def evaluate_run(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = None,
                  meanwhile: Callable[[], object] | None = None) -> Evaluation:
-    """:func:`score` the run's default sampler and write metrics.json."""
+    """:func:`score` the run's default sampler and write metrics.json (rank 0)."""
     with exclusive(run.path):
         result = score(run, n, seed, repeats, meanwhile=meanwhile)
-        write_json(run.path / METRICS, {"modality": result.kind, "n": result.n,
+        if distributed.current().main:
+            write_json(run.path / METRICS, {"modality": result.kind, "n": result.n,
                                         "repeats": result.repeats, "seed": seed,
-                                        "step": run.step, "metrics": result.metrics})
+                                            "step": run.step, "metrics": result.metrics})
     return result
 
 
@@ -629,7 +687,8 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     computed once per ``run`` (:attr:`Run.floors`). ``meanwhile()`` is called once the
     samples are drawn, while the metrics are computed (the train command draws its figures
     then). A conditional run draws class ``cls`` (``"all"``: an equal share of each) at
-    guidance weight ``guidance`` (:meth:`Run.sample`).
+    guidance weight ``guidance`` (:meth:`Run.sample`). Under torchrun the ranks share the
+    sampling and rank 0 alone computes the metrics (the others return no metrics).
     """
     kind = run.kind
     n = kind.eval_size[0] if n is None else n
@@ -653,8 +712,12 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     # The metrics (POT, SciPy, scikit-learn) run in C almost entirely outside the GIL, so
     # they go on beside meanwhile() in one thread, leaving it a core; figures (matplotlib)
     # hold the GIL almost throughout, which would stall a torch sampler beside them.
-    with ThreadPoolExecutor(max_workers=min(repeats, 4)) as pool, bar:
+    # several processes gather each draw: one at a time, so the ranks' collectives match
+    threads = 1 if distributed.current().many else min(repeats, 4)
+    with ThreadPoolExecutor(max_workers=threads) as pool, bar:
         samples = list(pool.map(draw, range(repeats)))
+    if not distributed.current().main:
+        return Evaluation({}, n, repeats, seed, kind.name)
     feedback.status(f"computing the metrics of {repeats} draw{'s' * (repeats > 1)} and their "
                     "floors")
     with ThreadPoolExecutor(max_workers=1 if meanwhile else min(repeats, 4)) as pool:
@@ -686,6 +749,8 @@ def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: i
                    guidance=guidance)
     labels = run.labels(per * len(names), "all")
     assert labels is not None
+    if not distributed.current().main:  # rank 0 computes the metrics
+        return {}
     feedback.status(f"computing the per-class metrics of {len(x):,} samples")
     result = run.kind.per_class(x, labels, seed)
     return {"guidance": guidance, "n": per, "seed": seed, "sampler": sampler,
@@ -698,7 +763,8 @@ def evaluate_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed
     """:func:`score_classes`, written to RUN/classes.json."""
     with exclusive(run.path):
         result = score_classes(run, guidance, n, seed, sampler, steps, eta, spacing)
-        write_json(run.path / CLASSES, result)
+        if distributed.current().main:
+            write_json(run.path / CLASSES, result)
     return result
 
 

@@ -15,6 +15,11 @@ autograd only for other models and for the hybrid loss of a learned variance.
 A trainer runs on one device (:func:`resolve_device` reads ``--device``): the model, the EMA,
 the flat buffers, the training data and the generator live there; checkpoints hold CPU
 tensors, so a run saved on one device resumes on another.
+
+Under torchrun the ranks share each step (``ddpmlab.distributed``): every rank draws the whole
+batch's random numbers from the one generator, keeps its rows, and one all-reduce of the
+flat gradient buffer (with the loss and a stop flag at its end) joins them, so the run is
+the one-process run whatever the number of processes, up to the order of float additions.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import Any
 import torch
 from tqdm.std import tqdm
 
-from ddpmlab import checkpoint, feedback
+from ddpmlab import checkpoint, distributed, feedback
 from ddpmlab.config import RunConfig
 from ddpmlab.diffusion import (
     check_prediction,
@@ -265,8 +270,19 @@ class Trainer:
         self.ema_params = list(self.ema.parameters())
         self.flat = flatten_parameters(self.params)  # the weights, every parameter a view
         self.ema_flat = flatten_parameters(self.ema_params)
-        self.grad_flat, grads = flat_views(self.params)
-        self.grad_flat.zero_()
+        # what the ranks sum each step: the gradients, then this rank's share of the loss and
+        # its stop flag (train_step); one process uses the gradient part only
+        numel = self.flat.numel()
+        self.reduced = torch.zeros(numel + 2, device=self.device)
+        self.grad_flat = self.reduced[:numel]
+        grads = views_of(self.grad_flat, self.params)
+        self.group = distributed.current()
+        if self.group.world > config.train.batch_size:
+            raise UserError(f"--batch-size {config.train.batch_size} cannot be shared by "
+                            f"{self.group.world} processes; give each at least one example")
+        self.rows = distributed.share(config.train.batch_size, self.group)  # this rank's
+        self.caught: list[int] = []  # signals that asked to stop (fit), sent to the others
+        self.stop = False  # some rank asked to stop during the last step
         for p, g in zip(self.params, grads, strict=True):
             p.grad = g  # autograd accumulates into an existing .grad in place
         self.grads = dict(zip([name for name, _ in self.model.named_parameters()], grads,
@@ -336,30 +352,43 @@ class Trainer:
                   "loss_partial": [self.loss_sum, self.loss_count]})
 
     def train_step(self) -> torch.Tensor:
-        """One update (Ho et al. 2020, Algorithm 1) on a batch drawn with replacement."""
+        """One update (Ho et al. 2020, Algorithm 1) on a batch drawn with replacement.
+
+        The draws are those of the whole batch (indices, dropped labels, t, eps, in that
+        order); under several processes this rank computes its rows of it, and the ranks'
+        gradients and losses, each weighted by its share of the rows, are summed
+        (:meth:`_reduce`) before the update.
+        """
         c, d = self.config, self.config.diffusion
+        before = self.generator.get_state() if self.group.many else None
         idx = torch.randint(0, self.x_train.shape[0], (c.train.batch_size,),
                             generator=self.generator, device=self.device)
         x0 = self.x_train.index_select(0, idx)
         y = None if self.labels is None else self._drop(self.labels.index_select(0, idx))
+        rows = self.rows
         self.grad_flat.zero_()
         if self.fast:  # Ho et al. 2020, Algorithm 1 (with the chosen target), by hand
             with torch.inference_mode():  # no autograd bookkeeping at all
                 t, eps, x_t = draw_training_inputs(self.schedule, x0, self.generator,
                                                    d.antithetic)
-                target = target_for(self.schedule, d.prediction, x0, eps, t)
-                loss = fast.mse_and_grads(self.model, x_t, t, target, self.grads,
-                                          self.tensors, y)
+                target = target_for(self.schedule, d.prediction, x0[rows], eps[rows], t[rows])
+                loss = fast.mse_and_grads(self.model, x_t[rows], t[rows], target, self.grads,
+                                          self.tensors, None if y is None else y[rows])
         else:
-            model = self.model if y is None else functools.partial(_with_labels, self.model, y)
+            model = (self.model if y is None
+                     else functools.partial(_with_labels, self.model, y[rows]))
+            t, eps, x_t = draw_training_inputs(self.schedule, x0, self.generator, d.antithetic)
+            drawn = (t[rows], eps[rows], x_t[rows])
             if d.variance == "learned_range":  # Nichol & Dhariwal 2021, Sec. 3.1
-                loss = hybrid_loss(self.schedule, model, x0, self.generator,
-                                   d.antithetic, d.prediction, d.vlb_weight)
+                loss = hybrid_loss(self.schedule, model, x0[rows], prediction=d.prediction,
+                                   vlb_weight=d.vlb_weight, drawn=drawn)
             else:  # Ho et al. 2020, Algorithm 1 (with the chosen target)
-                loss = diffusion_loss(self.schedule, model, x0, self.generator,
-                                      d.antithetic, d.prediction)
+                loss = diffusion_loss(self.schedule, model, x0[rows], prediction=d.prediction,
+                                      drawn=drawn)
             loss.backward()  # into the zeroed views of grad_flat
             loss = loss.detach()
+        if before is not None:
+            loss = self._reduce(loss, before)
         with torch.inference_mode():
             # clip_grad_norm_: scale the gradient to norm <= grad_clip (its 1e-6 included)
             norm = torch.linalg.vector_norm(self.grad_flat)
@@ -370,6 +399,28 @@ class Trainer:
             decay = min(c.train.ema_decay, (1 + self.step) / (10 + self.step))
             self.ema_flat.lerp_(self.flat, 1.0 - decay)
         return loss
+
+    def _reduce(self, loss: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+        """Sum the ranks' gradients and losses, each weighted by its share of the batch, and
+        their stop flags, in one all-reduce; return the batch's loss.
+
+        A rank that has gone (PeerLost) leaves this one in the state of the last complete
+        step, its generator rewound to ``before`` the step's draws, so the checkpoint that
+        rank 0 then writes resumes exactly.
+        """
+        with torch.inference_mode():
+            weight = (self.rows.stop - self.rows.start) / self.config.train.batch_size
+            self.grad_flat.mul_(weight)
+            self.reduced[-2] = loss * weight
+            self.reduced[-1] = float(bool(self.caught))
+            try:
+                distributed.all_reduce(self.reduced)
+            except distributed.PeerLost:
+                self.generator.set_state(before)
+                raise distributed.PeerLost(f"another process of the group stopped during step "
+                                           f"{self.step + 1} (torchrun names it)") from None
+            self.stop = bool(self.reduced[-1] > 0)
+            return self.reduced[-2].clone()
 
     def _drop(self, y: torch.Tensor) -> torch.Tensor:
         """Labels y (B,) with each replaced by the "no class" token (``classes``) with
@@ -386,13 +437,13 @@ class Trainer:
         c = self.config.train
         bar = feedback.bar(c.steps, "training", initial=self.step, leave=True)
         try:
-            with interrupts_between_steps() as caught:
-                self._loop(bar, on_step, caught)
+            with interrupts_between_steps() as self.caught:
+                self._loop(bar, on_step)
         finally:
+            self.caught = []
             bar.close()
 
-    def _loop(self, bar: tqdm, on_step: Callable[[int], None] | None,
-              caught: list[int]) -> None:
+    def _loop(self, bar: tqdm, on_step: Callable[[int], None] | None) -> None:
         c = self.config.train
         while self.step < c.steps:
             loss = float(self.train_step())
@@ -409,5 +460,6 @@ class Trainer:
                 self.loss_sum, self.loss_count = 0.0, 0
             if on_step is not None:
                 on_step(self.step)
-            if caught:  # Ctrl-C or SIGTERM during this step: stop now that it is complete
+            # Ctrl-C or SIGTERM during this step (on any rank): stop now that it is complete
+            if self.stop if self.group.many else self.caught:
                 raise KeyboardInterrupt

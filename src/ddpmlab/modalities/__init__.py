@@ -100,6 +100,8 @@ class Modality(ABC):
     unit: ClassVar[str]  # "points", "images": for messages
     snapshot_n: ClassVar[int]  # samples in each reverse-process snapshot
     gif_n: ClassVar[int]  # samples in reverse.gif
+    #: rows per random stream of Run.sample: its unit of reproducibility and of sharing
+    sample_block: ClassVar[int]
     channels_last: ClassVar[bool] = False  # sample with the network in channels-last memory
 
     def __init__(self, config: RunConfig, data: Any, scaler: Any) -> None:

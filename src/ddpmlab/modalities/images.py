@@ -82,6 +82,7 @@ class Images(Modality):
     unit = "images"
     snapshot_n = 16
     gif_n = GRID
+    sample_block = 1024  # an evaluation's 1,000 images: one stream
     channels_last = True
     data: ImageSet
 

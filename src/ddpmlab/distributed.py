@@ -1,0 +1,204 @@
+"""Many processes on torch.distributed, launched by torchrun: one run from N of them.
+
+ddpmlab adds no launcher or transport of its own. ``torchrun --nproc-per-node N -m ddpmlab
+train ...`` (``--nnodes``, ``--rdzv-backend c10d``, ``--rdzv-endpoint`` for several
+machines) starts N copies of the command; each finds its place in the environment torchrun
+sets (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and
+:func:`setup` joins the process group: gloo on the CPU, NCCL with one GPU per process
+(``cuda:LOCAL_RANK``). Without torchrun (or with one process) nothing is initialised and
+every command runs as it always did.
+
+How the work is shared, so that a run does not depend on N (``Trainer``, ``Run.sample``):
+
+* training: every rank draws the global batch's random numbers (indices, labels dropped,
+  t, eps) from the run's one generator, exactly as one process would, and keeps its own
+  contiguous share of the rows (:func:`share`); the gradients, each scaled by its share of
+  the batch, are summed by ONE all-reduce of a flat buffer per step that also carries the
+  loss and a stop flag, so all ranks see the same loss (a NaN anywhere is a NaN everywhere)
+  and stop at the same step (Ctrl-C or SIGTERM on any rank). The weights then differ from
+  the one-process run's only by the order of float additions.
+* sampling: the n samples are cut into blocks of ``Modality.sample_block`` rows, each with
+  its own generator derived from (seed, block); rank r draws blocks r, r + N, ... and the
+  blocks are gathered in order, so the samples do not depend on N.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from ddpmlab.errors import UserError
+
+#: How long a collective waits for the others before it fails: a backstop only, as a rank
+#: that dies closes its sockets and the others fail at once (minutes cover a snapshot or a
+#: checkpoint written by rank 0 meanwhile).
+TIMEOUT = timedelta(minutes=10)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Group:
+    """Where this process stands: rank 0..world-1, and its rank on this machine."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes files and shows progress."""
+        return self.rank == 0
+
+    @property
+    def many(self) -> bool:
+        return self.world > 1
+
+
+_group = [Group()]
+
+
+def current() -> Group:
+    """The group :func:`setup` joined (one process of one when it was not called)."""
+    return _group[0]
+
+
+def launched() -> Group:
+    """The place torchrun's environment gives this process (one of one without torchrun)."""
+    env = os.environ
+    try:
+        world = int(env.get("WORLD_SIZE", "1"))
+        return Group(int(env.get("RANK", "0")), world, int(env.get("LOCAL_RANK", "0")),
+                     int(env.get("LOCAL_WORLD_SIZE", str(world))))
+    except ValueError:
+        raise UserError("RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE must be integers "
+                        "(torchrun sets them); unset them to run one process") from None
+
+
+def setup(device: str) -> str:
+    """Join the process group torchrun describes, once; return the device this rank uses.
+
+    ``device`` is the --device asked for: under several processes ``cuda`` (or ``auto`` with
+    a GPU) becomes ``cuda:LOCAL_RANK`` with the NCCL backend, anything else gloo on the CPU.
+    One process (no torchrun) initialises nothing and returns ``device`` unchanged.
+    """
+    group = launched()
+    if not group.many:
+        return device
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        if device not in ("cuda", "auto"):
+            raise UserError(f"--device {device}: under torchrun each process takes the GPU "
+                            "of its LOCAL_RANK; give --device cuda")
+        if torch.cuda.device_count() < group.local_world:
+            raise UserError(f"{group.local_world} processes on this machine but torch sees "
+                            f"{torch.cuda.device_count()} GPU(s); start at most one process "
+                            "per GPU (--nproc-per-node)")
+        device = f"cuda:{group.local_rank}"
+        torch.cuda.set_device(group.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
+        _group[0] = Group(dist.get_rank(), dist.get_world_size(), group.local_rank,
+                          group.local_world)
+    return device
+
+
+def teardown() -> None:
+    """Leave the process group (at the end of a command)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    _group[0] = Group()
+
+
+class PeerLost(UserError):
+    """Another process of the group stopped (killed, or failed) while this one waited."""
+
+
+def all_reduce(buffer: torch.Tensor) -> None:
+    """Sum ``buffer`` over the ranks, in place; PeerLost if a rank has gone."""
+    try:
+        dist.all_reduce(buffer)
+    except RuntimeError:  # gloo and NCCL report a closed peer as DistBackendError
+        raise PeerLost("another process of the group stopped (torchrun names it)") from None
+
+
+def first_failed(ok: bool) -> int | None:
+    """The lowest rank that is not ``ok``, or None when all are (one all-reduce)."""
+    group = current()
+    if not group.many:
+        return None if ok else 0
+    flags = torch.zeros(group.world, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    flags[group.rank] = 0.0 if ok else 1.0
+    all_reduce(flags)
+    failed = flags.nonzero()
+    return int(failed[0]) if len(failed) else None
+
+
+def gather(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order, on every rank ([obj] for one process)."""
+    group = current()
+    if not group.many:
+        return [obj]
+    out: list[Any] = [None] * group.world
+    try:
+        dist.all_gather_object(out, obj)
+    except RuntimeError:
+        raise PeerLost("another process of the group stopped (torchrun names it)") from None
+    return out
+
+
+def share(rows: int, group: Group) -> slice:
+    """The contiguous rows of a batch of ``rows`` that rank ``group.rank`` computes: equal
+    shares, the first ``rows % world`` ranks one row more."""
+    base, extra = divmod(rows, group.world)
+    start = group.rank * base + min(group.rank, extra)
+    return slice(start, start + base + (group.rank < extra))
+
+
+class ElsewhereFailed(UserError):
+    """Another rank failed, and says why; this one stops without a word."""
+
+
+def together(work: Callable[[], T]) -> T:
+    """``work()`` on every rank, going on only if it succeeded on all of them, so that no
+    rank is left waiting in a collective for one that gave up (one all-reduce). The lowest
+    rank that failed raises its own error; every other rank raises ElsewhereFailed, so a
+    mistake that all ranks make (a bad --out) is reported once, not N times."""
+    try:
+        result = work()
+    except BaseException:
+        if current().many and first_failed(False) != current().rank:
+            raise ElsewhereFailed("another process of the group failed") from None
+        raise
+    if first_failed(True) is not None:
+        raise ElsewhereFailed("another process of the group failed")
+    return result
+
+
+def threads(wanted: int) -> int:
+    """Threads for this rank: ``wanted`` (train.threads), but no more than this machine's
+    cores shared by its processes, since torch's threads collapse when they outnumber the
+    cores (bench/README.md; torchrun's own choice is OMP_NUM_THREADS=1)."""
+    if not current().many:
+        return wanted
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(wanted, (cores or 1) // current().local_world))
+
+
+@contextmanager
+def alone() -> Iterator[None]:
+    """Inside the block this process counts as one of one: rank 0 drawing figures, which
+    the others do not wait for, samples without any collective."""
+    before = _group[0]
+    _group[0] = Group()
+    try:
+        yield
+    finally:
+        _group[0] = before

@@ -1,0 +1,257 @@
+"""Many processes under torchrun (ddpmlab.distributed): the same run whatever the number of
+processes, ranks that stop together, a lost rank that hangs nothing, and sampling shared by
+the ranks. Every test launches torchrun itself (``python -m torch.distributed.run``) on
+gloo, on this machine's CPU."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_reliability import DATA_TOML, checkpoint_step, poll, same_tensors, temps
+
+from ddpmlab import checkpoint, distributed
+from ddpmlab.cli import main
+from ddpmlab.run import CKPT, LOSS, block_seed
+
+TINY = ["--timesteps", "20", "--hidden", "16", "--batch-size", "64", "--quiet", "--no-eval",
+        "--no-figures"]
+
+
+def torchrun(args: list[str], nproc: int = 2, *launcher: str, wait: bool = True,
+             ) -> subprocess.Popen[str] | subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc-per-node nproc -m ddpmlab ARGS``, run to its end
+    (``wait``) or started."""
+    command = [sys.executable, "-m", "torch.distributed.run", *(launcher or ["--standalone"]),
+               "--nproc-per-node", str(nproc), "-m", "ddpmlab", *args]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if wait:
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+
+
+def ours(stderr: str) -> list[str]:
+    """ddpmlab's own lines on stderr (not torchrun's warnings and report)."""
+    return [line for line in stderr.splitlines() if line.startswith("ddpmlab:")]
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    ckpt = checkpoint.load(run / CKPT)
+    return {**{f"model.{k}": v for k, v in ckpt.model.items()},
+            **{f"ema.{k}": v for k, v in ckpt.ema.items()}}
+
+
+def largest_difference(a: Path, b: Path) -> float:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    return max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+
+
+def workers(launcher: subprocess.Popen[str]) -> dict[int, int]:
+    """The launcher's worker processes by RANK (Linux /proc)."""
+    found: dict[int, int] = {}
+    for pid in (Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text()
+                .split()):
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        rank = next(e for e in env if e.startswith(b"RANK=")).split(b"=")[1]
+        found[int(rank)] = int(pid)
+    return found
+
+
+@pytest.fixture
+def toml(tmp_path: Path) -> Path:
+    path = tmp_path / "data.toml"
+    path.write_text(DATA_TOML)
+    return path
+
+
+def reference(tmp_path: Path, toml: Path, steps: int) -> Path:
+    """The one-process run, trained in this process."""
+    out = tmp_path / "one"
+    assert main(["train", "moons", "--out", str(out), "--config", str(toml), "--steps",
+                 str(steps), *TINY]) == 0
+    return out
+
+
+# --- the rules ---------------------------------------------------------------------------
+
+def test_a_batch_is_shared_in_contiguous_near_equal_parts() -> None:
+    for rows, world in [(64, 2), (64, 3), (7, 7), (10, 4), (5, 1)]:
+        parts = [distributed.share(rows, distributed.Group(r, world)) for r in range(world)]
+        assert [p.start for p in parts] == [0] + [p.stop for p in parts[:-1]]
+        assert parts[-1].stop == rows
+        sizes = [p.stop - p.start for p in parts]
+        assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+def test_the_first_sample_block_keeps_the_seed_and_the_others_differ() -> None:
+    assert block_seed(7, 0) == 7
+    seeds = {block_seed(s, b) for s in range(5) for b in range(1, 50)}
+    assert len(seeds) == 5 * 49 and all(0 <= x < 2 ** 63 for x in seeds)
+
+
+def test_one_process_is_a_group_of_one() -> None:
+    assert not distributed.current().many and distributed.current().main
+    assert distributed.setup("cpu") == "cpu"  # no torchrun: nothing to join
+    assert distributed.together(lambda: 3) == 3
+
+
+# --- training ------------------------------------------------------------------------------
+
+def test_two_and_three_processes_train_the_one_process_run(tmp_path: Path, toml: Path) -> None:
+    """The global batch of 64 shared by 2 (32 + 32) or 3 (22 + 21 + 21) processes: the final
+    weights within 1e-5 of one process's (only float additions are ordered differently),
+    two 2-process runs bit-identical."""
+    one = reference(tmp_path, toml, 150)
+    runs = {}
+    for name, nproc in [("two", 2), ("two_again", 2), ("three", 3)]:
+        runs[name] = tmp_path / name
+        done = torchrun(["train", "moons", "--out", str(runs[name]), "--config", str(toml),
+                         "--steps", "150", *TINY], nproc)
+        assert done.returncode == 0, done.stderr
+        assert ours(done.stderr) == [], done.stderr  # --quiet: nothing from any rank
+    for name in ("two", "three"):
+        difference = largest_difference(one, runs[name])
+        print(f"{name} processes against one: largest weight difference {difference:.2e}")
+        assert difference < 1e-5
+        losses = [np.loadtxt(r / LOSS, delimiter=",", skiprows=1) for r in (one, runs[name])]
+        np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    assert same_tensors(weights(runs["two"]), weights(runs["two_again"]))
+
+
+def test_two_nodes_of_one_process_train_one_run(tmp_path: Path, toml: Path) -> None:
+    """Two torchrun launchers (--nnodes 2) meeting at a c10d rendezvous on 127.0.0.1: the
+    path to several machines."""
+    one = reference(tmp_path, toml, 100)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "nodes"
+    launcher = ["--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-id", "test",
+                "--rdzv-endpoint", f"127.0.0.1:{port}"]
+    args = ["train", "moons", "--out", str(out), "--config", str(toml), "--steps", "100", *TINY]
+    nodes = [torchrun(args, 1, *launcher, wait=False) for _ in range(2)]
+    for node in nodes:
+        assert isinstance(node, subprocess.Popen)
+        assert node.wait(timeout=300) == 0, node.stderr.read() if node.stderr else ""
+        if node.stderr:
+            node.stderr.close()
+    assert largest_difference(one, out) < 1e-5
+
+
+def start_long_run(tmp_path: Path, toml: Path, name: str, steps: int
+                   ) -> tuple[subprocess.Popen[str], Path, list[str]]:
+    out = tmp_path / name
+    args = ["train", "moons", "--out", str(out), "--config", str(toml), "--steps", str(steps),
+            "--checkpoint-every", "50", *TINY]
+    proc = torchrun(args, wait=False)
+    assert isinstance(proc, subprocess.Popen)
+    return proc, out, args
+
+
+def ended_within(proc: subprocess.Popen[str], seconds: float) -> tuple[int, str]:
+    start = time.monotonic()
+    code = proc.wait(timeout=60)
+    took = time.monotonic() - start
+    stderr = proc.stderr.read() if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    print(f"the group ended {took:.2f} s after the signal")
+    assert took < seconds, stderr
+    return code, stderr
+
+
+def test_a_rank_killed_ends_the_group_and_the_run_resumes_on_one_or_two_processes(
+        tmp_path: Path, toml: Path) -> None:
+    """SIGKILL to rank 1: rank 0 saves the last complete step, says so in one line, and
+    torchrun ends within seconds; resumed on 2 processes and SIGKILL to rank 0 (the writer):
+    the last periodic checkpoint stays intact; resumed on 1 process, the run ends with the
+    uninterrupted run's weights (within 1e-5)."""
+    steps = 2000
+    one = reference(tmp_path, toml, steps)
+    proc, out, args = start_long_run(tmp_path, toml, "killed", steps)
+    poll(lambda: checkpoint_step(out) >= 100, proc, timeout=120)
+    assert proc.poll() is None, "the run ended before the kill"
+    os.kill(workers(proc)[1], signal.SIGKILL)
+    code, stderr = ended_within(proc, 10)
+    assert code != 0
+    lines = ours(stderr)
+    assert len(lines) == 1 and "another process of the group stopped" in lines[0], stderr
+    saved = checkpoint_step(out)
+    assert f"keeps step {saved}" in lines[0] and temps(out) == []
+
+    again = torchrun([*args, "--resume"], wait=False)  # the same command, --resume appended
+    assert isinstance(again, subprocess.Popen)
+    poll(lambda: checkpoint_step(out) >= saved + 100, again, timeout=120)
+    assert again.poll() is None, "the resumed run ended before the kill"
+    os.kill(workers(again)[0], signal.SIGKILL)
+    ended_within(again, 10)
+    assert checkpoint.load(out / CKPT).step % 50 == 0 and temps(out) == []
+
+    assert main([*args, "--resume"]) == 0  # one process, to the end
+    assert checkpoint.load(out / CKPT).step == steps
+    assert largest_difference(one, out) < 1e-5
+
+
+def test_sigterm_to_torchrun_writes_one_checkpoint_and_the_run_resumes(
+        tmp_path: Path, toml: Path) -> None:
+    steps = 2000
+    one = reference(tmp_path, toml, steps)
+    proc, out, args = start_long_run(tmp_path, toml, "stopped", steps)
+    poll(lambda: checkpoint_step(out) >= 100, proc, timeout=120)
+    assert proc.poll() is None, "the run ended before the signal"
+    signalled = time.time()
+    os.kill(proc.pid, signal.SIGTERM)
+    code, stderr = ended_within(proc, 10)
+    assert code != 0
+    assert ours(stderr) == ["ddpmlab: interrupted (a checkpoint of the training so far was "
+                            "saved)"], stderr
+    assert (out / CKPT).stat().st_mtime > signalled and temps(out) == []  # written at the stop
+    assert 100 <= checkpoint_step(out) < steps
+    done = torchrun([*args, "--resume"])
+    assert done.returncode == 0, done.stderr
+    assert largest_difference(one, out) < 1e-5
+
+
+# --- sampling and evaluation --------------------------------------------------------------
+
+def test_samples_and_metrics_do_not_depend_on_the_number_of_processes(
+        tiny_copy: Path, tmp_path: Path) -> None:
+    """5,000 points: blocks of 2,048, 2,048 and 904, the first and third drawn by rank 0,
+    the second by rank 1; the same bytes as one process's; evaluation likewise."""
+    one, two = tmp_path / "one.npy", tmp_path / "two.npy"
+    args = ["sample", str(tiny_copy), "--number", "5000", "--quiet", "--out"]
+    assert main([*args, str(one)]) == 0
+    done = torchrun([*args, str(two)])
+    assert done.returncode == 0, done.stderr
+    assert ours(done.stderr) == [] and done.stdout.count("wrote") == 1, done.stdout
+    np.testing.assert_array_equal(np.load(one), np.load(two))
+
+    assert main(["evaluate", str(tiny_copy), "--number", "300", "--quiet"]) == 0
+    alone = (tiny_copy / "metrics.json").read_text()
+    done = torchrun(["evaluate", str(tiny_copy), "--number", "300", "--quiet"])
+    assert done.returncode == 0, done.stderr
+    assert (tiny_copy / "metrics.json").read_text() == alone
+    assert done.stdout.count("written to") == 1
+
+
+def test_refusals_under_torchrun_are_said_once(tiny_run: Path, tmp_path: Path) -> None:
+    done = torchrun(["figures", str(tiny_run)])
+    assert done.returncode != 0
+    assert ours(done.stderr) == ["ddpmlab: error: `figures` runs in one process; only train, "
+                                 "sample, evaluate share their work under torchrun"]
+    done = torchrun(["train", "moons", "--out", str(tiny_run), *TINY])  # a run is there
+    assert done.returncode != 0
+    lines = ours(done.stderr)
+    assert len(lines) == 1 and "already holds a run" in lines[0], done.stderr
+    done = torchrun(["sample", str(tiny_run), "--number", "0", "--out", str(tmp_path / "a.npy")])
+    assert len(ours(done.stderr)) == 1 and "--n must be positive" in done.stderr
