@@ -342,7 +342,7 @@ def test_version(capsys) -> None:
 
 @pytest.mark.parametrize("argv, expect", [
     (["sample", "RUN", "--n", "1e3", "--out", "x.npy"],
-     "argument --n: invalid int value: '1e3'"),
+     "argument --n/--number: invalid int value: '1e3'"),
     (["sample", "RUN"], "the following arguments are required: --out"),
     (["train", "moons", "--stepz", "3"], "unrecognized arguments: --stepz"),
     (["sample", "RUN", "--out", "x.npy", "--sampler", "euler"], "invalid choice: 'euler'"),

@@ -226,10 +226,10 @@ def test_sigterm_to_torchrun_writes_one_checkpoint_and_the_run_resumes(
 
 def test_samples_and_metrics_do_not_depend_on_the_number_of_processes(
         tiny_copy: Path, tmp_path: Path) -> None:
-    """5,000 points: blocks of 2,048, 2,048 and 904, the first and third drawn by rank 0,
+    """20,000 points: blocks of 8,192, 8,192 and 3,616, the first and third drawn by rank 0,
     the second by rank 1; the same bytes as one process's; evaluation likewise."""
     one, two = tmp_path / "one.npy", tmp_path / "two.npy"
-    args = ["sample", str(tiny_copy), "--number", "5000", "--quiet", "--out"]
+    args = ["sample", str(tiny_copy), "--number", "20000", "--quiet", "--out"]
     assert main([*args, str(one)]) == 0
     done = torchrun([*args, str(two)])
     assert done.returncode == 0, done.stderr
@@ -255,3 +255,17 @@ def test_refusals_under_torchrun_are_said_once(tiny_run: Path, tmp_path: Path) -
     assert len(lines) == 1 and "already holds a run" in lines[0], done.stderr
     done = torchrun(["sample", str(tiny_run), "--number", "0", "--out", str(tmp_path / "a.npy")])
     assert len(ours(done.stderr)) == 1 and "--n must be positive" in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices (NCCL)")
+def test_two_gpus_with_nccl_train_the_one_gpu_run(tmp_path: Path, toml: Path) -> None:
+    """--device cuda under torchrun: one GPU per process (cuda:LOCAL_RANK), NCCL. The CUDA
+    generator draws another stream than the CPU's, so the reference is one GPU."""
+    one = tmp_path / "one"
+    assert main(["train", "moons", "--out", str(one), "--config", str(toml), "--steps", "100",
+                 "--device", "cuda", *TINY]) == 0
+    two = tmp_path / "two"
+    done = torchrun(["train", "moons", "--out", str(two), "--config", str(toml), "--steps",
+                     "100", "--device", "cuda", *TINY])
+    assert done.returncode == 0, done.stderr
+    assert largest_difference(one, two) < 1e-5

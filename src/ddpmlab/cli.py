@@ -180,25 +180,8 @@ def _resume_config(args: argparse.Namespace) -> tuple[RunConfig, bool]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    if args.resume:
-        if args.out is None:
-            raise UserError("--resume needs --out RUN, the run directory to continue")
-        config, resumable = _resume_config(args)
-        out, resume = args.out, True
-        if not resumable:  # killed before its first checkpoint: nothing learned to keep
-            print(f"ddpmlab: note: {out} holds no checkpoint yet; training it from step 0",
-                  file=sys.stderr)
-    else:
-        if args.data is None and not args.config:
-            raise UserError("give the data to learn: a built-in name "
-                            f"({', '.join([*TOY2D, *IMAGE_SETS])}), a .csv/.txt/.npy file of "
-                            "points, a PNG/JPEG silhouette or text:WORD to draw points from, or "
-                            "a folder of images or an .npy/.npz array of them")
-        settings, _ = _settings(args)
-        source = settings.get("data", {}).get("source", RunConfig().data.source)
-        config = validate(default_config(source, settings))
-        out = args.out or _fresh_out(Path(config.data.source.replace(":", "-")).stem or "images")
-        resume = False
+    request = distributed.together(lambda: _train_request(args))  # a refusal said once
+    config, out, resume = distributed.from_main(request)  # not two fresh folders
     run = runs.train_run(config, out, resume=resume, force=args.force,
                          figures=not args.no_figures, evaluate=not args.no_eval,
                          on_start=lambda text: print(text, file=sys.stderr),
@@ -209,6 +192,28 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(runs.read_evaluation(run.path))
     print(f"run saved in {out}/ (figures in {out / runs.FIGURES}/)" if not args.no_figures
           else f"run saved in {out}/")
+
+
+def _train_request(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]:
+    """What `train` is asked: (configuration, run directory, resume?), checked."""
+    if args.resume:
+        if args.out is None:
+            raise UserError("--resume needs --out RUN, the run directory to continue")
+        config, resumable = _resume_config(args)
+        if not resumable and distributed.current().main:  # killed before its first checkpoint
+            print(f"ddpmlab: note: {args.out} holds no checkpoint yet; training it from step 0",
+                  file=sys.stderr)
+        return config, args.out, True
+    if args.data is None and not args.config:
+        raise UserError("give the data to learn: a built-in name "
+                        f"({', '.join([*TOY2D, *IMAGE_SETS])}), a .csv/.txt/.npy file of "
+                        "points, a PNG/JPEG silhouette or text:WORD to draw points from, or "
+                        "a folder of images or an .npy/.npz array of them")
+    settings, _ = _settings(args)
+    source = settings.get("data", {}).get("source", RunConfig().data.source)
+    config = validate(default_config(source, settings))
+    return config, args.out or _fresh_out(
+        Path(config.data.source.replace(":", "-")).stem or "images"), False
 
 
 def _check_new_file(path: Path, force: bool, suffixes: tuple[str, ...],

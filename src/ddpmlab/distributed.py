@@ -154,6 +154,11 @@ def gather(obj: Any) -> list[Any]:
     return out
 
 
+def from_main(obj: T) -> T:
+    """Rank 0's ``obj`` on every rank (``obj`` itself for one process)."""
+    return gather(obj)[0]
+
+
 def share(rows: int, group: Group) -> slice:
     """The contiguous rows of a batch of ``rows`` that rank ``group.rank`` computes: equal
     shares, the first ``rows % world`` ranks one row more."""

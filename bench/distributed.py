@@ -1,0 +1,169 @@
+"""Many processes under torchrun, measured: the same model from 1 or 2 processes, and steps/s.
+
+    python bench/distributed.py                  # both parts (about 10 min on 2 cores)
+    python bench/distributed.py --parts speed    # throughput only
+    python bench/distributed.py --report         # the tables again, from the JSON
+
+- ``equal``: ``ddpmlab train DATA`` (its defaults, ``--no-eval --no-figures``) in one process
+  and with ``torchrun --standalone --nproc-per-node 2 -m ddpmlab train DATA``, twice, for the
+  default point set (swiss_roll, 4,000 steps) and digits (the default U-Net; ``--steps``
+  300 unless ``--full``, which trains its 1,500): the largest difference between the final
+  weights (model and EMA) of the 2-process and the 1-process run, and whether the two
+  2-process runs are bit-identical.
+- ``speed``: ``Trainer.train_step`` of the default point model and the default digits U-Net,
+  timed inside the processes after a warm-up (start-up excluded): 1 process with 1 and with
+  2 threads against 2 processes of 1 thread (torchrun, gloo), in steps per second of the
+  global batch, and where torch sees a GPU one process on it.
+
+Run it on a quiet machine: two processes on two cores measure nothing when a third competes.
+Writes bench/results/distributed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results" / "distributed.json"
+STEPS = {"points": 1500, "digits": 40}  # timed steps per measurement
+WARMUP = {"points": 200, "digits": 5}
+SOURCE = {"points": "swiss_roll", "digits": "digits"}
+
+
+def torchrun(nproc: int, *args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+            str(nproc), *args]
+
+
+def worker(kind: str, threads: int, device: str) -> None:
+    """Time train_step of the default configuration of ``kind``; rank 0 prints steps/s."""
+    from ddpmlab import distributed
+    from ddpmlab.modalities import default_config, modality_for
+    from ddpmlab.train import Trainer
+
+    device = distributed.setup(device)
+    torch.set_num_threads(threads)
+    config = default_config(SOURCE[kind], {})
+    data = modality_for(config.data.source).prepare(config)
+    trainer = Trainer(config, torch.from_numpy(data.model_input()), device=device)
+    for _ in range(WARMUP[kind]):
+        trainer.train_step()
+    distributed.together(lambda: None)  # every rank warm
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(STEPS[kind]):
+        loss = trainer.train_step()
+    float(loss)
+    took = time.perf_counter() - start
+    if distributed.current().main:
+        print(json.dumps({"steps_per_s": STEPS[kind] / took}))
+    distributed.teardown()
+
+
+def measure(kind: str, nproc: int, threads: int, device: str = "cpu") -> float:
+    me = [str(Path(__file__).resolve()), "--worker", kind, str(threads), device]
+    command = torchrun(nproc, *me) if nproc > 1 else [sys.executable, *me]
+    done = subprocess.run(command, capture_output=True, text=True, check=True,
+                          env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    return json.loads(done.stdout.strip().splitlines()[-1])["steps_per_s"]
+
+
+def speed() -> dict:
+    rows = {}
+    for kind in ("points", "digits"):
+        one = measure(kind, 1, 1)
+        cells = {"1 process x 1 thread": one, "1 process x 2 threads": measure(kind, 1, 2),
+                 "2 processes x 1 thread": measure(kind, 2, 1)}
+        if torch.cuda.is_available():
+            cells["1 GPU"] = measure(kind, 1, 1, "cuda")
+        rows[kind] = {name: {"steps_per_s": v, "ratio": v / one} for name, v in cells.items()}
+        print(kind, {k: f"{v['steps_per_s']:.1f}/s ({v['ratio']:.2f}x)"
+                     for k, v in rows[kind].items()}, flush=True)
+    return rows
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    from ddpmlab import checkpoint
+
+    ckpt = checkpoint.load(run / "checkpoint.safetensors")
+    return {**{f"model.{k}": v for k, v in ckpt.model.items()},
+            **{f"ema.{k}": v for k, v in ckpt.ema.items()}}
+
+
+def equal(full: bool) -> dict:
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, steps in (("points", []), ("digits", [] if full else ["--steps", "300"])):
+            args = ["train", SOURCE[kind], *steps, "--no-eval", "--no-figures", "--quiet"]
+            out = {name: Path(tmp) / f"{kind}-{name}" for name in ("one", "two", "two_again")}
+            took = {}
+            for name, path in out.items():
+                start = time.perf_counter()
+                command = ([sys.executable, "-m", "ddpmlab"] if name == "one"
+                           else torchrun(2, "-m", "ddpmlab"))
+                subprocess.run([*command, *args, "--out", str(path)], check=True)
+                took[name] = time.perf_counter() - start
+            w = {name: weights(path) for name, path in out.items()}
+            rows[kind] = {
+                "steps": int(steps[1]) if steps else None,
+                "largest_difference": max(float((w["two"][k] - w["one"][k]).abs().max())
+                                          for k in w["one"]),
+                "two_runs_bit_identical": all(torch.equal(w["two"][k], w["two_again"][k])
+                                              for k in w["two"]),
+                "seconds": took}
+            print(kind, rows[kind], flush=True)
+    return rows
+
+
+def report(results: dict) -> None:
+    if "equal" in results:
+        print("| data | steps | largest weight difference, 2 processes vs 1 | two 2-process "
+              "runs |")
+        print("|---|---|---|---|")
+        for kind, r in results["equal"].items():
+            print(f"| {SOURCE[kind]} | {r['steps'] or 'default'} | {r['largest_difference']:.2e}"
+                  f" | {'bit-identical' if r['two_runs_bit_identical'] else 'differ'} |")
+    if "speed" in results:
+        names = list(next(iter(results["speed"].values())))
+        print("\n| model | " + " | ".join(names) + " |")
+        print("|---|" + "---|" * len(names))
+        for kind, cells in results["speed"].items():
+            print(f"| {kind} | " + " | ".join(
+                f"{cells[n]['steps_per_s']:.1f} steps/s ({cells[n]['ratio']:.2f}x)"
+                for n in names) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", choices=["equal", "speed"],
+                        default=["equal", "speed"])
+    parser.add_argument("--full", action="store_true", help="digits at its default steps")
+    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--worker", nargs=3, metavar=("KIND", "THREADS", "DEVICE"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker[0], int(args.worker[1]), args.worker[2])
+        return
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if not args.report:
+        if "equal" in args.parts:
+            results["equal"] = equal(args.full)
+        if "speed" in args.parts:
+            results["speed"] = speed()
+        results["machine"] = {"cores": os.cpu_count(), "torch": torch.__version__}
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
