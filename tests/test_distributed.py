@@ -195,10 +195,11 @@ def test_a_rank_killed_ends_the_group_and_the_run_resumes_on_one_or_two_processe
     assert again.poll() is None, "the resumed run ended before the kill"
     os.kill(workers(again)[0], signal.SIGKILL)
     ended_within(again, 10)
-    assert checkpoint.load(out / CKPT).step % 50 == 0 and temps(out) == []
+    # the writer killed, perhaps mid-write (a temporary file, which the resume deletes)
+    assert checkpoint.load(out / CKPT).step % 50 == 0
 
     assert main([*args, "--resume"]) == 0  # one process, to the end
-    assert checkpoint.load(out / CKPT).step == steps
+    assert checkpoint.load(out / CKPT).step == steps and temps(out) == []
     assert largest_difference(one, out) < 1e-5
 
 
