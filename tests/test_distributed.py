@@ -5,6 +5,7 @@ gloo, on this machine's CPU."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -126,6 +127,24 @@ def test_two_and_three_processes_train_the_one_process_run(tmp_path: Path, toml:
         losses = [np.loadtxt(r / LOSS, delimiter=",", skiprows=1) for r in (one, runs[name])]
         np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
     assert same_tensors(weights(runs["two"]), weights(runs["two_again"]))
+
+
+def test_the_default_train_command_evaluates_and_draws_once(tmp_path: Path, toml: Path) -> None:
+    """Evaluation and figures after training: the ranks share the sampling, rank 0 alone
+    scores, draws and prints; the metrics are one process's (to float rounding: the weights
+    differ in the order of the gradient's additions)."""
+    out = tmp_path / "full"
+    args = ["train", "moons", "--out", str(out), "--config", str(toml), "--steps", "60",
+            "--timesteps", "20", "--hidden", "16", "--batch-size", "64"]
+    done = torchrun(args)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("run saved in") == 1 and done.stdout.count("1nna") == 1
+    assert (out / "figures" / "samples.png").is_file() and (out / "figures" / "reverse.gif")
+    alone = tmp_path / "alone"
+    assert main([*args[:3], str(alone), *args[4:], "--quiet"]) == 0
+    metrics = [json.loads((r / "metrics.json").read_text())["metrics"] for r in (alone, out)]
+    for name, cell in metrics[0].items():
+        assert cell["value"] == pytest.approx(metrics[1][name]["value"], rel=1e-5), name
 
 
 def test_two_nodes_of_one_process_train_one_run(tmp_path: Path, toml: Path) -> None:

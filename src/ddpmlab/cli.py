@@ -330,9 +330,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                                        args.sampler, args.steps, eta,
                                        args.spacing)
         if group.main:
-            say(f"per class, guidance w = {args.guidance:g}, {result['n']} samples per class:")
-            say(class_table(result))
-            say(f"written to {run.path / runs.CLASSES}")
+            print(f"per class, guidance w = {args.guidance:g}, {result['n']} samples per "
+                  "class:")
+            print(class_table(result))
+            print(f"written to {run.path / runs.CLASSES}")
     if args.nll or args.exact_nll:
         from ddpmlab import analysis
 
@@ -508,8 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="sample quality beside the real-vs-real floor")
     e.add_argument("run", type=Path, metavar="RUN", help="run directory")
     e.add_argument("--n", "--number", dest="n", type=int, default=None,
-                   help="samples per draw and per real set "
-                   "(default: 2000 points; images: half the held-out set, at most 1000)")
+                   help="samples per draw and per real set (default: 2000 points; images: "
+                   "half the held-out set, at most 1000)")
     _add_seed(e)
     e.add_argument("--repeats", type=int, default=None, metavar="K",
                    help="independent draws averaged (default: 3 for points; images: 1000 "
@@ -536,8 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--steps", type=int, nargs="+", metavar="K",
                    help="step counts (default: 5 10 20 50 100 T)")
     w.add_argument("--n", "--number", dest="n", type=int, default=None,
-                   help="samples per set (default: as "
-                   "evaluate)")
+                   help="samples per set (default: as evaluate)")
     w.add_argument("--repeats", type=int, default=1, metavar="K",
                    help="draws averaged per cell, against the reference sets `evaluate` uses "
                    "(default: 1, its first)")
@@ -558,8 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("animate", parents=[common], help="write the reverse diffusion as a GIF")
     a.add_argument("run", type=Path, metavar="RUN", help="run directory")
     a.add_argument("--n", "--number", dest="n", type=int, default=None,
-                   help="samples (default: 2000 points, 64 "
-                   "images)")
+                   help="samples (default: 2000 points, 64 images)")
     _add_seed(a)
     a.add_argument("--out", type=Path, metavar="FILE.gif",
                    help="GIF path (default: RUN/figures/reverse.gif)")

@@ -258,9 +258,8 @@ class Run:
             if own:
                 bar.close()
         shares = distributed.gather(mine)  # rank r's blocks are blocks r, r + N, ...
-        blocks = [shares[b % group.world][b // group.world] for b in range(len(range(0, n,
-                                                                                     block)))]
-        return np.concatenate(blocks)
+        count = -(-n // block)
+        return np.concatenate([shares[b % group.world][b // group.world] for b in range(count)])
 
     def _ode_sample(self, n: int, g: torch.Generator, rtol: float, atol: float,
                     bar: tqdm | None) -> np.ndarray:
@@ -459,7 +458,7 @@ def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = 
             if evaluate:
                 evaluate_run(run, meanwhile=(lambda: _figures_alone(run)) if figures else None)
             elif figures:
-                make_figures(run)
+                _figures_alone(run)
     return run
 
 
