@@ -10,6 +10,9 @@
   300 unless ``--full``, which trains its 1,500): the largest difference between the final
   weights (model and EMA) of the 2-process and the 1-process run, and whether the two
   2-process runs are bit-identical.
+- ``growth``: the default point model trained by ``Trainer`` in 1 and in 2 processes, the
+  largest weight difference at steps 10 ... 4,000: how training amplifies the different
+  order of the gradient's float additions.
 - ``speed``: ``Trainer.train_step`` of the default point model and the default digits U-Net,
   timed inside the processes after a warm-up (start-up excluded): 1 process with 1 and with
   2 threads against 2 processes of 1 thread (torchrun, gloo), in steps per second of the
@@ -67,6 +70,43 @@ def worker(kind: str, threads: int, device: str) -> None:
     if distributed.current().main:
         print(json.dumps({"steps_per_s": STEPS[kind] / took}))
     distributed.teardown()
+
+
+GROWTH = (10, 30, 100, 300, 1000, 2000, 4000)
+
+
+def growth_worker(out: str) -> None:
+    """Train the default point configuration; rank 0 saves the weights at GROWTH steps."""
+    from ddpmlab import distributed
+    from ddpmlab.modalities import default_config, modality_for
+    from ddpmlab.train import Trainer
+
+    distributed.setup("cpu")
+    torch.set_num_threads(1)
+    config = default_config(SOURCE["points"], {})
+    data = modality_for(config.data.source).prepare(config)
+    trainer = Trainer(config, torch.from_numpy(data.model_input()))
+    saved = {}
+    while trainer.step < GROWTH[-1]:
+        trainer.train_step()
+        if trainer.step in GROWTH:
+            saved[f"step{trainer.step}"] = trainer.flat.clone()
+    if distributed.current().main:
+        torch.save(saved, out)
+    distributed.teardown()
+
+
+def growth() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {n: Path(tmp) / f"{n}.pt" for n in (1, 2)}
+        for n, path in files.items():
+            me = [str(Path(__file__).resolve()), "--growth-worker", str(path)]
+            subprocess.run(torchrun(n, *me) if n > 1 else [sys.executable, *me], check=True,
+                           capture_output=True)
+        one, two = (torch.load(files[n]) for n in (1, 2))
+    rows = {int(k[4:]): float((one[k] - two[k]).abs().max()) for k in one}
+    print("largest weight difference by step:", rows, flush=True)
+    return rows
 
 
 def measure(kind: str, nproc: int, threads: int, device: str = "cpu") -> float:
@@ -132,6 +172,11 @@ def report(results: dict) -> None:
         for kind, r in results["equal"].items():
             print(f"| {SOURCE[kind]} | {r['steps'] or 'default'} | {r['largest_difference']:.2e}"
                   f" | {'bit-identical' if r['two_runs_bit_identical'] else 'differ'} |")
+    if "growth" in results:
+        print("\n| training step | " + " | ".join(results["growth"]) + " |")
+        print("|---|" + "---|" * len(results["growth"]))
+        print("| largest weight difference, 2 processes vs 1 | " + " | ".join(
+            f"{v:.1e}" for v in results["growth"].values()) + " |")
     if "speed" in results:
         names = list(next(iter(results["speed"].values())))
         print("\n| model | " + " | ".join(names) + " |")
@@ -144,13 +189,17 @@ def report(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", choices=["equal", "speed"],
-                        default=["equal", "speed"])
+    parser.add_argument("--parts", nargs="+", choices=["equal", "growth", "speed"],
+                        default=["equal", "growth", "speed"])
     parser.add_argument("--full", action="store_true", help="digits at its default steps")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "THREADS", "DEVICE"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--growth-worker", metavar="OUT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.growth_worker:
+        growth_worker(args.growth_worker)
+        return
     if args.worker:
         worker(args.worker[0], int(args.worker[1]), args.worker[2])
         return
@@ -158,6 +207,8 @@ def main() -> None:
     if not args.report:
         if "equal" in args.parts:
             results["equal"] = equal(args.full)
+        if "growth" in args.parts:
+            results["growth"] = growth()
         if "speed" in args.parts:
             results["speed"] = speed()
         results["machine"] = {"cores": os.cpu_count(), "torch": torch.__version__}

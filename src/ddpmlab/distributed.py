@@ -104,7 +104,11 @@ def setup(device: str) -> str:
         device = f"cuda:{group.local_rank}"
         torch.cuda.set_device(group.local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
+        try:
+            dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
+        except (RuntimeError, ValueError) as e:  # no rendezvous, a bad address, ...
+            raise UserError(f"cannot join the process group torchrun describes "
+                            f"({str(e).splitlines()[0]})") from None
         _group[0] = Group(dist.get_rank(), dist.get_world_size(), group.local_rank,
                           group.local_world)
     return device
