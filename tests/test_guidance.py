@@ -248,6 +248,29 @@ def test_real_data_scores_its_floor_per_class(cond_run: Path) -> None:
     assert wrong["overall"]["accuracy"] < 0.01 and wrong["classes"]["45 deg"]["w1_ratio"] > 20
 
 
+def test_per_class_scores_each_of_its_independent_sample_sets(cond_run: Path) -> None:
+    """draws = 3: each class's samples are three sets in order, repeat i scoring set i
+    against the same reference sets and floors as one set scored three times; the run's
+    per-class evaluation draws three sets of n."""
+    from ddpmlab.data.toy2d import LABELLED
+    run = runs.open_run(cond_run)
+    x, y = LABELLED["gaussians8"](4000, np.random.default_rng(5))
+    sets = [x[y == k][:200] for k in range(8)]
+    one = run.kind.per_class(np.concatenate(sets), np.repeat(np.arange(8), 200), 0, 1)
+    labels = np.repeat(np.arange(8), 600)
+    three = run.kind.per_class(np.concatenate([np.tile(a, (3, 1)) for a in sets]), labels, 0, 3)
+    moved = run.kind.per_class(np.concatenate([np.concatenate([a, a, a + 0.3]) for a in sets]),
+                               labels, 0, 3)
+    for name, row in one["classes"].items():
+        assert row["n"] == three["classes"][name]["n"] == 200
+        for key in ("w1", "w1_floor", "1nna", "1nna_floor"):
+            assert three["classes"][name][key] == pytest.approx(row[key], rel=1e-9)
+        assert moved["classes"][name]["w1"] > row["w1"] + 0.05  # the third set is scored
+    r = runs.score_classes(run, 0.0, n=12)
+    assert r["n"] == 12 and r["draws"] == run.kind.class_draws == 3
+    assert all(c["n"] == 12 for c in r["classes"].values())
+
+
 def test_evaluate_and_sweep_write_per_class_results(cond_run: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     import shutil

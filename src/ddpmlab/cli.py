@@ -486,8 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "in nats and bits per dimension (figure: RUN/figures/nll_terms.png)")
     _add_class(e, cls=False)
     e.add_argument("--n-class", type=int, default=None, metavar="N",
-                   help="a conditional run's samples per class (default: the evaluation's "
-                   "6,000 points or 1,000 images, shared equally)")
+                   help="a conditional run's samples per class in each set (points: 3 "
+                   "independent sets; default: the evaluation's 6,000 points or 1,000 images, "
+                   "shared equally)")
     e.add_argument("--exact-nll", action="store_true", help="also the negative log-likelihood "
                    "by the probability-flow ODE (exact divergence for points, Hutchinson's for "
                    "images; --rtol/--atol), beside the bound")

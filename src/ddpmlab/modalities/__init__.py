@@ -99,6 +99,8 @@ class Modality(ABC):
     sample_suffixes: ClassVar[tuple[str, ...]]  # what `sample --out` writes
     unit: ClassVar[str]  # "points", "images": for messages
     snapshot_n: ClassVar[int]  # samples in each reverse-process snapshot
+    #: independent sets of n samples of each class that per-class evaluation draws
+    class_draws: ClassVar[int] = 1
     gif_n: ClassVar[int]  # samples in reverse.gif
     channels_last: ClassVar[bool] = False  # sample with the network in channels-last memory
 
@@ -204,10 +206,12 @@ class Modality(ABC):
         return {}
 
     @abstractmethod
-    def per_class(self, samples: np.ndarray, labels: np.ndarray, seed: int = 0) -> ClassResult:
+    def per_class(self, samples: np.ndarray, labels: np.ndarray, seed: int = 0,
+                  draws: int = 1) -> ClassResult:
         """Quality of class-conditional ``samples`` (data coordinates) whose requested classes
         are ``labels``: per class and over all, each beside the floor that real data of the
-        same size scores (``{"classes": {name: {...}}, "overall": {...}}``)."""
+        same size scores (``{"classes": {name: {...}}, "overall": {...}}``). draws: each
+        class's samples are that many independent sets in order (``class_draws``)."""
 
     @classmethod
     @abstractmethod
