@@ -81,9 +81,13 @@ WIDTH = {"resmlp": "hidden", "seed_mlp": "hidden", "unet": "base_channels",
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     defaults = to_dict(RunConfig())
+    cond = to_dict(default_config(RunConfig().data.source, {"model": {"conditional": True}}))
     for flag, (section, name, kind, text) in FLAGS.items():
         default = ("by network and data" if flag == "--width" else "Pillow's own font"
                    if flag == "--font" else f"{defaults[section][name]}, for points")
+        if section in cond and name in cond[section] and cond[section][name] != \
+                defaults[section][name] and kind is not bool:
+            default += f"; {cond[section][name]}, for conditional points"
         if kind is bool:  # a switch: on when given, else the config's
             p.add_argument(flag, action="store_const", const=True, default=None,
                            help=f"{text} (default: off)")

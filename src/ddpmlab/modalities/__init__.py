@@ -119,6 +119,12 @@ class Modality(ABC):
         """Config settings chosen by measurement for this source, applied under the user's."""
 
     @classmethod
+    def conditional_defaults(cls, source: str) -> dict[str, Any]:
+        """Settings measured for a conditional run (``model.conditional``) of this source,
+        applied over :meth:`defaults` and under the user's; none by default."""
+        return {}
+
+    @classmethod
     @abstractmethod
     def prepare(cls, config: RunConfig) -> Modality:
         """A new run's data, loaded from ``config.data`` and split, with a fitted scaler."""
@@ -302,7 +308,12 @@ def modality_for(source: str) -> type[Modality]:
 
 def default_config(source: str, overrides: dict[str, Any] | None = None) -> RunConfig:
     """The configuration ``ddpmlab train SOURCE`` uses: RunConfig's defaults, the source's
-    measured defaults (:meth:`Modality.defaults`) over them, then ``overrides``."""
+    measured defaults (:meth:`Modality.defaults`) over them, those of a conditional run
+    (:meth:`Modality.conditional_defaults`) when ``overrides`` turn ``model.conditional``
+    on, then ``overrides``."""
     from ddpmlab.config import merge, replace
-    measured = merge(modality_for(source).defaults(source), {"data": {"source": source}})
+    kind = modality_for(source)
+    measured = merge(kind.defaults(source), {"data": {"source": source}})
+    if (overrides or {}).get("model", {}).get("conditional"):
+        measured = merge(measured, kind.conditional_defaults(source))
     return replace(RunConfig(), merge(measured, overrides or {}))
