@@ -20,7 +20,7 @@ from ddpmlab import run as runs
 from ddpmlab.cli import main
 from ddpmlab.config import RunConfig, SeedUNetConfig, UNetConfig, replace
 from ddpmlab.data import resolve
-from ddpmlab.diffusion import predict_eps_x0
+from ddpmlab.diffusion import predict_eps_x0, split_output
 from ddpmlab.models import build_model
 from ddpmlab.models.mlp import ResMLP, SeedMLP
 from ddpmlab.models.unet import SeedUNet, UNet
@@ -174,10 +174,13 @@ def test_guidance_0_is_plain_conditional_sampling(cond_run: Path) -> None:
     run = runs.open_run(cond_run)
     y = torch.full((300,), 3)
     how = {"prediction": run.config.diffusion.prediction, "spacing": run.spacing}
+    variance = run.config.diffusion.variance  # learned_range: conditional points' default
     for sampler, plain in (("ddpm", lambda d, g: ddpm_sample(d, run.schedule, (300, 2),
-                                                             generator=g, **how)),
-                           ("ddim", lambda d, g: ddim_sample(d, run.schedule, (300, 2),
-                                                             steps=10, generator=g, **how))):
+                                                             generator=g, variance=variance,
+                                                             **how)),
+                           ("ddim", lambda d, g: ddim_sample(
+                               lambda x, t: split_output(d(x, t), variance)[0], run.schedule,
+                               (300, 2), steps=10, generator=g, **how))):
         steps = 10 if sampler == "ddim" else None
         net = run.denoiser  # the network as the samplers call it, labels given directly
         want = plain(lambda x, t, net=net: net(x, t, y), torch.Generator().manual_seed(4))
@@ -246,6 +249,59 @@ def test_real_data_scores_its_floor_per_class(cond_run: Path) -> None:
     # a sample of class 0 labelled class 1: out of its region, far from class 1's points
     wrong = run.kind.per_class(x, (y + 1) % 8)
     assert wrong["overall"]["accuracy"] < 0.01 and wrong["classes"]["45 deg"]["w1_ratio"] > 20
+
+
+def test_per_class_scores_each_of_its_independent_sample_sets(cond_run: Path) -> None:
+    """draws = 3: each class's samples are three sets in order, repeat i scoring set i
+    against the same reference sets and floors as one set scored three times; the run's
+    per-class evaluation draws three sets of n."""
+    from ddpmlab.data.toy2d import LABELLED
+    run = runs.open_run(cond_run)
+    x, y = LABELLED["gaussians8"](4000, np.random.default_rng(5))
+    sets = [x[y == k][:200] for k in range(8)]
+    one = run.kind.per_class(np.concatenate(sets), np.repeat(np.arange(8), 200), 0, 1)
+    labels = np.repeat(np.arange(8), 600)
+    three = run.kind.per_class(np.concatenate([np.tile(a, (3, 1)) for a in sets]), labels, 0, 3)
+    moved = run.kind.per_class(np.concatenate([np.concatenate([a, a, a + 0.3]) for a in sets]),
+                               labels, 0, 3)
+    for name, row in one["classes"].items():
+        assert row["n"] == three["classes"][name]["n"] == 200
+        for key in ("w1", "w1_floor", "1nna", "1nna_floor"):
+            assert three["classes"][name][key] == pytest.approx(row[key], rel=1e-9)
+        assert moved["classes"][name]["w1"] > row["w1"] + 0.05  # the third set is scored
+    r = runs.score_classes(run, 0.0, n=12)
+    assert r["n"] == 12 and r["draws"] == run.kind.class_draws == 3
+    assert all(c["n"] == 12 for c in r["classes"].values())
+
+
+def test_conditional_points_default_to_a_learned_variance(cond_run: Path) -> None:
+    """A conditional point run learns its variance (sigma^2 = beta~ narrows each class: next
+    test); unconditional points and conditional images keep theirs; --variance wins."""
+    from ddpmlab.modalities import default_config
+    cond = {"model": {"conditional": True}}
+    assert default_config("moons").diffusion.variance == "fixed_small"
+    assert default_config("moons", cond).diffusion.variance == "learned_range"
+    mine = default_config("moons", {**cond, "diffusion": {"variance": "fixed_small"}})
+    assert mine.diffusion.variance == "fixed_small"
+    assert (default_config("digits", cond).diffusion.variance
+            == default_config("digits").diffusion.variance)
+    assert runs.open_run(cond_run).config.diffusion.variance == "learned_range"
+
+
+@pytest.mark.parametrize(("variance", "lo", "hi"), [("fixed_small", 0.86, 0.92),
+                                                    ("fixed_large", 0.98, 1.05)])
+def test_sigma_beta_tilde_narrows_a_gaussian_with_the_exact_denoiser(
+        variance: str, lo: float, hi: float) -> None:
+    """One of gaussians8's classes in model space (std 0.1 / 1.42), sampled by DDPM at the
+    point defaults (cosine, T = 200) with its exact denoiser: sigma^2 = beta~ gives 0.89 x
+    the std (bench/guidance.py --parts exact), sigma^2 = beta about 1.01 x."""
+    from ddpmlab.mixture import GaussianMixture
+    std = 0.1 / 1.42
+    mix = GaussianMixture.isotropic([1.4, 0.0], std)
+    schedule = make_schedule("cosine", 200)
+    x = ddpm_sample(mix.denoiser(schedule.alpha_bar), schedule, (4000, 2), variance=variance,
+                    generator=torch.Generator().manual_seed(0))
+    assert lo < float((x - mix.means).std()) / std < hi
 
 
 def test_evaluate_and_sweep_write_per_class_results(cond_run: Path, tmp_path: Path,

@@ -82,9 +82,13 @@ WIDTH = {"resmlp": "hidden", "seed_mlp": "hidden", "unet": "base_channels",
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     defaults = to_dict(RunConfig())
+    cond = to_dict(default_config(RunConfig().data.source, {"model": {"conditional": True}}))
     for flag, (section, name, kind, text) in FLAGS.items():
         default = ("by network and data" if flag == "--width" else "Pillow's own font"
                    if flag == "--font" else f"{defaults[section][name]}, for points")
+        if section in cond and name in cond[section] and cond[section][name] != \
+                defaults[section][name] and kind is not bool:
+            default += f"; {cond[section][name]}, for conditional points"
         if kind is bool:  # a switch: on when given, else the config's
             p.add_argument(flag, action="store_const", const=True, default=None,
                            help=f"{text} (default: off)")
@@ -520,8 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "in nats and bits per dimension (figure: RUN/figures/nll_terms.png)")
     _add_class(e, cls=False)
     e.add_argument("--n-class", type=int, default=None, metavar="N",
-                   help="a conditional run's samples per class (default: the evaluation's "
-                   "6,000 points or 1,000 images, shared equally)")
+                   help="a conditional run's samples per class in each set (points: 3 "
+                   "independent sets; default: the evaluation's 6,000 points or 1,000 images, "
+                   "shared equally)")
     e.add_argument("--exact-nll", action="store_true", help="also the negative log-likelihood "
                    "by the probability-flow ODE (exact divergence for points, Hutchinson's for "
                    "images; --rtol/--atol), beside the bound")

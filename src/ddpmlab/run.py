@@ -733,9 +733,11 @@ def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: i
     """Per-class quality of a conditional run at guidance weight w (``Modality.per_class``).
 
     n samples of each class (default: the modality's whole evaluation, ``eval_size``,
-    shared equally: 6,000 points, 1,000 images), drawn with ``sampler`` at ``guidance``;
-    each class's metrics beside the floor of real data of the same size. Returns
-    ``{"guidance", "n", "seed", "sampler", "steps", "classes": {...}, "overall": {...}}``.
+    shared equally: 6,000 points, 1,000 images) in each of the modality's ``class_draws``
+    independent sets (points: 3, one per reference set; images: 1), drawn with ``sampler``
+    at ``guidance``; each class's metrics beside the floor of real data of the same size.
+    Returns ``{"guidance", "n", "draws", "seed", "sampler", "steps", "classes": {...},
+    "overall": {...}}``.
     """
     names = run.classes
     if names is None:
@@ -744,15 +746,16 @@ def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: i
     per = (n if n is not None else int(np.prod(run.kind.eval_size)) // len(names))
     if per < 2:
         raise UserError(f"--n must be at least 2 samples per class, got {per}")
-    x = run.sample(per * len(names), seed, sampler, steps, eta, spacing=spacing, cls="all",
-                   guidance=guidance)
-    labels = run.labels(per * len(names), "all")
+    draws = run.kind.class_draws
+    x = run.sample(per * draws * len(names), seed, sampler, steps, eta, spacing=spacing,
+                   cls="all", guidance=guidance)
+    labels = run.labels(per * draws * len(names), "all")
     assert labels is not None
     if not distributed.current().main:  # rank 0 computes the metrics
         return {}
     feedback.status(f"computing the per-class metrics of {len(x):,} samples")
-    result = run.kind.per_class(x, labels, seed)
-    return {"guidance": guidance, "n": per, "seed": seed, "sampler": sampler,
+    result = run.kind.per_class(x, labels, seed, draws)
+    return {"guidance": guidance, "n": per, "draws": draws, "seed": seed, "sampler": sampler,
             "steps": steps or run.schedule.T, **result}
 
 

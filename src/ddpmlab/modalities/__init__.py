@@ -99,6 +99,8 @@ class Modality(ABC):
     sample_suffixes: ClassVar[tuple[str, ...]]  # what `sample --out` writes
     unit: ClassVar[str]  # "points", "images": for messages
     snapshot_n: ClassVar[int]  # samples in each reverse-process snapshot
+    #: independent sets of n samples of each class that per-class evaluation draws
+    class_draws: ClassVar[int] = 1
     gif_n: ClassVar[int]  # samples in reverse.gif
     #: rows per random stream of Run.sample: its unit of reproducibility and of sharing
     sample_block: ClassVar[int]
@@ -117,6 +119,12 @@ class Modality(ABC):
     @abstractmethod
     def defaults(cls, source: str) -> dict[str, Any]:
         """Config settings chosen by measurement for this source, applied under the user's."""
+
+    @classmethod
+    def conditional_defaults(cls, source: str) -> dict[str, Any]:
+        """Settings measured for a conditional run (``model.conditional``) of this source,
+        applied over :meth:`defaults` and under the user's; none by default."""
+        return {}
 
     @classmethod
     @abstractmethod
@@ -206,10 +214,12 @@ class Modality(ABC):
         return {}
 
     @abstractmethod
-    def per_class(self, samples: np.ndarray, labels: np.ndarray, seed: int = 0) -> ClassResult:
+    def per_class(self, samples: np.ndarray, labels: np.ndarray, seed: int = 0,
+                  draws: int = 1) -> ClassResult:
         """Quality of class-conditional ``samples`` (data coordinates) whose requested classes
         are ``labels``: per class and over all, each beside the floor that real data of the
-        same size scores (``{"classes": {name: {...}}, "overall": {...}}``)."""
+        same size scores (``{"classes": {name: {...}}, "overall": {...}}``). draws: each
+        class's samples are that many independent sets in order (``class_draws``)."""
 
     @classmethod
     @abstractmethod
@@ -300,7 +310,12 @@ def modality_for(source: str) -> type[Modality]:
 
 def default_config(source: str, overrides: dict[str, Any] | None = None) -> RunConfig:
     """The configuration ``ddpmlab train SOURCE`` uses: RunConfig's defaults, the source's
-    measured defaults (:meth:`Modality.defaults`) over them, then ``overrides``."""
+    measured defaults (:meth:`Modality.defaults`) over them, those of a conditional run
+    (:meth:`Modality.conditional_defaults`) when ``overrides`` turn ``model.conditional``
+    on, then ``overrides``."""
     from ddpmlab.config import merge, replace
-    measured = merge(modality_for(source).defaults(source), {"data": {"source": source}})
+    kind = modality_for(source)
+    measured = merge(kind.defaults(source), {"data": {"source": source}})
+    if (overrides or {}).get("model", {}).get("conditional"):
+        measured = merge(measured, kind.conditional_defaults(source))
     return replace(RunConfig(), merge(measured, overrides or {}))

@@ -183,7 +183,8 @@ class Images(Modality):
         return {"class_tv_all": pooled_class_tv(from_unit(np.concatenate(samples)),
                                                 self.data.heldout, classifier)}
 
-    def per_class(self, samples: np.ndarray, labels: np.ndarray, seed: int = 0) -> ClassResult:
+    def per_class(self, samples: np.ndarray, labels: np.ndarray, seed: int = 0,
+                  draws: int = 1) -> ClassResult:
         """Per class k, in the feature space of the data's shipped classifier: the share of
         its samples the classifier calls k (``accuracy_real``: of the held-out images of k),
         and the Fréchet distance of its samples to the class's held-out images, beside the
