@@ -139,11 +139,15 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
             **{f"ema.{k}": v for k, v in ckpt.ema.items()}}
 
 
-def equal(full: bool) -> dict:
+def equal(full: bool, kinds: list[str]) -> dict:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for kind, steps in (("points", []), ("digits", [] if full else ["--steps", "300"])):
-            args = ["train", SOURCE[kind], *steps, "--no-eval", "--no-figures", "--quiet"]
+        for kind in kinds:
+            steps = [] if full or kind == "points" else ["--steps", "300"]
+            # one thread each: the maths is the same at any count, and two threads beside
+            # another process collapse (bench/README.md, "threads")
+            args = ["train", SOURCE[kind], *steps, "--threads", "1", "--no-eval",
+                    "--no-figures", "--quiet"]
             out = {name: Path(tmp) / f"{kind}-{name}" for name in ("one", "two", "two_again")}
             took = {}
             for name, path in out.items():
@@ -192,6 +196,8 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=["equal", "growth", "speed"],
                         default=["equal", "growth", "speed"])
     parser.add_argument("--full", action="store_true", help="digits at its default steps")
+    parser.add_argument("--kinds", nargs="+", choices=list(SOURCE), default=list(SOURCE),
+                        help="the models of the equal part")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "THREADS", "DEVICE"),
                         help=argparse.SUPPRESS)
@@ -206,7 +212,7 @@ def main() -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if not args.report:
         if "equal" in args.parts:
-            results["equal"] = equal(args.full)
+            results["equal"] = {**results.get("equal", {}), **equal(args.full, args.kinds)}
         if "growth" in args.parts:
             results["growth"] = growth()
         if "speed" in args.parts:

@@ -45,7 +45,8 @@ class Points(Modality):
     unit = "points"
     snapshot_n = 1000
     gif_n = 2000
-    sample_block = 8192  # up to 8,192 points (an evaluation: 2,000) are one stream
+    sample_block = 32_768  # as many points as sampling held at once before blocks: every
+    # evaluation and figure (2,000 to 18,000 points) is one stream, as it was
     data: PointSet
     scaler: Standardizer
 
