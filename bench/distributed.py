@@ -177,7 +177,7 @@ def report(results: dict) -> None:
             print(f"| {SOURCE[kind]} | {r['steps'] or 'default'} | {r['largest_difference']:.2e}"
                   f" | {'bit-identical' if r['two_runs_bit_identical'] else 'differ'} |")
     if "growth" in results:
-        print("\n| training step | " + " | ".join(results["growth"]) + " |")
+        print("\n| training step | " + " | ".join(map(str, results["growth"])) + " |")
         print("|---|" + "---|" * len(results["growth"]))
         print("| largest weight difference, 2 processes vs 1 | " + " | ".join(
             f"{v:.1e}" for v in results["growth"].values()) + " |")
