@@ -132,7 +132,7 @@ def test_every_sampler_is_finite_at_every_step_count(name, sampler):
         for K in range(1, T + 1):
             chain = SAMPLERS[sampler](dummy, s, (n, 2), steps=K, spacing=spacing,
                                       generator=torch.Generator().manual_seed(K))
-            check_chain(chain, K, int(timesteps(T, K, spacing)[0][0]), n)
+            check_chain(chain, K, int(timesteps(T, K, spacing, s.alpha_bar64)[0][0]), n)
 
 
 @pytest.mark.parametrize("prediction", ["x0", "v"])
@@ -154,7 +154,8 @@ def test_every_sampler_is_finite_at_T_1000_for_a_few_step_counts(name):
             for sampler in ("ddpm_small", "ddim_eta0", "ddim_eta1"):
                 chain = SAMPLERS[sampler](dummy, s, (4, 2), steps=K, spacing=spacing,
                                           generator=torch.Generator().manual_seed(K))
-                check_chain(chain, K, int(timesteps(1000, K, spacing)[0][0]), 4)
+                check_chain(chain, K, int(timesteps(1000, K, spacing, s.alpha_bar64)[0][0]),
+                            4)
 
 
 # ------------------------------------------------------------------ the chain's contract
@@ -182,12 +183,13 @@ def ddim_moments(alpha_bar: np.ndarray, t_seq, t_prev, mu=MU, std=STD):
 def test_deterministic_ddim_with_exact_eps_approaches_the_gaussian_as_K_grows(name):
     # DDIM's output law, propagated exactly, is narrower than the data at few steps (its
     # discretisation error) and tends to it as K -> T, for every spacing.
-    ab = make_schedule(name, 1000).alpha_bar.double().numpy()
+    s = make_schedule(name, 1000)
+    ab = s.alpha_bar.double().numpy()
     mean_gap = {}
     for spacing in SPACINGS:
         std_gaps = []
         for K in (10, 20, 50, 100, 250, 1000):
-            m, sd = ddim_moments(ab, *timesteps(1000, K, spacing))
+            m, sd = ddim_moments(ab, *timesteps(1000, K, spacing, s.alpha_bar64))
             mean_gap[spacing, K] = np.abs(m - MU).max()
             std_gaps.append(np.abs(sd / np.asarray(STD) - 1).max())
         assert all(a > b for a, b in itertools.pairwise(std_gaps)), (spacing, std_gaps)

@@ -36,8 +36,8 @@ def final(chain) -> torch.Tensor:
 
 def on_grid(monkeypatch: pytest.MonkeyPatch, grid: np.ndarray) -> None:
     """Make the solver visit ``grid`` (diffusers' own timesteps) instead of a spacing's."""
-    monkeypatch.setattr(dpm, "timesteps", lambda T, K, spacing: (grid.copy(),
-                                                                 np.append(grid[1:], -1)))
+    monkeypatch.setattr(dpm, "timesteps", lambda T, K, spacing, alpha_bar=None: (
+        grid.copy(), np.append(grid[1:], -1)))
 
 
 @pytest.mark.parametrize(("name", "case"), [("linear_unscaled", "linear"),

@@ -173,7 +173,7 @@ def test_cond_drop_1_learns_one_model_for_every_class() -> None:
 def test_guidance_0_is_plain_conditional_sampling(cond_run: Path) -> None:
     run = runs.open_run(cond_run)
     y = torch.full((300,), 3)
-    how = {"prediction": run.config.diffusion.prediction, "spacing": run.spacing}
+    how = {"prediction": run.config.diffusion.prediction, "spacing": run.spacing()}
     variance = run.config.diffusion.variance  # learned_range: conditional points' default
     for sampler, plain in (("ddpm", lambda d, g: ddpm_sample(d, run.schedule, (300, 2),
                                                              generator=g, variance=variance,

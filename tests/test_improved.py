@@ -96,7 +96,8 @@ def test_sweep_writes_a_row_per_sampler_and_step_count(learned_run: Path, capsys
         ("dpm_solver", 20)]
     assert all(0 <= r["1nna"] <= 1 and r["seconds"] > 0 for r in rows)
     assert "dpm_solver" in capsys.readouterr().out
-    assert json.loads((learned_run / "sweep.json").read_text())["spacing"] == "linspace"
+    assert json.loads((learned_run / "sweep.json").read_text())["spacing"] == {
+        "ddpm": "linspace", "ddim": "linspace", "dpm_solver": "logsnr"}
     with Image.open(learned_run / "figures" / "sweep.png") as im:
         assert im.size[0] > 100
 

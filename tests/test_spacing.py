@@ -13,10 +13,14 @@ from test_samplers import gaussian_eps, replay
 
 from ddpmlab.errors import UserError
 from ddpmlab.samplers import DEFAULT_SPACING, SPACINGS, ddpm_chain, default_spacing, timesteps
+from ddpmlab.samplers.spacing import LOGSNR_START
 from ddpmlab.schedules import SCHEDULES, NoiseSchedule, make_schedule
 
 torch.set_num_threads(1)
 
+
+
+DIFFUSERS_SPACINGS = ("linspace", "leading", "trailing")  # logsnr is DPM-Solver's (below)
 
 
 def diffusers_timesteps(T: int, K: int, spacing: str) -> np.ndarray:
@@ -66,7 +70,7 @@ def test_lin_et_al_2023_table_2_examples():
 
 
 @pytest.mark.parametrize("T", [1, 2, 3, 7, 50, 150, 1000])
-@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("spacing", DIFFUSERS_SPACINGS)
 def test_every_K_matches_diffusers_and_is_a_valid_grid(T, spacing):
     overshoots = 0
     for K in range(1, T + 1):
@@ -91,6 +95,45 @@ def test_every_K_matches_diffusers_and_is_a_valid_grid(T, spacing):
     np.testing.assert_array_equal(timesteps(T, T, spacing)[0], np.arange(T - 1, -1, -1))
     if T == 1000 and spacing == "trailing":
         assert overshoots > 0  # e.g. K = 61: the case the truncation exists for
+
+
+@pytest.mark.parametrize("T", [2, 3, 7, 50, 200, 1000])
+@pytest.mark.parametrize("name", ["cosine", "linear_unscaled", "sigmoid"])
+def test_logsnr_is_a_valid_grid_at_every_K_and_uniform_in_lambda(T, name):
+    ab = make_schedule(name, T, warn=False).alpha_bar64
+    lam = 0.5 * np.log(ab / (1 - ab))
+    for K in range(1, T + 1):
+        t, t_prev = timesteps(T, K, "logsnr", ab)
+        assert t.shape == t_prev.shape == (K,) and t.dtype == t_prev.dtype == np.int64
+        assert t[0] == T - 1 and (K == 1 or t[-1] == 0)
+        assert np.all(np.diff(t) < 0), (K, t)
+        np.testing.assert_array_equal(t_prev, np.append(t[1:], -1))
+    np.testing.assert_array_equal(timesteps(T, T, "logsnr", ab)[0], np.arange(T - 1, -1, -1))
+    if T >= 200:  # few steps, no collisions: each t is the nearest to its uniform lambda
+        for K in (5, 10, 20):
+            t = timesteps(T, K, "logsnr", ab)[0]
+            target = np.linspace(max(LOGSNR_START, lam[-2]), lam[0], K - 1)
+            nearest = [int(np.argmin(np.abs(lam - x))) for x in target]
+            assert np.abs(t[1:] - nearest).max() <= 1  # round of the interpolated t
+            assert np.abs(lam[t[1:]] - target).max() <= np.abs(np.diff(lam)).max()
+
+
+def test_logsnr_on_the_default_schedule_and_its_inputs():
+    ab = make_schedule("cosine", 200).alpha_bar64
+    assert timesteps(200, 20, "logsnr", ab)[0].tolist() == [
+        199, 182, 175, 165, 153, 137, 117, 95, 74, 55, 40, 28, 20, 13, 9, 6, 3, 2, 1, 0]
+    with pytest.raises(ValueError, match="alpha_bar"):
+        timesteps(200, 20, "logsnr")
+    with pytest.raises(ValueError, match="alpha_bar"):
+        timesteps(100, 20, "logsnr", ab)
+
+
+def test_dpm_solver_defaults_to_logsnr_for_v_and_x0_runs():
+    for prediction in ("v", "x0"):
+        assert default_spacing(prediction, "dpm_solver") == "logsnr"
+        assert default_spacing(prediction, "ddim") == default_spacing(prediction) == "linspace"
+        assert default_spacing(prediction, "ddpm") == "linspace"
+    assert default_spacing("eps", "dpm_solver") == "leading"
 
 
 def test_default_spacing_follows_the_prediction():
@@ -128,7 +171,7 @@ def test_unknown_spacing_lists_the_valid_ones():
 def test_respaced_schedule_keeps_alpha_bar_at_the_visited_steps(name, K):
     s = make_schedule(name, 50)
     for spacing in SPACINGS:
-        t, _ = timesteps(50, K, spacing)
+        t, _ = timesteps(50, K, spacing, s.alpha_bar64)
         r = s.respaced(t)
         if K == 50:  # every step visited: the schedule itself, its own betas unchanged
             assert r is s
@@ -171,7 +214,7 @@ def test_strided_ddpm_is_ddpm_on_the_respaced_schedule(spacing, variance):
     T, K, n = 100, 13, 32
     s = make_schedule("cosine", T)
     eps = gaussian_eps(s.alpha_bar)
-    t, t_prev = timesteps(T, K, spacing)
+    t, t_prev = timesteps(T, K, spacing, s.alpha_bar64)
     visited = t[::-1].copy()
     ab = s.alpha_bar.double().numpy()[visited]
     respaced = NoiseSchedule.from_betas(1 - ab / np.append(1.0, ab[:-1]))  # N&D 2021, Sec. 4

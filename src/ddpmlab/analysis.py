@@ -143,7 +143,8 @@ def sweep(run: Run, samplers: tuple[str, ...] = STEPPED, steps: tuple[int, ...] 
     :func:`ddpmlab.run.score_classes` at that weight, n samples per class: the share
     classified as their class (quality) against the per-class distance to the class's
     held-out data over its floor (diversity and fidelity). Seconds are the whole cell:
-    sampling and metrics. spacing: as ``Run.sample`` (None: the run's).
+    sampling and metrics. spacing: as ``Run.sample`` (None: each sampler's default,
+    ``Run.spacing``); the file records the one of each sampler.
     """
     T = run.schedule.T
     steps = steps or ((T,) if guidance else (*(k for k in (5, 10, 20, 50, 100) if k < T), T))
@@ -166,8 +167,9 @@ def sweep(run: Run, samplers: tuple[str, ...] = STEPPED, steps: tuple[int, ...] 
                              "seconds": time.perf_counter() - start, **row})
                 bar.update()
         name, plot = (GUIDANCE, viz.plot_guidance) if guidance else (SWEEP, viz.plot_sweep)
-        write_json(run.path / name, {"eta": eta, "seed": seed,
-                                     "spacing": spacing or run.spacing, "rows": rows})
+        # the spacing each sampler used: --spacing, else its default (the run's prediction's)
+        used = {s: spacing or run.spacing(s) for s in samplers}
+        write_json(run.path / name, {"eta": eta, "seed": seed, "spacing": used, "rows": rows})
         (run.path / FIGURES).mkdir(exist_ok=True)
         plot(rows, run.path / FIGURES / name.replace(".json", ".png"))
     return rows

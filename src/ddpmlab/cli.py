@@ -324,8 +324,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         say(runs.score(run, args.n, args.seed, args.repeats, args.sampler, args.steps, eta,
                        spacing=args.spacing, rtol=rtol, atol=atol))
         how = (f"rtol {rtol:g}, atol {atol:g}" if args.sampler == "ode"
-               else f"{args.steps or 'all'} steps, {args.spacing or run.spacing} spacing, "
-               f"eta {eta:g}")
+               else f"{args.steps or 'all'} steps, "
+               f"{args.spacing or run.spacing(args.sampler)} spacing, eta {eta:g}")
         say(f"({args.sampler}, {how}; metrics.json keeps the default sampler's numbers)")
     if run.classes is not None:  # a conditional run: each class at --guidance too
         from ddpmlab.modalities import class_table
@@ -417,8 +417,8 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_spacing(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spacing", choices=SPACINGS, default=None,
-                   help="which K of the T timesteps are visited (default: linspace, or "
-                   "leading for an eps-prediction run)")
+                   help="which K of the T timesteps are visited (default: linspace; logsnr "
+                   "for dpm_solver; leading for an eps-prediction run)")
 
 
 def _add_eta(p: argparse.ArgumentParser) -> None:

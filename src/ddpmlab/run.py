@@ -156,14 +156,15 @@ class Run:
             check_tolerances(rtol, atol)
             return 1
         K = self.schedule.T if steps is None else steps
-        timesteps(self.schedule.T, K, spacing or self.spacing)
+        timesteps(self.schedule.T, K, spacing or self.spacing(sampler),
+                  self.schedule.alpha_bar64)
         check_eta(eta)
         return K
 
-    @property
-    def spacing(self) -> str:
-        """The timestep spacing the samplers use unless told (by the run's prediction)."""
-        return default_spacing(self.config.diffusion.prediction)
+    def spacing(self, sampler: str = "ddim") -> str:
+        """The timestep spacing ``sampler`` uses unless told (by the run's prediction and the
+        sampler: ``ddpmlab.samplers.spacing.default_spacing``)."""
+        return default_spacing(self.config.diffusion.prediction, sampler)
 
     def _chain(self, shape: tuple[int, ...], g: torch.Generator, sampler: str,
                steps: int | None, eta: float, spacing: str | None,

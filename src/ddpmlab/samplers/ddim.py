@@ -83,7 +83,7 @@ def ddim_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
     check_eta(eta)
     device = chain_device(generator, x_T)
     t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps,
-                              spacing or default_spacing(prediction))
+                              spacing or default_spacing(prediction), schedule.alpha_bar64)
     schedule = schedule.to(device)  # once per chain; the schedule itself on the CPU
     x = torch.randn(shape, generator=generator, device=device) if x_T is None else x_T.clone()
     yield int(t_seq[0]) + 1, x

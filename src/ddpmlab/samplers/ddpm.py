@@ -76,7 +76,7 @@ def ddpm_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ..
     check_variance(variance)
     device = chain_device(generator, x_T)
     t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps,
-                              spacing or default_spacing(prediction))
+                              spacing or default_spacing(prediction), schedule.alpha_bar64)
     # the schedule itself when every t is visited (and, on the CPU, not copied)
     respaced = schedule.respaced(t_seq).to(device)
     K = len(t_seq)

@@ -57,13 +57,15 @@ def dpm_solver_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[i
     """Run DPM-Solver++(2M) from x_T ~ N(0, I) and yield ``(n, x)``: n = t + 1 of each visited
     t, then 0 (as :func:`ddpmlab.samplers.ddim.ddim_chain`, which is its first-order case).
 
-    steps: K in 1..T timesteps chosen by ``spacing``. The generator draws x_T only; the
-    chain is deterministic after it. Yielded tensors are new (B, *D) float32 tensors.
+    steps: K in 1..T timesteps chosen by ``spacing`` (None: ``default_spacing(prediction,
+    "dpm_solver")``, ``logsnr`` for v and x0 runs). The generator draws x_T only; the chain
+    is deterministic after it. Yielded tensors are new (B, *D) float32 tensors.
     """
     check_prediction(prediction)
     device = chain_device(generator, x_T)
     t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps,
-                              spacing or default_spacing(prediction))
+                              spacing or default_spacing(prediction, "dpm_solver"),
+                              schedule.alpha_bar64)
     schedule = schedule.to(device)
     x = torch.randn(shape, generator=generator, device=device) if x_T is None else x_T.clone()
     yield int(t_seq[0]) + 1, x

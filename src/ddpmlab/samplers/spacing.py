@@ -1,7 +1,7 @@
 """Strided sampling: which K of the T timesteps a sampler visits, and in which order.
 
-The three spacings are diffusers' (``DDPMScheduler`` / ``DDIMScheduler.set_timesteps`` with
-``steps_offset = 0``), named as in Lin et al. 2023, Table 2; for T = 1000, K = 10:
+The first three spacings are diffusers' (``DDPMScheduler`` / ``DDIMScheduler.set_timesteps``
+with ``steps_offset = 0``), named as in Lin et al. 2023, Table 2; for T = 1000, K = 10:
 
 - ``linspace``: round(linspace(0, T-1, K)), reversed: 999, 888, ..., 111, 0; for K = 1,
   t = T-1 (diffusers visits t = 0 alone, a denoising step applied to pure noise).
@@ -9,6 +9,13 @@ The three spacings are diffusers' (``DDPMScheduler`` / ``DDIMScheduler.set_times
   K = T; diffusers' DDIM default, the grid of its reference loops.
 - ``trailing``: round(arange(T, 0, -T/K)) - 1: 999, 899, ..., 199, 99. Always starts at
   t = T-1, where x_T ~ N(0, I) is the noise level the network was trained on.
+- ``logsnr``: t = T-1, then K-1 timesteps uniform in the half log-SNR lambda_t =
+  log(sqrt(alpha_bar_t / (1 - alpha_bar_t))) from :data:`LOGSNR_START` (or lambda_{T-2}, if
+  that is higher) down to lambda_0 (DPM-Solver's "logSNR" grid, Lu et al. 2022, Sec. 3.3, on
+  the discrete timesteps), each the nearest t, moved by the fewest steps needed to make the
+  K distinct. It depends on the schedule (``alpha_bar``): on the cosine schedule it visits t
+  near 0 far more often than ``linspace`` (T = 200, K = 20: ..., 13, 9, 6, 3, 2, 1, 0 against
+  ..., 42, 31, 21, 10, 0). DPM-Solver++'s default (:func:`default_spacing`).
 
 With K = T all three visit every step T-1, ..., 0. Each visited t is followed by its
 previous timestep ``t_prev``: the next visited one, and -1 after the last, meaning the data
@@ -23,7 +30,7 @@ import numpy as np
 
 from ddpmlab.errors import UserError
 
-SPACINGS = ("linspace", "leading", "trailing")
+SPACINGS = ("linspace", "leading", "trailing", "logsnr")
 
 #: The samplers' default for runs that predict v or x0 (every default run): it starts at
 #: t = T-1, where x_T ~ N(0, I) is the noise the network saw, and ends at t = 0, so no K
@@ -41,24 +48,50 @@ DEFAULT_SPACING = "linspace"
 EPS_SPACING = "leading"
 
 
-def default_spacing(prediction: str) -> str:
-    """The spacing a sampler uses unless told: :data:`EPS_SPACING` for ``eps`` runs,
-    :data:`DEFAULT_SPACING` for ``v`` and ``x0``."""
-    return EPS_SPACING if prediction == "eps" else DEFAULT_SPACING
+#: DPM-Solver++'s default for v and x0 runs: its second-order steps are accurate over the
+#: wide steps at high noise, and the grid spends the steps where the data's fine structure
+#: forms (default swiss-roll run, K = 20: 1-NNA 0.577 linspace, 0.54 logsnr, the 0.539 of
+#: all 200 steps; bench/README.md, "Few-step sampling"). DDIM keeps ``linspace``: first
+#: order, it needs the steps at high noise (K = 20, W1 1.18 x floor linspace, 1.6 logsnr).
+SOLVER_SPACING = "logsnr"
+
+#: Where ``logsnr``'s uniform part starts: lambda = -2 (SNR = alpha_bar / (1 - alpha_bar) =
+#: e^-4 = 0.018), t = 183 of the cosine schedule at T = 200. Above it, for standardised
+#: data, x0_hat hardly depends on x_t, and steps spent there are lost where the fine
+#: structure forms: DPM-Solver++ on the swiss roll (batch 1024), 1-NNA at K = 5 / 10 / 20:
+#: 0.632 / 0.556 / 0.520 from -2, 0.573 at K = 10 from -3, 0.650 / 0.529 at K = 10 / 20
+#: from lambda_{T-2} = -4.85 (DPM-Solver's own end point for the cosine schedule), and
+#: linspace 0.810 / 0.572 / 0.559 (bench/README.md, "Few-step sampling").
+LOGSNR_START = -2.0
 
 
-def timesteps(T: int, K: int, spacing: str = DEFAULT_SPACING) -> tuple[np.ndarray, np.ndarray]:
+def default_spacing(prediction: str, sampler: str = "ddim") -> str:
+    """The spacing ``sampler`` uses unless told: :data:`EPS_SPACING` for ``eps`` runs;
+    for ``v`` and ``x0``, :data:`SOLVER_SPACING` for ``dpm_solver`` and
+    :data:`DEFAULT_SPACING` for the others (``ddpm``, ``ddim``)."""
+    if prediction == "eps":
+        return EPS_SPACING
+    return SOLVER_SPACING if sampler == "dpm_solver" else DEFAULT_SPACING
+
+
+def timesteps(T: int, K: int, spacing: str = DEFAULT_SPACING,
+              alpha_bar: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The K visited timesteps and the previous timestep of each, both (K,) int64.
 
     ``t`` is strictly decreasing in 0..T-1; ``t_prev[k] = t[k + 1]`` and ``t_prev[-1] = -1``.
-    K must lie in 1..T; ``spacing`` is one of :data:`SPACINGS`.
+    K must lie in 1..T; ``spacing`` is one of :data:`SPACINGS`. ``alpha_bar``: the
+    schedule's (T,) alpha_bar (``NoiseSchedule.alpha_bar64``), needed by ``logsnr`` only.
     """
     if spacing not in SPACINGS:
         raise UserError(f"unknown timestep spacing '{spacing}'; choose one of: "
                         f"{', '.join(SPACINGS)}")
     if isinstance(K, bool) or not isinstance(K, int | np.integer) or not 1 <= K <= T:
         raise UserError(f"the number of sampling steps must be an integer in 1..{T}, got {K!r}")
-    if spacing == "linspace":  # K = 1: t = T-1 (diffusers' grid is t = 0, from noise)
+    if spacing == "logsnr":
+        if alpha_bar is None or len(alpha_bar) != T:
+            raise ValueError(f"the logsnr spacing needs the schedule's alpha_bar, ({T},)")
+        t = _logsnr_grid(np.asarray(alpha_bar, dtype=np.float64), int(K))
+    elif spacing == "linspace":  # K = 1: t = T-1 (diffusers' grid is t = 0, from noise)
         t = np.linspace(0, T - 1, K).round()[::-1].astype(np.int64) if K > 1 else np.array([T - 1])
     elif spacing == "leading":
         t = (np.arange(K) * (T // K))[::-1].astype(np.int64)
@@ -69,3 +102,23 @@ def timesteps(T: int, K: int, spacing: str = DEFAULT_SPACING) -> tuple[np.ndarra
     t_prev = np.append(t[1:], -1).astype(np.int64)
     return t.copy(), t_prev
 
+
+
+def _logsnr_grid(alpha_bar: np.ndarray, K: int) -> np.ndarray:
+    """``logsnr``'s K timesteps, decreasing from T-1 (see the module's docstring)."""
+    T = len(alpha_bar)
+    if K == 1:
+        return np.array([T - 1], dtype=np.int64)
+    lam = 0.5 * (np.log(alpha_bar) - np.log1p(-alpha_bar))  # decreasing in t
+    start = min(max(LOGSNR_START, lam[-2]), lam[0])
+    # high noise to low; K = 2: T-1, then t = 0 (linspace's one point would be the start)
+    target = np.linspace(start, lam[0], K - 1) if K > 2 else lam[:1]
+    # the nearest timestep of each (np.interp wants increasing x: lambda reversed)
+    t = np.concatenate([[T - 1], np.round(np.interp(target, lam[::-1],
+                                                    np.arange(T - 1, -1, -1.0)))]).astype(np.int64)
+    for k in range(K - 2, -1, -1):  # from the data up: at least one above the next
+        t[k] = max(t[k], t[k + 1] + 1)
+    t[0] = T - 1
+    for k in range(1, K):  # from the noise down: at least one below the previous
+        t[k] = min(t[k], t[k - 1] - 1)
+    return t
