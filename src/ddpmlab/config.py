@@ -169,12 +169,9 @@ class ModelConfig:
 class TrainConfig:
     """The optimisation: Adam, gradient clipping, a learning-rate schedule and EMA weights.
 
-    batch_size: 1024 with the v target: at 256, v left circles at 1-NNA 0.55-0.68 (3 seeds;
-        eps passed at 256), at 512 DDPM passes with the rest, and at 1024 the deterministic
-        samplers come close to DDPM: DDIM with all steps within 0.02 1-NNA of DDPM on 11 of 12
-        default runs instead of 5 (bench/few_steps.py; bench/README.md, "Few-step sampling").
-        At equal cost 1024 beat 8,000 steps at 512 and 2,048 x 2,000 steps; it costs about
-        twice the time per step of 512.
+    batch_size: 512 with the v target: at 256, v left circles at 1-NNA 0.55-0.68 (3 seeds;
+        eps passed at 256), at 512 it passes with the rest (bench/few_steps.py; bench/README.md,
+        "Few-step sampling"); 512 costs about 1.5x the time per step.
     lr_schedule: ``cosine`` (linear warm-up then cosine decay to 0) or ``constant``.
     ema_decay: decay of the exponential moving average of the weights used for sampling
         (0 disables it: the raw weights are used).
@@ -191,7 +188,7 @@ class TrainConfig:
     """
 
     steps: int = 4_000
-    batch_size: int = 1024
+    batch_size: int = 512
     lr: float = 4e-3
     lr_schedule: str = "cosine"
     warmup: int = 200
