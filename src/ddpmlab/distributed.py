@@ -16,7 +16,8 @@ How the work is shared, so that a run does not depend on N (``Trainer``, ``Run.s
   the batch, are summed by ONE all-reduce of a flat buffer per step that also carries the
   loss and a stop flag, so all ranks see the same loss (a NaN anywhere is a NaN everywhere)
   and stop at the same step (Ctrl-C or SIGTERM on any rank). The weights then differ from
-  the one-process run's only by the order of float additions.
+  the one-process run's only by the order of float additions, which a long training can
+  amplify (README, "Many processes").
 * sampling: the n samples are cut into blocks of ``Modality.sample_block`` rows, each with
   its own generator derived from (seed, block); rank r draws blocks r, r + N, ... and the
   blocks are gathered in order, so the samples do not depend on N.
