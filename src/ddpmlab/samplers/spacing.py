@@ -103,7 +103,6 @@ def timesteps(T: int, K: int, spacing: str = DEFAULT_SPACING,
     return t.copy(), t_prev
 
 
-
 def _logsnr_grid(alpha_bar: np.ndarray, K: int) -> np.ndarray:
     """``logsnr``'s K timesteps, decreasing from T-1 (see the module's docstring)."""
     T = len(alpha_bar)
