@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -67,8 +68,13 @@ def worker(kind: str, threads: int, device: str) -> None:
         loss = trainer.train_step()
     float(loss)
     took = time.perf_counter() - start
+    result = {"steps_per_s": STEPS[kind] / took}
+    if distributed.current().many:  # the step's two additions: the all-reduce, the rewind
+        result["all_reduce_ms"] = 1e3 * per_call(lambda: distributed.all_reduce(trainer.reduced))
+        result["get_state_us"] = 1e6 * per_call(trainer.generator.get_state)
+        result["floats"] = trainer.reduced.numel()
     if distributed.current().main:
-        print(json.dumps({"steps_per_s": STEPS[kind] / took}))
+        print(json.dumps(result))
     distributed.teardown()
 
 
@@ -109,23 +115,34 @@ def growth() -> dict:
     return rows
 
 
-def measure(kind: str, nproc: int, threads: int, device: str = "cpu") -> float:
+def per_call(work: Callable[[], object], calls: int = 300) -> float:
+    """Seconds per call of ``work``, after a warm-up."""
+    for _ in range(calls // 10):
+        work()
+    start = time.perf_counter()
+    for _ in range(calls):
+        work()
+    return (time.perf_counter() - start) / calls
+
+
+def measure(kind: str, nproc: int, threads: int, device: str = "cpu") -> dict:
     me = [str(Path(__file__).resolve()), "--worker", kind, str(threads), device]
     command = torchrun(nproc, *me) if nproc > 1 else [sys.executable, *me]
     done = subprocess.run(command, capture_output=True, text=True, check=True,
                           env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-    return json.loads(done.stdout.strip().splitlines()[-1])["steps_per_s"]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def speed() -> dict:
     rows = {}
     for kind in ("points", "digits"):
-        one = measure(kind, 1, 1)
-        cells = {"1 process x 1 thread": one, "1 process x 2 threads": measure(kind, 1, 2),
+        cells = {"1 process x 1 thread": measure(kind, 1, 1),
+                 "1 process x 2 threads": measure(kind, 1, 2),
                  "2 processes x 1 thread": measure(kind, 2, 1)}
         if torch.cuda.is_available():
             cells["1 GPU"] = measure(kind, 1, 1, "cuda")
-        rows[kind] = {name: {"steps_per_s": v, "ratio": v / one} for name, v in cells.items()}
+        one = cells["1 process x 1 thread"]["steps_per_s"]
+        rows[kind] = {name: {**v, "ratio": v["steps_per_s"] / one} for name, v in cells.items()}
         print(kind, {k: f"{v['steps_per_s']:.1f}/s ({v['ratio']:.2f}x)"
                      for k, v in rows[kind].items()}, flush=True)
     return rows
@@ -189,6 +206,11 @@ def report(results: dict) -> None:
             print(f"| {kind} | " + " | ".join(
                 f"{cells[n]['steps_per_s']:.1f} steps/s ({cells[n]['ratio']:.2f}x)"
                 for n in names) + " |")
+        for kind, cells in results["speed"].items():
+            two = cells["2 processes x 1 thread"]
+            if "all_reduce_ms" in two:
+                print(f"{kind}: all-reduce of {two['floats']:,} floats {two['all_reduce_ms']:.2f}"
+                      f" ms, generator state saved in {two['get_state_us']:.1f} us")
 
 
 def main() -> None:

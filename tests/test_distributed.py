@@ -150,7 +150,8 @@ def test_the_default_train_command_evaluates_and_draws_once(tmp_path: Path, toml
     done = torchrun(args)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("run saved in") == 1 and done.stdout.count("1nna") == 1
-    assert (out / "figures" / "samples.png").is_file() and (out / "figures" / "reverse.gif")
+    assert (out / "figures" / "samples.png").is_file()
+    assert (out / "figures" / "reverse.gif").is_file()
     alone = tmp_path / "alone"
     assert main([*args[:3], str(alone), *args[4:], "--quiet"]) == 0
     metrics = [json.loads((r / "metrics.json").read_text())["metrics"] for r in (alone, out)]
