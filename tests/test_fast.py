@@ -52,13 +52,46 @@ def test_gradients_equal_autograd(name: str, batch: int) -> None:
     target = torch.randn(batch, out_dim, generator=g)
     loss = (target - model(x, t, y)).square().mean()
     want = torch.autograd.grad(loss, list(model.parameters()))
-    grads = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    grads = {n: torch.zeros(1, *p.shape) for n, p in model.named_parameters()}
     got = fast.mse_and_grads(model, x, t, target, grads, y=y)
-    torch.testing.assert_close(got, loss.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got, loss.detach().reshape(1), rtol=1e-5, atol=1e-6)
     for (n, _), w in zip(model.named_parameters(), want, strict=True):
         assert w.abs().max() > 0, n
-        torch.testing.assert_close(grads[n], w, rtol=1e-4, atol=1e-5 * float(w.abs().max()),
+        torch.testing.assert_close(grads[n][0], w, rtol=1e-4, atol=1e-5 * float(w.abs().max()),
                                    msg=lambda m, n=n: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_leaves_are_computed_apart_bit_for_bit(name: str) -> None:
+    """A batch in 8 leaves: their parts sum to autograd's gradient, and any run of whole
+    leaves computed alone (a process's share of the batch) gives those leaves' parts bit
+    for bit, which is what makes a run on N processes the run on one (ddpmlab.train)."""
+    T, batch, leaves = 30, 128, 8
+    model = randomise(MODELS[name](T), seed=3)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(batch, 2, generator=g)
+    t = torch.randint(0, T, (batch,), generator=g)
+    y = torch.randint(0, 4, (batch,), generator=g) if model.num_classes else None
+    target = torch.randn(batch, model(x[:1], t[:1]).shape[1], generator=g)
+
+    def parts(rows: slice, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        grads = {k: torch.zeros(n, *p.shape) for k, p in model.named_parameters()}
+        loss = fast.mse_and_grads(model, x[rows], t[rows], target[rows], grads,
+                                  y=None if y is None else y[rows], leaves=n, total=batch)
+        return loss, grads
+
+    loss, grads = parts(slice(None), leaves)
+    want = torch.autograd.grad((target - model(x, t, y)).square().mean(),
+                               list(model.parameters()))
+    for (n, _), w in zip(model.named_parameters(), want, strict=True):
+        torch.testing.assert_close(grads[n].sum(0), w, rtol=1e-4,
+                                   atol=1e-5 * float(w.abs().max()))
+    for first, count in [(0, 4), (4, 4), (2, 3), (7, 1)]:  # shares of 2, 3 and 8 processes
+        rows = slice(first * batch // leaves, (first + count) * batch // leaves)
+        some_loss, some = parts(rows, count)
+        assert torch.equal(some_loss, loss[first:first + count])
+        differ = [k for k in grads if not torch.equal(some[k], grads[k][first:first + count])]
+        assert not differ, (first, count)
 
 
 def test_only_the_two_mlps_are_covered() -> None:

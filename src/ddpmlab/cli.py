@@ -48,6 +48,9 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "--batch-size": ("train", "batch_size", int, "points per training batch"),
     "--lr": ("train", "lr", float, "peak Adam learning rate"),
     "--threads": ("train", "threads", int, "torch threads (1 is fastest for small MLPs)"),
+    "--leaves": ("train", "leaves", int, "equal parts of a batch that a point MLP's gradient "
+                 "is summed over: the most processes that train the run bit for bit as one "
+                 "(a power of two)"),
     "--checkpoint-every": ("train", "checkpoint_every", int,
                            "write the checkpoint every N steps; 0: only at the end"),
     "--model": ("model", "name", str, "network: resmlp or seed_mlp (points), unet or "
@@ -71,9 +74,9 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
 }
 FLAG_OF = {(section, name): flag for flag, (section, name, _, _) in FLAGS.items()}
 METAVARS = {"--steps": "N", "--seed": "S", "--batch-size": "B", "--threads": "K",
-            "--checkpoint-every": "N", "--width": "W", "--timesteps": "T", "--model": "NAME",
-            "--schedule": "NAME", "--variance": "NAME", "--prediction": "NAME",
-            "--cond-drop": "P", "--label-column": "COL", "--font": "PATH"}
+            "--leaves": "L", "--checkpoint-every": "N", "--width": "W", "--timesteps": "T",
+            "--model": "NAME", "--schedule": "NAME", "--variance": "NAME",
+            "--prediction": "NAME", "--cond-drop": "P", "--label-column": "COL", "--font": "PATH"}
 ALIASES = {"--width": ("--hidden",)}  # --hidden: its name before the U-Nets came
 #: the setting --width sets, by network
 WIDTH = {"resmlp": "hidden", "seed_mlp": "hidden", "unet": "base_channels",

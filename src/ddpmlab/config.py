@@ -185,6 +185,10 @@ class TrainConfig:
     cond_drop: for a conditional model, the probability that an example's label is replaced
         by the "no class" token (p_uncond of Ho & Salimans 2022, Algorithm 1; 0.1 as there),
         so one network learns eps(x_t, t, y) and eps(x_t, t).
+    leaves: the equal parts of each batch whose gradients a point MLP sums as one fixed tree
+        (a power of two; fewer where the batch does not divide into parts of 16 rows), and
+        so the most processes that train the run bit for bit as one does (README, "Many
+        processes"); 2 costs nothing measurable, 8 about 1.6x the time per step.
     """
 
     steps: int = 4_000
@@ -200,6 +204,7 @@ class TrainConfig:
     threads: int = 1
     checkpoint_every: int = 1000
     cond_drop: float = 0.1
+    leaves: int = 2
 
 
 @dataclass(frozen=True)
@@ -318,6 +323,8 @@ def validate(config: RunConfig) -> RunConfig:
         (config.model.seed_mlp.hidden >= 1, "model.seed_mlp.hidden must be positive"),
         (config.train.steps >= 1, "train.steps must be positive (try --steps 4000)"),
         (config.train.batch_size >= 2, "train.batch_size must be at least 2"),
+        (config.train.leaves >= 1 and not config.train.leaves & (config.train.leaves - 1),
+         "train.leaves must be a power of two (1, 2, 4, 8, ...)"),
         (config.train.lr > 0, "train.lr must be positive"),
         (0 <= config.train.seed < 2**63, "train.seed must be an integer from 0 to 2**63 - 1"),
         (config.train.warmup >= 0, "train.warmup must be >= 0"),

@@ -12,12 +12,14 @@ How the work is shared, so that a run does not depend on N (``Trainer``, ``Run.s
 
 * training: every rank draws the global batch's random numbers (indices, labels dropped,
   t, eps) from the run's one generator, exactly as one process would, and keeps its own
-  contiguous share of the rows (:func:`share`); the gradients, each scaled by its share of
-  the batch, are summed by ONE all-reduce of a flat buffer per step that also carries the
-  loss and a stop flag, so all ranks see the same loss (a NaN anywhere is a NaN everywhere)
-  and stop at the same step (Ctrl-C or SIGTERM on any rank). The weights then differ from
-  the one-process run's only by the order of float additions, which a long training can
-  amplify (README, "Many processes").
+  contiguous share of the rows; one collective a step joins the ranks' gradients in a flat
+  buffer that also carries the loss and a stop flag, so all ranks see the same loss (a NaN
+  anywhere is a NaN everywhere) and stop at the same step (Ctrl-C or SIGTERM on any rank).
+  The point MLPs' hand-derived gradients come in equal leaves of the batch summed as one
+  fixed tree (:func:`leaf_sum`), so their run is the one-process run bit for bit; an
+  autograd model's gradients, each scaled by its share of the rows (:func:`share`), are
+  summed by an all-reduce, and differ from the one-process run's by the order of float
+  additions, which a long training can amplify (README, "Many processes").
 * sampling: the n samples are cut into blocks of ``Modality.sample_block`` rows, each with
   its own generator derived from (seed, block); rank r draws blocks r, r + N, ... and the
   blocks are gathered in order, so the samples do not depend on N.
@@ -132,6 +134,76 @@ def all_reduce(buffer: torch.Tensor) -> None:
         dist.all_reduce(buffer)
     except RuntimeError:  # gloo and NCCL report a closed peer as DistBackendError
         raise PeerLost("another process of the group stopped (torchrun names it)") from None
+
+
+def leaf_share(leaves: int, group: Group) -> tuple[int, int]:
+    """The leaves first..stop-1 of a batch cut into ``leaves`` equal parts that rank
+    ``group.rank`` computes: contiguous, as equal as they can be."""
+    return group.rank * leaves // group.world, (group.rank + 1) * leaves // group.world
+
+
+def _blocks(first: int, stop: int) -> list[tuple[int, int]]:
+    """Leaves first..stop-1 as the aligned blocks (start, size) of a binary tree over the
+    leaves (size a power of two, start a multiple of it), in order: the tree's nodes whose
+    sums a rank holding exactly those leaves can form alone."""
+    out = []
+    while first < stop:
+        size = first & -first or 1 << (stop - first).bit_length()  # the alignment of first
+        while first + size > stop:
+            size //= 2
+        out.append((first, size))
+        first += size
+    return out
+
+
+def _tree_sum(rows: torch.Tensor) -> torch.Tensor:
+    """rows (2^k, W) summed in place as a balanced binary tree, ((r0 + r1) + (r2 + r3)) +
+    ...; returns the root (rows[0])."""
+    n, step = rows.shape[0], 1
+    while step < n:
+        pairs = rows.view(n // (2 * step), 2 * step, -1)
+        pairs[:, 0].add_(pairs[:, step])
+        step *= 2
+    return rows[0]
+
+
+def leaf_sum(parts: torch.Tensor, leaves: int, out: torch.Tensor) -> None:
+    """out = the sum of every rank's leaf ``parts`` (this rank's: (stop - first, W), its
+    :func:`leaf_share`; consumed), added as one fixed binary tree over the ``leaves``
+    (a power of two).
+
+    Float addition is not associative, so a sum split among ranks is usually not the sum
+    one process would form. Here every node of the tree is the same pair added in the same
+    order whatever the number of ranks: a rank sums its aligned blocks alone, the ranks
+    exchange those sums (one all-gather), and each adds the rest of the tree, so the result
+    is bit for bit the one-process sum (tests/test_distributed.py).
+    """
+    group = current()
+    first, stop = leaf_share(leaves, group)
+    mine = [_tree_sum(parts[start - first:start - first + size])
+            for start, size in _blocks(first, stop)]
+    if not group.many:
+        out.copy_(mine[0])
+        return
+    every = [_blocks(*leaf_share(leaves, Group(r, group.world))) for r in range(group.world)]
+    width = max(len(b) for b in every)
+    send = torch.zeros(width, parts.shape[1], device=parts.device)
+    send[:len(mine)] = torch.stack(mine)
+    received = torch.empty(group.world, *send.shape, device=parts.device)
+    try:
+        dist.all_gather(list(received.unbind(0)), send)
+    except RuntimeError:  # gloo and NCCL report a closed peer as DistBackendError
+        raise PeerLost("another process of the group stopped (torchrun names it)") from None
+    nodes = {block: received[r, j] for r, blocks in enumerate(every)
+             for j, block in enumerate(blocks)}
+    size = 1
+    while (0, leaves) not in nodes:  # join siblings, the smallest first
+        for start in range(0, leaves, 2 * size):
+            if (start, size) in nodes:
+                nodes[start, 2 * size] = nodes.pop((start, size)) + nodes.pop((start + size,
+                                                                               size))
+        size *= 2
+    out.copy_(nodes[0, leaves])
 
 
 def first_failed(ok: bool) -> int | None:

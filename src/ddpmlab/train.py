@@ -17,9 +17,11 @@ the flat buffers, the training data and the generator live there; checkpoints ho
 tensors, so a run saved on one device resumes on another.
 
 Under torchrun the ranks share each step (``ddpmlab.distributed``): every rank draws the whole
-batch's random numbers from the one generator, keeps its rows, and one all-reduce of the
-flat gradient buffer (with the loss and a stop flag at its end) joins them, so the run is
-the one-process run whatever the number of processes, up to the order of float additions.
+batch's random numbers from the one generator, keeps its rows, and one collective of the
+flat gradient buffer (with the loss and a stop flag at its end) joins them. The MLPs'
+hand-derived gradients come in equal leaves of the batch (:func:`leaves_of`), computed
+apart and summed as one fixed tree on one process as on many, so their run is the
+one-process run bit for bit; an autograd model's is, up to the order of float additions.
 """
 
 from __future__ import annotations
@@ -111,6 +113,21 @@ def default_snapshots(steps: int) -> tuple[int, ...]:
     the frame entirely, which says little.
     """
     return tuple(sorted({max(1, steps // 20), max(1, steps // 2), steps}))
+
+
+#: The fewest rows of a leaf (Trainer, fast path): matrix products of fewer rows take MKL
+#: kernels that round some rows differently from the same rows in a larger product.
+LEAF_ROWS = 16
+
+
+def leaves_of(batch: int, wanted: int) -> int:
+    """The equal parts (leaves) the fast path cuts a batch into, and so the most processes
+    that share it exactly: the largest power of two up to ``wanted`` (train.leaves) that
+    divides the batch into leaves of at least LEAF_ROWS rows, or 1."""
+    leaves = wanted
+    while leaves > 1 and (batch % leaves or batch // leaves < LEAF_ROWS):
+        leaves //= 2
+    return leaves
 
 
 def views_of(flat: torch.Tensor, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -281,6 +298,11 @@ class Trainer:
             raise UserError(f"--batch-size {config.train.batch_size} cannot be shared by "
                             f"{self.group.world} processes; give each at least one example")
         self.rows = distributed.share(config.train.batch_size, self.group)  # this rank's
+        self.fast = (not autograd and fast.supports(self.model)
+                     and config.diffusion.variance != "learned_range")
+        if self.fast:  # the batch in equal leaves, each rank computing whole ones
+            self.leaves = leaves_of(config.train.batch_size, config.train.leaves)
+            self._share_leaves(numel)
         self.caught: list[int] = []  # signals that asked to stop (fit), sent to the others
         self.stop = False  # some rank asked to stop during the last step
         for p, g in zip(self.params, grads, strict=True):
@@ -288,8 +310,6 @@ class Trainer:
         self.grads = dict(zip([name for name, _ in self.model.named_parameters()], grads,
                               strict=True))
         self.tensors = self.model.state_dict(keep_vars=True)  # parameters and buffers, by name
-        self.fast = (not autograd and fast.supports(self.model)
-                     and config.diffusion.variance != "learned_range")
         self.optimizer = FlatAdam(self.params, self.flat, self.grad_flat, config.train.lr)
         self.generator = torch.Generator(device=self.device).manual_seed(config.train.seed)
         self.step = 0
@@ -297,6 +317,26 @@ class Trainer:
         self.loss_sum, self.loss_count = 0.0, 0  # losses since the last history entry
         if resume_from is not None:
             self._restore(resume_from)
+
+    def _share_leaves(self, numel: int) -> None:
+        """This rank's leaves of the batch, its rows, and a buffer of a row per leaf: the
+        leaf's gradient, its part of the loss and the stop flag (as ``reduced``)."""
+        B, world = self.config.train.batch_size, self.group.world
+        if world > self.leaves:
+            wanted = 1 << (world - 1).bit_length()
+            raise UserError(
+                f"this run cuts its batch of {B} into {self.leaves} equal part(s) (--leaves "
+                f"{self.config.train.leaves}, parts of at least {LEAF_ROWS} rows), so at most "
+                f"{self.leaves} process(es) can train it; start that many, or train a new run "
+                f"with --leaves {wanted} and a --batch-size that is a multiple of "
+                f"{LEAF_ROWS * wanted}")
+        first, stop = distributed.leaf_share(self.leaves, self.group)
+        rows = B // self.leaves
+        self.rows = slice(first * rows, stop * rows)
+        self.leaf_parts = torch.zeros(stop - first, numel + 2, device=self.device)
+        columns = self.leaf_parts[:, :numel].split([p.numel() for p in self.params], dim=1)
+        self.leaf_grads = {name: part.view(-1, *p.shape) for (name, p), part
+                           in zip(self.model.named_parameters(), columns, strict=True)}
 
     def _restore(self, ckpt: checkpoint.Checkpoint) -> None:
         checkpoint.load_weights(self.model, ckpt.model, "the checkpoint")
@@ -356,8 +396,7 @@ class Trainer:
 
         The draws are those of the whole batch (indices, dropped labels, t, eps, in that
         order); under several processes this rank computes its rows of it, and the ranks'
-        gradients and losses, each weighted by its share of the rows, are summed
-        (:meth:`_reduce`) before the update.
+        gradients and losses are summed (:meth:`_reduce`) before the update.
         """
         c, d = self.config, self.config.diffusion
         before = self.generator.get_state() if self.group.many else None
@@ -366,15 +405,18 @@ class Trainer:
         x0 = self.x_train.index_select(0, idx)
         y = None if self.labels is None else self._drop(self.labels.index_select(0, idx))
         rows = self.rows
-        self.grad_flat.zero_()
         if self.fast:  # Ho et al. 2020, Algorithm 1 (with the chosen target), by hand
             with torch.inference_mode():  # no autograd bookkeeping at all
                 t, eps, x_t = draw_training_inputs(self.schedule, x0, self.generator,
                                                    d.antithetic)
                 target = target_for(self.schedule, d.prediction, x0[rows], eps[rows], t[rows])
-                loss = fast.mse_and_grads(self.model, x_t[rows], t[rows], target, self.grads,
-                                          self.tensors, None if y is None else y[rows])
+                self.leaf_parts[:, -2] = fast.mse_and_grads(
+                    self.model, x_t[rows], t[rows], target, self.leaf_grads, self.tensors,
+                    None if y is None else y[rows], leaves=len(self.leaf_parts),
+                    total=c.train.batch_size)
+                loss = self._reduce(before)
         else:
+            self.grad_flat.zero_()
             model = (self.model if y is None
                      else functools.partial(_with_labels, self.model, y[rows]))
             t, eps, x_t = draw_training_inputs(self.schedule, x0, self.generator, d.antithetic)
@@ -387,8 +429,8 @@ class Trainer:
                                       drawn=drawn)
             loss.backward()  # into the zeroed views of grad_flat
             loss = loss.detach()
-        if before is not None:
-            loss = self._reduce(loss, before)
+            if self.group.many:
+                loss = self._reduce(before, loss)
         with torch.inference_mode():
             # clip_grad_norm_: scale the gradient to norm <= grad_clip (its 1e-6 included)
             norm = torch.linalg.vector_norm(self.grad_flat)
@@ -400,22 +442,33 @@ class Trainer:
             self.ema_flat.lerp_(self.flat, 1.0 - decay)
         return loss
 
-    def _reduce(self, loss: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
-        """Sum the ranks' gradients and losses, each weighted by its share of the batch, and
-        their stop flags, in one all-reduce; return the batch's loss.
+    def _reduce(self, before: torch.Tensor | None,
+                loss: torch.Tensor | None = None) -> torch.Tensor:
+        """Join the ranks' gradients and losses, and their stop flags, in one collective;
+        return the batch's loss.
 
-        A rank that has gone (PeerLost) leaves this one in the state of the last complete
-        step, its generator rewound to ``before`` the step's draws, so the checkpoint that
-        rank 0 then writes resumes exactly.
+        The fast path's leaves (``leaf_parts``) are summed as one fixed tree, on one process
+        too, so that its sums are those of any number of processes; an autograd step's
+        gradient and ``loss``, each scaled by the rank's share of the rows, are all-reduced
+        (under several processes only). A rank
+        that has gone (PeerLost) leaves this one in the state of the last complete step, its
+        generator rewound to ``before`` the step's draws, so the checkpoint that rank 0 then
+        writes resumes exactly.
         """
         with torch.inference_mode():
-            weight = (self.rows.stop - self.rows.start) / self.config.train.batch_size
-            self.grad_flat.mul_(weight)
-            self.reduced[-2] = loss * weight
-            self.reduced[-1] = float(bool(self.caught))
+            flag = float(bool(self.caught))
             try:
-                distributed.all_reduce(self.reduced)
+                if self.fast:
+                    self.leaf_parts[:, -1] = 0.0
+                    self.leaf_parts[0, -1] = flag
+                    distributed.leaf_sum(self.leaf_parts, self.leaves, out=self.reduced)
+                else:
+                    weight = (self.rows.stop - self.rows.start) / self.config.train.batch_size
+                    self.grad_flat.mul_(weight)
+                    self.reduced[-2:] = torch.stack([loss * weight, torch.tensor(flag)])
+                    distributed.all_reduce(self.reduced)
             except distributed.PeerLost:
+                assert before is not None  # one process has no peer to lose
                 self.generator.set_state(before)
                 raise distributed.PeerLost(f"another process of the group stopped during step "
                                            f"{self.step + 1} (torchrun names it)") from None

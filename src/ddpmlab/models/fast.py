@@ -45,32 +45,46 @@ def _linear(a: torch.Tensor, p: Tensors, name: str) -> torch.Tensor:
 
 def _linear_backward(g: torch.Tensor, a: torch.Tensor, p: Tensors, grads: Tensors,
                      name: str, need_input: bool = True) -> torch.Tensor | None:
-    """Write dL/dW = g^T a and dL/db = sum_rows g for y = a W^T + b; return dL/da = g W."""
+    """Write each leaf's dL/dW = g^T a and dL/db = sum_rows g for y = a W^T + b (grads: (L,
+    out, in) and (L, out); the rows of g and a are L equal leaves); return dL/da = g W."""
     grad_w = grads[name + ".weight"]
-    if grad_w.shape[1] < grad_w.shape[0]:  # a thin input (x: 2 columns): 2.5x faster as a^T g
-        grad_w.copy_(torch.mm(a.t(), g).t())
+    leaves = grad_w.shape[0]
+    g_l, a_l = g.view(leaves, -1, g.shape[1]), a.view(leaves, -1, a.shape[1])
+    if grad_w.shape[2] < grad_w.shape[1]:  # a thin input (x: 2 columns): 2.5x faster as a^T g
+        grad_w.copy_(torch.bmm(a_l.transpose(1, 2), g_l).transpose(1, 2))
     else:
-        torch.mm(g.t(), a, out=grad_w)
-    torch.sum(g, 0, out=grads[name + ".bias"])
+        torch.bmm(g_l.transpose(1, 2), a_l, out=grad_w)
+    torch.sum(g_l, 1, out=grads[name + ".bias"])
     return torch.mm(g, p[name + ".weight"]) if need_input else None
 
 
-def _mse(diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """L = mean(diff^2) and dL/d diff = 2 diff / n, for diff = output - target (consumed)."""
-    flat = diff.view(-1)
-    loss = torch.dot(flat, flat) / flat.numel()  # one kernel, where square().mean() takes two
-    return loss, diff.mul_(2.0 / flat.numel())
+def _mse(diff: torch.Tensor, leaves: int, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each leaf's part of L = sum(diff^2) / total, and dL/d diff = 2 diff / total, for diff
+    = output - target (consumed), total the batch's number of entries on every rank."""
+    loss = torch.stack([torch.dot(leaf, leaf) for leaf in diff.view(leaves, -1)]) / total
+    return loss, diff.mul_(2.0 / total)
+
+
+def _rows_backward(leaves: int, rows: int, index: torch.Tensor, g: torch.Tensor
+                   ) -> torch.Tensor:
+    """A gathered table's gradient, (leaves, rows, cols): at [l, r] the sum of g[i] over the
+    rows i of leaf l with index[i] = r, added in their order."""
+    offset = torch.arange(0, leaves * rows, rows, device=g.device)
+    index = index + offset.repeat_interleave(g.shape[0] // leaves)
+    grad = torch.zeros(leaves * rows, g.shape[1], device=g.device).index_add_(0, index, g)
+    return grad.view(leaves, rows, -1)
 
 
 def _class_backward(g: torch.Tensor, y: torch.Tensor, grads: Tensors, name: str) -> None:
-    """dL/dC[y] += g for an added class embedding C[y] (rows zeroed by the caller); the
-    "no class" row (the last) stays at zero gradient, as ``padding_idx`` keeps it."""
-    grads[name].index_add_(0, y, g)
-    grads[name][-1].zero_()
+    """dL/dC[y] += g for an added class embedding C[y]; the "no class" row (the last) stays
+    at zero gradient, as ``padding_idx`` keeps it."""
+    grads[name].copy_(_rows_backward(len(grads[name]), grads[name].shape[1], y, g))
+    grads[name][:, -1].zero_()
 
 
 def _seed_mlp(model: SeedMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
-              target: torch.Tensor, grads: Tensors, y: torch.Tensor | None) -> torch.Tensor:
+              target: torch.Tensor, grads: Tensors, y: torch.Tensor | None,
+              total: int) -> torch.Tensor:
     # forward: h_i = relu(h_{i-1} W_i^T + b_i + E_i[t] (+ C_i[y])), out = h_3 W_4^T + b_4
     acts = [x]  # the input of each linear layer
     for i in range(3):
@@ -78,13 +92,15 @@ def _seed_mlp(model: SeedMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
         if y is not None:
             e = e + p[f"class_embeddings.{i}.weight"].index_select(0, y)
         acts.append(torch.relu(_linear(acts[-1], p, f"linears.{2 * i}").add_(e)))
-    loss, g = _mse(_linear(acts[-1], p, "linears.6") - target)
+    loss, g = _mse(_linear(acts[-1], p, "linears.6") - target,
+                   grads["linears.6.bias"].shape[0], total)
     # backward
     for i in (3, 2, 1, 0):  # the output layer, then the hidden layers from the top
         name = f"linears.{2 * i}"
         if i < 3:
             g = relu_backward(g, acts[i + 1], 0)  # dL/d(pre-activation of layer i)
-            grads[f"step_embeddings.{i}.weight"].index_add_(0, t, g)  # zeroed by the caller
+            table = grads[f"step_embeddings.{i}.weight"]
+            table.copy_(_rows_backward(len(table), table.shape[1], t, g))
             if y is not None:
                 _class_backward(g, y, grads, f"class_embeddings.{i}.weight")
         g_in = _linear_backward(g, acts[i], p, grads, name, need_input=i > 0)
@@ -108,18 +124,19 @@ def _features(x: torch.Tensor, fourier: torch.Tensor) -> torch.Tensor:
 
 
 def _resmlp(model: ResMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
-            target: torch.Tensor, grads: Tensors, y: torch.Tensor | None) -> torch.Tensor:
+            target: torch.Tensor, grads: Tensors, y: torch.Tensor | None,
+            total: int) -> torch.Tensor:
     # forward, as ResMLP.forward, with the blocks' input biases b_i moved into the timestep
     # MLP's output bias, so that each block's pre-activation a_i = e_i + b_i + u W_i^T is
     # accumulated by the product in place in the gathered embedding (B, depth * hidden).
-    # The timestep MLP runs once per distinct t of the batch (about 145 of T = 200 at B = 256).
-    depth, H = model.depth, p["out.weight"].shape[1]
-    steps, inverse = torch.unique(t, return_inverse=True)
-    rows = p["t_table"].index_select(0, steps)
-    t_pre = _linear(rows, p, "t_mlp.0")
+    # The timestep MLP runs on all T steps (the rows of t_table): a leaf's gradient then
+    # has the same terms whichever other leaves share its call.
+    depth, H, leaves = model.depth, p["out.weight"].shape[1], grads["out.bias"].shape[0]
+    table = p["t_table"]
+    t_pre = _linear(table, p, "t_mlp.0")
     t_act = nn.functional.silu(t_pre)
     bias = p["t_mlp.2.bias"] + torch.cat([p[f"blocks_in.{i}.bias"] for i in range(depth)])
-    pre = torch.addmm(bias, t_act, p["t_mlp.2.weight"].t()).index_select(0, inverse)
+    pre = torch.addmm(bias, t_act, p["t_mlp.2.weight"].t()).index_select(0, t)
     if y is not None:  # + the class embedding C[y], (B, depth * hidden)
         pre.add_(p["class_emb.weight"].index_select(0, y))
     feats = _features(x, p["fourier"])
@@ -132,7 +149,7 @@ def _resmlp(model: ResMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
         h.append((h[-1] + p[f"blocks_out.{i}.bias"]).addmm_(
             inner[-1][2], p[f"blocks_out.{i}.weight"].t()))
     s = nn.functional.silu(h[-1])
-    loss, g = _mse(_linear(s, p, "out") - target)
+    loss, g = _mse(_linear(s, p, "out") - target, leaves, total)
     # backward
     g_h = silu_backward(_linear_backward(g, s, p, grads, "out"), h[-1])  # dL/dh
     g_pre = torch.empty(x.shape[0], depth * H, device=x.device)  # every block's dL/da, side by side
@@ -145,9 +162,16 @@ def _resmlp(model: ResMLP, p: Tensors, x: torch.Tensor, t: torch.Tensor,
     _linear_backward(g_h, feats, p, grads, "inp", need_input=False)
     if y is not None:
         _class_backward(g_pre, y, grads, "class_emb.weight")
-    g_emb = torch.zeros(len(steps), depth * H, device=x.device).index_add_(0, inverse, g_pre)
-    g_e = _linear_backward(g_emb, t_act, p, grads, "t_mlp.2")
-    _linear_backward(silu_backward(g_e, t_pre), rows, p, grads, "t_mlp.0", need_input=False)
+    # the timestep MLP, its T rows once per leaf: dL/d(output) (L, T, depth * hidden), and
+    # dL/d(pre-activation) leaf by leaf (a product and an elementwise kernel of the same
+    # shape for every leaf, as a kernel's tail may round differently)
+    g_emb = _rows_backward(leaves, len(table), t, g_pre)
+    g_e = torch.stack([silu_backward(torch.mm(leaf, p["t_mlp.2.weight"]), t_pre)
+                       for leaf in g_emb])
+    _linear_backward(g_emb.view(-1, depth * H), t_act.repeat(leaves, 1), p, grads, "t_mlp.2",
+                     need_input=False)
+    _linear_backward(g_e.view(-1, H), table.repeat(leaves, 1), p, grads, "t_mlp.0",
+                     need_input=False)
     return loss
 
 
@@ -241,16 +265,23 @@ def supports(model: nn.Module) -> bool:
 
 def mse_and_grads(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, target: torch.Tensor,
                   grads: Tensors, tensors: Tensors | None = None,
-                  y: torch.Tensor | None = None) -> torch.Tensor:
-    """L = mean((target - model(x_t, t, y))^2) and its gradient, without autograd.
+                  y: torch.Tensor | None = None, *, leaves: int = 1,
+                  total: int | None = None) -> torch.Tensor:
+    """L = mean((target - model(x_t, t, y))^2) and its gradient, without autograd, in parts.
 
     x_t, target: (B, out) float32 (B >= 1); t: (B,) int64 in 0..T-1; y: (B,) int64 labels of
-    a conditional model (its num_classes: no class), or None. grads maps every
-    parameter name of ``model`` to a zeroed tensor of its shape: dL/dparameter is written
-    there (embedding tables are accumulated into, so they must start at zero). tensors:
-    ``model.state_dict(keep_vars=True)``, computed here unless given (a training loop keeps
-    one). Returns L, a detached scalar. Equal to autograd's up to float32 rounding.
+    a conditional model (its num_classes: no class), or None. The B rows are ``leaves``
+    equal parts, and each part's share of L and of dL/dparameter is kept apart: grads maps
+    every parameter name of ``model`` to a tensor (leaves, *parameter's shape), every entry
+    of which is overwritten. Each leaf's part is computed by operations whose result, row by row
+    and leaf by leaf, does not depend on the other leaves in the call, so a batch split
+    among processes by whole leaves gives every leaf bit for bit (``ddpmlab.train``).
+    total: the whole batch's rows, B unless a process holds only some of them (the mean
+    divides by it). tensors: ``model.state_dict(keep_vars=True)``, computed here unless
+    given (a training loop keeps one). Returns the leaves' parts of L, (leaves,), detached.
+    Their sums are autograd's up to float32 rounding (tests/test_fast.py).
     """
     with torch.inference_mode():
         p = model.state_dict(keep_vars=True) if tensors is None else tensors
-        return FAST[type(model)](model, p, x_t, t, target, grads, y)
+        entries = (x_t.shape[0] if total is None else total) * target.shape[1]
+        return FAST[type(model)](model, p, x_t, t, target, grads, y, entries)
