@@ -1,6 +1,6 @@
 """Many processes under torchrun, measured: the same model from 1 or 2 processes, and steps/s.
 
-    python bench/distributed.py                  # both parts (about 10 min on 2 cores)
+    python bench/distributed.py                  # every part (about 10 min on 2 cores)
     python bench/distributed.py --parts speed    # throughput only
     python bench/distributed.py --report         # the tables again, from the JSON
 
@@ -11,8 +11,11 @@
   weights (model and EMA) of the 2-process and the 1-process run, and whether the two
   2-process runs are bit-identical.
 - ``growth``: the default point model trained by ``Trainer`` in 1 and in 2 processes, the
-  largest weight difference at steps 10 ... 4,000: how training amplifies the different
-  order of the gradient's float additions.
+  largest weight difference at steps 10 ... 4,000 (zero throughout when the leaves' tree
+  sum holds; an all-reduce's other order of float additions grew to 3.6e-3 by step 4,000).
+- ``leaves``: one process's ``Trainer.train_step`` of the default point model at
+  ``train.leaves`` 1, 2, 4 and 8 (the most processes that train it bit for bit), taking
+  turns in windows of 200 steps, best of 7 windows each, in ms per step.
 - ``speed``: ``Trainer.train_step`` of the default point model and the default digits U-Net,
   timed inside the processes after a warm-up (start-up excluded): 1 process with 1 and with
   2 threads against 2 processes of 1 thread (torchrun, gloo), in steps per second of the
@@ -69,10 +72,12 @@ def worker(kind: str, threads: int, device: str) -> None:
     float(loss)
     took = time.perf_counter() - start
     result = {"steps_per_s": STEPS[kind] / took}
-    if distributed.current().many:  # the step's two additions: the all-reduce, the rewind
-        result["all_reduce_ms"] = 1e3 * per_call(lambda: distributed.all_reduce(trainer.reduced))
+    if distributed.current().many:  # the step's two additions: the collective, the rewind
+        state, loss = trainer.generator.get_state(), trainer.reduced[-2].clone()
+        result["collective_ms"] = 1e3 * per_call(lambda: trainer._reduce(state, loss))
         result["get_state_us"] = 1e6 * per_call(trainer.generator.get_state)
         result["floats"] = trainer.reduced.numel()
+        result["collective"] = "leaf tree, all-gather" if trainer.fast else "all-reduce"
     if distributed.current().main:
         print(json.dumps(result))
     distributed.teardown()
@@ -113,6 +118,24 @@ def growth() -> dict:
     rows = {int(k[4:]): float((one[k] - two[k]).abs().max()) for k in one}
     print("largest weight difference by step:", rows, flush=True)
     return rows
+
+
+def leaves(windows: int = 7, steps: int = 200) -> dict:
+    from ddpmlab.config import replace
+    from ddpmlab.modalities import default_config, modality_for
+    from ddpmlab.train import Trainer
+
+    torch.set_num_threads(1)
+    config = default_config(SOURCE["points"], {})
+    data = torch.from_numpy(modality_for(config.data.source).prepare(config).model_input())
+    trainers = {n: Trainer(replace(config, {"train": {"leaves": n}}), data)
+                for n in (1, 2, 4, 8)}
+    best = dict.fromkeys(trainers, float("inf"))
+    for _ in range(windows):
+        for n, trainer in trainers.items():
+            best[n] = min(best[n], per_call(trainer.train_step, steps) * 1e3)
+    print("ms per step by leaves:", {n: round(v, 3) for n, v in best.items()}, flush=True)
+    return best
 
 
 def per_call(work: Callable[[], object], calls: int = 300) -> float:
@@ -198,6 +221,11 @@ def report(results: dict) -> None:
         print("|---|" + "---|" * len(results["growth"]))
         print("| largest weight difference, 2 processes vs 1 | " + " | ".join(
             f"{v:.1e}" for v in results["growth"].values()) + " |")
+    if "leaves" in results:
+        print("\n| leaves | " + " | ".join(map(str, results["leaves"])) + " |")
+        print("|---|" + "---|" * len(results["leaves"]))
+        print("| ms per step, one process | " + " | ".join(
+            f"{v:.2f}" for v in results["leaves"].values()) + " |")
     if "speed" in results:
         names = list(next(iter(results["speed"].values())))
         print("\n| model | " + " | ".join(names) + " |")
@@ -208,15 +236,16 @@ def report(results: dict) -> None:
                 for n in names) + " |")
         for kind, cells in results["speed"].items():
             two = cells["2 processes x 1 thread"]
-            if "all_reduce_ms" in two:
-                print(f"{kind}: all-reduce of {two['floats']:,} floats {two['all_reduce_ms']:.2f}"
-                      f" ms, generator state saved in {two['get_state_us']:.1f} us")
+            if "collective_ms" in two:
+                print(f"{kind}: {two['collective']} of {two['floats']:,} floats "
+                      f"{two['collective_ms']:.2f} ms, generator state saved in "
+                      f"{two['get_state_us']:.1f} us")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", choices=["equal", "growth", "speed"],
-                        default=["equal", "growth", "speed"])
+    parser.add_argument("--parts", nargs="+", choices=["equal", "growth", "leaves", "speed"],
+                        default=["equal", "growth", "leaves", "speed"])
     parser.add_argument("--full", action="store_true", help="digits at its default steps")
     parser.add_argument("--kinds", nargs="+", choices=list(SOURCE), default=list(SOURCE),
                         help="the models of the equal part")
@@ -237,6 +266,8 @@ def main() -> None:
             results["equal"] = {**results.get("equal", {}), **equal(args.full, args.kinds)}
         if "growth" in args.parts:
             results["growth"] = growth()
+        if "leaves" in args.parts:
+            results["leaves"] = leaves()
         if "speed" in args.parts:
             results["speed"] = speed()
         results["machine"] = {"cores": os.cpu_count(), "torch": torch.__version__}
