@@ -9,9 +9,13 @@
   gaussians8 with ``--variance fixed_small`` (the unconditional default's sigma^2 = beta~),
   for each seed of ``--seeds`` (0 1 2), then ``ddpmlab sweep RUN --guidance 0 1 3``: per
   class, W1 of its samples against the class's held-out points beside the floor (random
-  subsets of the class's training points of the same size; 3 independent sample sets and 3
-  reference sets), and the share of samples in the requested class's region (the class a
-  15-NN classifier on the training points gives), at w = 0, 1, 3.
+  subsets of the class's training points of the same size; ``CLASS_SETS`` (12) independent
+  sample sets and as many reference sets), and the share of samples in the requested
+  class's region (the class a 15-NN classifier on the training points gives), at w = 0, 1,
+  3.
+- ``perfect``: fresh real data of moons and gaussians8 (their generators, two pools)
+  scored per class exactly as the samples are, against each ``points`` run's held-out and
+  training points: what a perfect sampler scores, the measurement's own scatter.
 - ``exact``: the same per-class measurement of gaussians8 sampled with the exact
   class-conditional denoiser (each class one Gaussian, ``ddpmlab.mixture``) through the
   DDPM sampler at T = 200 with sigma^2 = beta~ and = beta: what the sampler alone costs.
@@ -104,6 +108,34 @@ def points(runs: Path) -> dict:
             part["seeds"][str(seed)] = {"train_seconds": seconds,
                                         "rows": sweep_rows(run, POINT_W)}
         out[name] = part
+    return out
+
+
+def perfect(runs: Path, pools: int = 2) -> dict:
+    """Fresh real data in place of samples (a perfect sampler), scored per class as the
+    samples are (CLASS_SETS sets of each class) against each ``points`` run's own held-out
+    and training points: the measurement's own scatter, the bound's reference."""
+    from ddpmlab.data.toy2d import LABELLED
+    from ddpmlab.modalities.points import CLASS_SETS, EVAL_N
+    from ddpmlab.run import open_run
+
+    out: dict = {}
+    for name in ("moons", "gaussians8"):
+        out[name] = {}
+        for seed in SEEDS:
+            run = open_run(runs / f"{name}_seed{seed}")
+            classes = len(run.classes or ())
+            per = EVAL_N * 3 // classes  # score_classes' n: 6,000 shared by the classes
+            rows = []
+            for pool in range(pools):
+                x, y = LABELLED[name](2 * per * CLASS_SETS * classes,
+                                      np.random.default_rng(1000 + pool))
+                fresh = np.concatenate([x[y == k][:per * CLASS_SETS] for k in range(classes)])
+                r = run.kind.per_class(fresh, np.repeat(np.arange(classes), per * CLASS_SETS),
+                                       0, CLASS_SETS)
+                rows.append([c["w1_ratio"] for c in r["classes"].values()])
+            out[name][str(seed)] = rows
+            print(name, seed, [[round(q, 2) for q in r] for r in rows], flush=True)
     return out
 
 
@@ -262,6 +294,11 @@ def report(results: dict) -> None:
                       f"{min(ratios):.2f}..{max(ratios):.2f} (mean {np.mean(ratios):.2f})"
                       + (": " + " ".join(f"{q:.2f}" for q in ratios)
                          if r["guidance"] == 0 else ""))
+    for data, seeds in results.get("perfect", {}).items():
+        print(f"\n{data}, fresh real data as samples: W1 / floor per class, per pool")
+        for seed, rows in seeds.items():
+            print(f"  seed {seed}: " + " / ".join(" ".join(f"{q:.2f}" for q in r)
+                                                 for r in rows))
     for variance, rows in results.get("exact", {}).items():
         print(f"\ngaussians8, exact denoiser, DDPM {variance}: W1 / floor per class at w = 0")
         for seed, r in enumerate(rows):
@@ -291,8 +328,9 @@ def report(results: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", nargs="+", default=["points", "exact", "speed", "digits"],
-                   choices=["points", "exact", "digits", "speed"])
+    p.add_argument("--parts", nargs="+",
+                   default=["points", "perfect", "exact", "speed", "digits"],
+                   choices=["points", "perfect", "exact", "digits", "speed"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S",
                    help="points: training seeds (default: 0 1 2)")
     p.add_argument("--runs", type=Path, default=ROOT / "bench" / "results" / "guidance_runs")
@@ -308,6 +346,7 @@ def main() -> None:
         args.runs.mkdir(parents=True, exist_ok=True)
         for part in args.parts:
             result = (points(args.runs) if part == "points" else exact() if part == "exact"
+                      else perfect(args.runs) if part == "perfect"
                       else speed() if part == "speed" else digits(args.runs, args.unconditional))
             saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
             RESULTS.write_text(json.dumps({**saved, part: result}, indent=1))

@@ -21,6 +21,7 @@ from ddpmlab.cli import main
 from ddpmlab.config import RunConfig, SeedUNetConfig, UNetConfig, replace
 from ddpmlab.data import resolve
 from ddpmlab.diffusion import predict_eps_x0, split_output
+from ddpmlab.modalities.points import CLASS_SETS
 from ddpmlab.models import build_model
 from ddpmlab.models.mlp import ResMLP, SeedMLP
 from ddpmlab.models.unet import SeedUNet, UNet
@@ -254,7 +255,7 @@ def test_real_data_scores_its_floor_per_class(cond_run: Path) -> None:
 def test_per_class_scores_each_of_its_independent_sample_sets(cond_run: Path) -> None:
     """draws = 3: each class's samples are three sets in order, repeat i scoring set i
     against the same reference sets and floors as one set scored three times; the run's
-    per-class evaluation draws three sets of n."""
+    per-class evaluation draws CLASS_SETS sets of n."""
     from ddpmlab.data.toy2d import LABELLED
     run = runs.open_run(cond_run)
     x, y = LABELLED["gaussians8"](4000, np.random.default_rng(5))
@@ -270,7 +271,7 @@ def test_per_class_scores_each_of_its_independent_sample_sets(cond_run: Path) ->
             assert three["classes"][name][key] == pytest.approx(row[key], rel=1e-9)
         assert moved["classes"][name]["w1"] > row["w1"] + 0.05  # the third set is scored
     r = runs.score_classes(run, 0.0, n=12)
-    assert r["n"] == 12 and r["draws"] == run.kind.class_draws == 3
+    assert r["n"] == 12 and r["draws"] == run.kind.class_draws == CLASS_SETS
     assert all(c["n"] == 12 for c in r["classes"].values())
 
 
