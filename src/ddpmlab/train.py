@@ -307,8 +307,6 @@ class Trainer:
         self.stop = False  # some rank asked to stop during the last step
         for p, g in zip(self.params, grads, strict=True):
             p.grad = g  # autograd accumulates into an existing .grad in place
-        self.grads = dict(zip([name for name, _ in self.model.named_parameters()], grads,
-                              strict=True))
         self.tensors = self.model.state_dict(keep_vars=True)  # parameters and buffers, by name
         self.optimizer = FlatAdam(self.params, self.flat, self.grad_flat, config.train.lr)
         self.generator = torch.Generator(device=self.device).manual_seed(config.train.seed)

@@ -76,8 +76,8 @@ def _rows_backward(leaves: int, rows: int, index: torch.Tensor, g: torch.Tensor
 
 
 def _class_backward(g: torch.Tensor, y: torch.Tensor, grads: Tensors, name: str) -> None:
-    """dL/dC[y] += g for an added class embedding C[y]; the "no class" row (the last) stays
-    at zero gradient, as ``padding_idx`` keeps it."""
+    """Each leaf's dL/dC for an added class embedding C[y] (overwritten); the "no class" row
+    (the last) stays at zero gradient, as ``padding_idx`` keeps it."""
     grads[name].copy_(_rows_backward(len(grads[name]), grads[name].shape[1], y, g))
     grads[name][:, -1].zero_()
 
@@ -273,9 +273,9 @@ def mse_and_grads(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, target: 
     a conditional model (its num_classes: no class), or None. The B rows are ``leaves``
     equal parts, and each part's share of L and of dL/dparameter is kept apart: grads maps
     every parameter name of ``model`` to a tensor (leaves, *parameter's shape), every entry
-    of which is overwritten. Each leaf's part is computed by operations whose result, row by row
-    and leaf by leaf, does not depend on the other leaves in the call, so a batch split
-    among processes by whole leaves gives every leaf bit for bit (``ddpmlab.train``).
+    of which is overwritten. Each leaf's part is computed by operations whose result, row
+    by row and leaf by leaf, does not depend on the other leaves in the call, so a batch
+    split among processes by whole leaves gives every leaf bit for bit (``ddpmlab.train``).
     total: the whole batch's rows, B unless a process holds only some of them (the mean
     divides by it). tensors: ``model.state_dict(keep_vars=True)``, computed here unless
     given (a training loop keeps one). Returns the leaves' parts of L, (leaves,), detached.
