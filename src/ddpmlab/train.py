@@ -297,12 +297,12 @@ class Trainer:
         if self.group.world > config.train.batch_size:
             raise UserError(f"--batch-size {config.train.batch_size} cannot be shared by "
                             f"{self.group.world} processes; give each at least one example")
-        self.rows = distributed.share(config.train.batch_size, self.group)  # this rank's
         self.fast = (not autograd and fast.supports(self.model)
                      and config.diffusion.variance != "learned_range")
-        if self.fast:  # the batch in equal leaves, each rank computing whole ones
-            self.leaves = leaves_of(config.train.batch_size, config.train.leaves)
-            self._share_leaves(numel)
+        self.leaves = leaves_of(config.train.batch_size, config.train.leaves)
+        # this rank's rows: whole leaves on the fast path, else a near-equal share
+        self.rows = (self._share_leaves(numel) if self.fast
+                     else distributed.share(config.train.batch_size, self.group))
         self.caught: list[int] = []  # signals that asked to stop (fit), sent to the others
         self.stop = False  # some rank asked to stop during the last step
         for p, g in zip(self.params, grads, strict=True):
@@ -316,9 +316,10 @@ class Trainer:
         if resume_from is not None:
             self._restore(resume_from)
 
-    def _share_leaves(self, numel: int) -> None:
-        """This rank's leaves of the batch, its rows, and a buffer of a row per leaf: the
-        leaf's gradient, its part of the loss and the stop flag (as ``reduced``)."""
+    def _share_leaves(self, numel: int) -> slice:
+        """This rank's leaves of the batch and a buffer of a row per leaf: the leaf's
+        gradient, its part of the loss and the stop flag (as ``reduced``); returns the
+        leaves' rows."""
         B, world = self.config.train.batch_size, self.group.world
         if world > self.leaves:
             wanted = 1 << (world - 1).bit_length()
@@ -329,12 +330,12 @@ class Trainer:
                 f"with --leaves {wanted} and a --batch-size that is a multiple of "
                 f"{LEAF_ROWS * wanted}")
         first, stop = distributed.leaf_share(self.leaves, self.group)
-        rows = B // self.leaves
-        self.rows = slice(first * rows, stop * rows)
         self.leaf_parts = torch.zeros(stop - first, numel + 2, device=self.device)
         columns = self.leaf_parts[:, :numel].split([p.numel() for p in self.params], dim=1)
         self.leaf_grads = {name: part.view(-1, *p.shape) for (name, p), part
                            in zip(self.model.named_parameters(), columns, strict=True)}
+        rows = B // self.leaves
+        return slice(first * rows, stop * rows)
 
     def _restore(self, ckpt: checkpoint.Checkpoint) -> None:
         checkpoint.load_weights(self.model, ckpt.model, "the checkpoint")
@@ -448,10 +449,9 @@ class Trainer:
         The fast path's leaves (``leaf_parts``) are summed as one fixed tree, on one process
         too, so that its sums are those of any number of processes; an autograd step's
         gradient and ``loss``, each scaled by the rank's share of the rows, are all-reduced
-        (under several processes only). A rank
-        that has gone (PeerLost) leaves this one in the state of the last complete step, its
-        generator rewound to ``before`` the step's draws, so the checkpoint that rank 0 then
-        writes resumes exactly.
+        (under several processes only). A rank that has gone (PeerLost) leaves this one in
+        the state of the last complete step, its generator rewound to ``before`` the step's
+        draws, so the checkpoint that rank 0 then writes resumes exactly.
         """
         with torch.inference_mode():
             flag = float(bool(self.caught))
@@ -463,7 +463,8 @@ class Trainer:
                 else:
                     weight = (self.rows.stop - self.rows.start) / self.config.train.batch_size
                     self.grad_flat.mul_(weight)
-                    self.reduced[-2:] = torch.stack([loss * weight, torch.tensor(flag)])
+                    self.reduced[-2] = loss * weight  # on the device, as the flag after it
+                    self.reduced[-1] = flag
                     distributed.all_reduce(self.reduced)
             except distributed.PeerLost:
                 assert before is not None  # one process has no peer to lose
