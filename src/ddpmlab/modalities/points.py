@@ -33,9 +33,9 @@ SCORE_GRID = 21  # arrows per side of score.png's grid
 EVAL_N = 2000  # points per set for evaluation
 EVAL_REPEATS = 3  # draws averaged for the model value and for the floor
 #: per-class evaluation: independent sample sets of each class, and reference sets and
-#: floors averaged. One W1 between two sets of 2,000 points of a moon scatters by about 30 %
-#: (a near-1-D set: the transport runs along the curve), so three left a perfect sampler
-#: anywhere in 0.64-1.27 x its floor; twelve leave about a third of that scatter
+#: floors averaged. One W1 between two sets of 2,000 points of a moon scatters widely (a
+#: near-1-D set: the transport runs along the curve): three left a perfect sampler anywhere
+#: in 0.64-1.27 x its floor, twelve in 0.91-1.22 (bench/guidance.py --parts perfect)
 CLASS_SETS = 12
 GIF_FRAMES = 100  # frames of reverse.gif, spread over the T steps
 REGION_K = 15  # neighbours of the k-NN classifier that says which class's region a point is in
