@@ -111,6 +111,8 @@ def test_only_the_two_mlps_are_covered() -> None:
     ("seed_mlp", {"diffusion": {"prediction": "x0", "variance": "fixed_large"}}),
     ("resmlp", {"model": {"conditional": True}, "train": {"cond_drop": 0.3}}),
     ("seed_mlp", {"model": {"conditional": True}}),
+    ("resmlp", {"diffusion": {"stable_target": 64}}),
+    ("resmlp", {"model": {"conditional": True}, "diffusion": {"stable_target": 64}}),
 ])
 def test_trainer_fast_path_follows_the_autograd_path(name: str, overrides: dict) -> None:
     config = replace(small_config(steps=25), {**overrides, "model": {

@@ -63,6 +63,9 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "--variance": ("diffusion", "variance", str,
                    "reverse variance: fixed_small, fixed_large or learned_range"),
     "--prediction": ("diffusion", "prediction", str, "network target: eps, x0 or v"),
+    "--stable-target": ("diffusion", "stable_target", int, "train on the stable target field "
+                        "over M training examples a step (Xu et al. 2023), for DDIM, "
+                        "DPM-Solver++ and the ODE; 0: off"),
     "--conditional": ("model", "conditional", bool, "learn each class and the data as a "
                       "whole in one network, for --class and --guidance (classifier-free "
                       "guidance, Ho & Salimans 2022)"),
@@ -76,7 +79,8 @@ FLAG_OF = {(section, name): flag for flag, (section, name, _, _) in FLAGS.items(
 METAVARS = {"--steps": "N", "--seed": "S", "--batch-size": "B", "--threads": "K",
             "--leaves": "L", "--checkpoint-every": "N", "--width": "W", "--timesteps": "T",
             "--model": "NAME", "--schedule": "NAME", "--variance": "NAME",
-            "--prediction": "NAME", "--cond-drop": "P", "--label-column": "COL", "--font": "PATH"}
+            "--prediction": "NAME", "--stable-target": "M", "--cond-drop": "P",
+            "--label-column": "COL", "--font": "PATH"}
 ALIASES = {"--width": ("--hidden",)}  # --hidden: its name before the U-Nets came
 #: the setting --width sets, by network
 WIDTH = {"resmlp": "hidden", "seed_mlp": "hidden", "unet": "base_channels",

@@ -225,6 +225,38 @@ def target_for(schedule: NoiseSchedule, prediction: str, x0: torch.Tensor, eps: 
     return v_from(schedule, x0, eps, t)
 
 
+def stable_target(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor,
+                  x_t: torch.Tensor, t: torch.Tensor, reference: torch.Tensor,
+                  allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0~, eps~) to train on in place of (x0, eps): the stable target field (Xu, Tong &
+    Jaakkola 2023, Sec. 3), a lower-variance target at high noise.
+
+    Row i's x0 becomes the posterior mean of x_0 given its x_t when x_0 is uniform on
+    {x0_i} and the M reference examples r_j (``reference``, (M, *D), drawn from the training
+    data): weights softmax_j(-||x_t - sqrt(ab_t) r_j||^2 / (2 (1 - ab_t))), the own x0_i's
+    exponent being -||eps_i||^2 / 2. eps~ = (x_t - sqrt(ab_t) x0~) / sqrt(1 - ab_t), so that
+    x_t = q_sample(x0~, t, eps~) and every target of :func:`target_for` follows. At low noise
+    the weight falls on x0_i (the usual target); at high noise, where one x0 says little of
+    E[x_0 | x_t], the M + 1 examples average the target's variance down by about M + 1, at a
+    bias that vanishes as M grows (the paper's Theorem 1). ``allowed`` (B, M) bool: which
+    reference examples row i may come from (a conditional example: those of its class).
+    """
+    check_timesteps(t, schedule.T)
+    schedule = schedule.to(x0.device)
+    s = extract(schedule.sqrt_alpha_bar, t, x0)
+    sig = extract(schedule.sqrt_one_minus_alpha_bar, t, x0)
+    snr = (s / sig).square().view(-1, 1)  # ab / (1 - ab), (B, 1)
+    ref = reference.flatten(1)
+    # ||x_t - s r||^2 / (2 (1 - ab)) = (SNR / 2) ||x_t / s - r||^2
+    logits = torch.cdist((x_t / s).flatten(1), ref).square_().mul_(-snr / 2)
+    if allowed is not None:
+        logits.masked_fill_(~allowed, -torch.inf)
+    own = eps.flatten(1).square().sum(1, keepdim=True).mul_(-0.5)
+    w = torch.softmax(torch.cat([own, logits], 1), 1)
+    x0_hat = (w[:, :1] * x0.flatten(1) + w[:, 1:] @ ref).view_as(x0)
+    return x0_hat, (x_t - s * x0_hat) / sig
+
+
 VARIANCES = ("fixed_small", "fixed_large", "learned_range")
 
 

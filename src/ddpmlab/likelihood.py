@@ -189,8 +189,8 @@ def nll_bound(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor, *,
 def hybrid_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
                 generator: torch.Generator | None = None, antithetic: bool = False,
                 prediction: str = "eps", vlb_weight: float = 0.001, *,
-                drawn: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-                ) -> torch.Tensor:
+                drawn: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                target: torch.Tensor | None = None) -> torch.Tensor:
     """L_hybrid = L_simple + lambda L_vlb for a ``learned_range`` network, a scalar.
 
     Nichol & Dhariwal 2021, Sec. 3.1. The denoiser returns (B, 2D): the mean part (trained by
@@ -205,12 +205,17 @@ def hybrid_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
     the code by the dimension count and ln 2; we follow the code, whose numbers it reports.
     The draws (t, eps, x_t) are those of the MSE-only loss, so runs differ only in the model;
     ``drawn`` gives them instead (:func:`ddpmlab.diffusion.draw_training_inputs`).
+    ``target``: the MSE's target in place of the example's own (a stable target,
+    :func:`ddpmlab.diffusion.stable_target`); the VLB term keeps the example's x0, whose
+    spread about E[x_0 | x_t] is what teaches the variance to be wider than beta~_t.
     """
     schedule = schedule.to(x0.device)
     t, eps, x_t = drawn or draw_training_inputs(schedule, x0, generator, antithetic)
     mean_out, v = split_output(denoiser(x_t, t), "learned_range")
     assert v is not None  # a learned_range output always has its v half
-    mse = (target_for(schedule, prediction, x0, eps, t) - mean_out).square().mean()
+    if target is None:
+        target = target_for(schedule, prediction, x0, eps, t)
+    mse = (target - mean_out).square().mean()
     frozen = torch.cat([mean_out.detach(), v], dim=1)  # N&D Sec. 3.1: stop-gradient on the mean
     vb = vlb_term(schedule, x0, x_t, t, frozen, prediction=prediction,
                   variance="learned_range") / (x0[0].numel() * math.log(2))  # bits per dim

@@ -47,6 +47,7 @@ from ddpmlab.diffusion import (
     check_variance,
     diffusion_loss,
     draw_training_inputs,
+    stable_target,
     target_for,
 )
 from ddpmlab.errors import UserError
@@ -408,6 +409,7 @@ class Trainer:
             with torch.inference_mode():  # no autograd bookkeeping at all
                 t, eps, x_t = draw_training_inputs(self.schedule, x0, self.generator,
                                                    d.antithetic)
+                x0, eps = self._stable(x0, y, t, eps, x_t)
                 target = target_for(self.schedule, d.prediction, x0[rows], eps[rows], t[rows])
                 self.leaf_parts[:, -2] = fast.mse_and_grads(
                     self.model, x_t[rows], t[rows], target, self.leaf_grads, self.tensors,
@@ -419,13 +421,17 @@ class Trainer:
             model = (self.model if y is None
                      else functools.partial(_with_labels, self.model, y[rows]))
             t, eps, x_t = draw_training_inputs(self.schedule, x0, self.generator, d.antithetic)
-            drawn = (t[rows], eps[rows], x_t[rows])
+            x0_s, eps_s = self._stable(x0, y, t, eps, x_t)
             if d.variance == "learned_range":  # Nichol & Dhariwal 2021, Sec. 3.1
+                # the VLB term on the example's own x0 (hybrid_loss), the MSE on the target
+                target = target_for(self.schedule, d.prediction, x0_s[rows], eps_s[rows],
+                                    t[rows])
                 loss = hybrid_loss(self.schedule, model, x0[rows], prediction=d.prediction,
-                                   vlb_weight=d.vlb_weight, drawn=drawn)
+                                   vlb_weight=d.vlb_weight, target=target,
+                                   drawn=(t[rows], eps[rows], x_t[rows]))
             else:  # Ho et al. 2020, Algorithm 1 (with the chosen target)
-                loss = diffusion_loss(self.schedule, model, x0[rows], prediction=d.prediction,
-                                      drawn=drawn)
+                loss = diffusion_loss(self.schedule, model, x0_s[rows], prediction=d.prediction,
+                                      drawn=(t[rows], eps_s[rows], x_t[rows]))
             loss.backward()  # into the zeroed views of grad_flat
             loss = loss.detach()
             if self.group.many:
@@ -473,6 +479,27 @@ class Trainer:
                                            f"{self.step + 1} (torchrun names it)") from None
             self.stop = bool(self.reduced[-1] > 0)
             return self.reduced[-2].clone()
+
+    def _stable(self, x0: torch.Tensor, y: torch.Tensor | None, t: torch.Tensor,
+                eps: torch.Tensor, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0, eps) of the whole batch, or with ``diffusion.stable_target`` = M > 0 their
+        stable-target-field counterparts over M training examples drawn after the batch's
+        other draws (:func:`ddpmlab.diffusion.stable_target`); a labelled example's from its
+        own class, a dropped label's from all. Every rank computes the whole batch, so that
+        the targets do not depend on how the rows are shared."""
+        m = self.config.diffusion.stable_target
+        if not m:
+            return x0, eps
+        idx = torch.randint(0, self.x_train.shape[0], (m,), generator=self.generator,
+                            device=self.device)
+        allowed = None
+        if y is not None:
+            assert self.labels is not None
+            allowed = (self.labels.index_select(0, idx) == y.unsqueeze(1)) | \
+                (y == self.classes).unsqueeze(1)
+        with torch.no_grad():
+            return stable_target(self.schedule, x0, eps, x_t, t,
+                                 self.x_train.index_select(0, idx), allowed)
 
     def _drop(self, y: torch.Tensor) -> torch.Tensor:
         """Labels y (B,) with each replaced by the "no class" token (``classes``) with
