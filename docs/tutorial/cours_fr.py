@@ -427,7 +427,11 @@ for i, name in enumerate(("begin", "middle", "end"), start=1):
 # puis décroissance, des poids EMA, et un réseau entraîné à prédire la vitesse
 # $\mathbf v_t = \sqrt{\bar\alpha_t}\,\boldsymbol\varepsilon - \sqrt{1-\bar\alpha_t}\,\mathbf x_0$
 # de Salimans & Ho 2022 (sec. 4) plutôt que $\boldsymbol\varepsilon$, la même information
-# écrite autrement ; choisis par la mesure, `bench/README.md`) :
+# écrite autrement ; et, à la place du $\mathbf x_0$ de chaque exemple dans cette cible, son
+# espérance a posteriori sachant $\mathbf x_t$ sur lui et 512 autres points d'entraînement, le
+# *stable target field* de Xu, Tong & Jaakkola 2023, qui ôte à la cible sa variance aux
+# grands bruits, au prix d'un biais qui s'efface quand la référence grandit ; choisis par la mesure,
+# `bench/README.md`) :
 
 # %%
 default = default_config("swiss_roll", SETTINGS)

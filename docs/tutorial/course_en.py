@@ -411,8 +411,11 @@ for i, name in enumerate(("begin", "middle", "end"), start=1):
 # $T = 200$, batch 512, a warmed-up and decayed learning rate, EMA weights, and the network
 # trained to predict the velocity $\mathbf v_t = \sqrt{\bar\alpha_t}\,\boldsymbol\varepsilon -
 # \sqrt{1-\bar\alpha_t}\,\mathbf x_0$ of Salimans & Ho 2022 (Sec. 4) rather than
-# $\boldsymbol\varepsilon$, the same information written another way; chosen by measurement,
-# `bench/README.md`):
+# $\boldsymbol\varepsilon$, the same information written another way; and, in place of each
+# example's own $\mathbf x_0$ in that target, its posterior mean given $\mathbf x_t$ over it and
+# 512 other training points, the *stable target field* of Xu, Tong & Jaakkola 2023, which
+# takes the target's variance away at high noise, at a bias that vanishes as the reference
+# grows; chosen by measurement, `bench/README.md`):
 
 # %%
 default = default_config("swiss_roll", SETTINGS)
