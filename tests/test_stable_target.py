@@ -110,3 +110,14 @@ def test_hybrid_loss_takes_the_target_for_its_mse_and_keeps_x0_for_its_vlb() -> 
     moved = hybrid_loss(s, net, x0, prediction="v", drawn=(t, eps, x_t), target=other)
     mse = lambda a: (a - out[:, :2]).square().mean()  # noqa: E731
     torch.testing.assert_close(moved - own, mse(other) - mse(target_for(s, "v", x0, eps, t)))
+
+
+def test_a_run_saved_before_the_field_resumes_without_it() -> None:
+    # a saved config has every key of its day: no diffusion.stable_target means trained on
+    # the example's own target, and a resume must go on that way
+    from ddpmlab.config import from_dict, to_dict, upgrade
+
+    saved = to_dict(RunConfig())
+    del saved["diffusion"]["stable_target"]
+    assert from_dict(RunConfig, upgrade(saved)).diffusion.stable_target == 0
+    assert from_dict(RunConfig, upgrade(to_dict(RunConfig()))).diffusion.stable_target == 512

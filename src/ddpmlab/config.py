@@ -296,7 +296,12 @@ LEGACY_MODEL = ("hidden", "depth", "fourier_scale")  # [model] keys before per-m
 def upgrade(saved: dict[str, Any]) -> dict[str, Any]:
     """A saved RunConfig dict in today's form: runs written before the per-model tables had
     ``model.hidden``, ``model.depth`` and ``model.fourier_scale`` (resmlp's and seed_mlp's
-    settings), now ``model.resmlp.*`` and ``model.seed_mlp.hidden``."""
+    settings), now ``model.resmlp.*`` and ``model.seed_mlp.hidden``; runs written before the
+    stable target field have no ``diffusion.stable_target`` and trained without it (0), which
+    a resume keeps."""
+    diffusion = saved.get("diffusion")
+    if isinstance(diffusion, dict) and "stable_target" not in diffusion:
+        saved = {**saved, "diffusion": {**diffusion, "stable_target": 0}}
     model = saved.get("model")
     if not isinstance(model, dict) or not set(model) & set(LEGACY_MODEL):
         return saved
