@@ -229,7 +229,7 @@ def stable_target(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor,
                   x_t: torch.Tensor, t: torch.Tensor, reference: torch.Tensor,
                   allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(x0~, eps~) to train on in place of (x0, eps): the stable target field (Xu, Tong &
-    Jaakkola 2023, Sec. 3), a lower-variance target at high noise.
+    Jaakkola 2023, arXiv:2302.00670, the STF objective), a lower-variance target at high noise.
 
     Row i's x0 becomes the posterior mean of x_0 given its x_t when x_0 is uniform on
     {x0_i} and the M reference examples r_j (``reference``, (M, *D), drawn from the training
@@ -238,8 +238,9 @@ def stable_target(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor,
     x_t = q_sample(x0~, t, eps~) and every target of :func:`target_for` follows. At low noise
     the weight falls on x0_i (the usual target); at high noise, where one x0 says little of
     E[x_0 | x_t], the M + 1 examples average the target's variance down by about M + 1, at a
-    bias that vanishes as M grows (the paper's Theorem 1). ``allowed`` (B, M) bool: which
-    reference examples row i may come from (a conditional example: those of its class).
+    bias that vanishes as M grows (the paper proves it asymptotically unbiased).
+    ``allowed`` (B, M) bool: which reference examples row i may come from (a conditional
+    example: those of its class).
     """
     check_timesteps(t, schedule.T)
     schedule = schedule.to(x0.device)

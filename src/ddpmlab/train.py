@@ -497,9 +497,8 @@ class Trainer:
             assert self.labels is not None
             allowed = (self.labels.index_select(0, idx) == y.unsqueeze(1)) | \
                 (y == self.classes).unsqueeze(1)
-        with torch.no_grad():
-            return stable_target(self.schedule, x0, eps, x_t, t,
-                                 self.x_train.index_select(0, idx), allowed)
+        return stable_target(self.schedule, x0, eps, x_t, t, self.x_train.index_select(0, idx),
+                             allowed)
 
     def _drop(self, y: torch.Tensor) -> torch.Tensor:
         """Labels y (B,) with each replaced by the "no class" token (``classes``) with
