@@ -193,11 +193,17 @@ def wait_for_training(proc: subprocess.Popen[str]) -> list[str]:
 
 
 def checkpoint_step(run: Path) -> int:
-    """The step of RUN's checkpoint from its header alone (cheap enough to poll), or -1."""
-    if not (run / CKPT).is_file():
+    """The step of RUN's checkpoint from its header alone (cheap enough to poll), or -1.
+
+    One open file handle reads the header: safetensors' ``safe_open`` opens the path a second
+    time for torch's storage, so a checkpoint renamed in between fails its size check."""
+    try:
+        with open(run / CKPT, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+    except FileNotFoundError:
         return -1
-    with safe_open(run / CKPT, "pt") as f:
-        return json.loads(f.metadata()["header"])["step"]
+    return json.loads(header["__metadata__"]["header"])["step"]
 
 
 def poll(until, proc: subprocess.Popen[str], timeout: float = 60) -> None:
