@@ -9,6 +9,7 @@ reference sets and floors of `evaluate`).
     dpm_solver:20:logsnr@-3      DPM-Solver++ at 20 steps, t = T-1 then uniform in lambda
                                  from -3 to lambda_0 (no value: from lambda_{T-2})
     ddim:20:karras@7 / ddim:20:quad      Karras et al.'s rho grid, Song et al.'s quadratic t
+    ddim:20:pow@0.7              t = (T-1) u^0.7, u uniform in [0, 1] (quad: pow@2)
     ddim:::1                     DDIM with eta 1
     ddim:::-50                   hybrid: eta 1 at t >= 50, eta 0 below (-50.5: the reverse)
     ddim:20::0:raw               the raw weights instead of the EMA
@@ -43,8 +44,9 @@ def grid(T: int, K: int, spacing: str = "linspace", alpha_bar=None):
         return LIBRARY(T, K, spacing, AB[T])
     lam = LAM[T]
     name, _, arg = spacing.partition("@")
-    if name == "quad":
-        t = np.unique(np.round((np.linspace(0, 1, K) ** 2) * (T - 1)).astype(int))[::-1]
+    if name in ("quad", "pow"):  # t = (T-1) u^p, u uniform: quad p = 2; p < 1 favours high t
+        p = 2.0 if name == "quad" else float(arg)
+        t = np.unique(np.round((np.linspace(0, 1, K) ** p) * (T - 1)).astype(int))[::-1]
         return t.copy(), np.append(t[1:], -1)
     if name == "logsnr":  # T-1, then K-1 points uniform in lambda from arg to lambda_0
         target = np.linspace(float(arg) if arg else lam[-2], lam[0], K - 1)
