@@ -2,6 +2,7 @@
 
     python bench/exact_reference.py                          # 4 data sets x 3 seeds, 12 draws
     python bench/exact_reference.py --data heart.csv --seeds 1 --draws 24
+    python bench/exact_reference.py --sweep          # swiss roll seed 0, K = 20..200
 
 `ddpmlab evaluate` (and bench/few_steps.py) scores 3 draws of 2,000 samples against the
 run's held-out sets: 3 of 2,000 for the built-ins, 2 for heart.csv (a fifth of the file's
@@ -9,18 +10,19 @@ run's held-out sets: 3 of 2,000 for the built-ins, 2 for heart.csv (a fifth of t
 2,000-point sets on a long, thin curve is dominated by the chance imbalance of mass along it,
 so one draw's W1 moves by tens of per cent with the sample seed and with the reference set.
 Every data set of the table comes from a known law: the built-ins from their generators
-(`ddpmlab.data.toy2d`), heart.csv from its formula (`quality.far_away_csv`). This script uses
+(`ddpmlab.data.toy2d`), heart.csv from its formula (`quality.heart`). This script uses
 that. Draw i of every sampler is scored against its own fresh exact set E_i of 2,000 points,
 and the floor is a second fresh set F_i against E_i. Each sampler's mean W1 and 1-NNA over D
 draws come beside the floor's, and the W1 ratio to DDPM with all steps gets a 90 % paired
 bootstrap interval over the draws. The runs are trained as bench/few_steps.py trains them
-(the same command and seeds, so the same models). Writes bench/results/exact_reference.json.
+(the same command and seeds, so the same models). Writes bench/results/exact_reference.json;
+``--sweep`` scores DDIM and DPM-Solver++ at K = 20..200 on the default swiss-roll run (the
+issue's bound there: W1 at most 1.3 x DDPM's for K >= 20), into exact_reference_sweep.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import tempfile
@@ -35,21 +37,15 @@ from ddpmlab.metrics.points import one_nn_accuracy, wasserstein
 from ddpmlab.run import open_run
 
 sys.path.insert(0, str(Path(__file__).parent))
-from few_steps import train
-from quality import far_away_csv
+from few_steps import save, trained_runs
+from quality import heart
 
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = [("ddpm", None), ("ddim", None), ("ddim", 20), ("dpm_solver", 20)]
+SWEEP = [("ddpm", None)] + [(s, k) for s in ("ddim", "dpm_solver")
+                            for k in (20, 25, 30, 40, 50, 70, 100, 150, 199, 200)]
 N = 2000
 W1_RATIO = 1.15
-
-
-def heart(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Fresh points of `quality.far_away_csv`'s law: the heart curve, s uniform, noise sd 15."""
-    s = rng.uniform(0, 2 * np.pi, n)
-    x = 16 * np.sin(s) ** 3
-    y = 13 * np.cos(s) - 5 * np.cos(2 * s) - 2 * np.cos(3 * s) - np.cos(4 * s)
-    return np.stack([x, y], 1) * 60 + rng.normal(0, 15, (n, 2)) + [50_000, -30_000]
 
 
 def law(data: str):
@@ -66,14 +62,14 @@ def law(data: str):
     return draw
 
 
-def measure(path: Path, data: str, draws: int) -> dict:
+def measure(path: Path, data: str, draws: int, cells: list) -> dict:
     run, draw = open_run(path), law(data)
     # E_i and F_i from their own streams, the same for every run of a data set
     E = [draw(N, np.random.default_rng([1, i])) for i in range(draws)]
     F = [draw(N, np.random.default_rng([2, i])) for i in range(draws)]
     w1 = {"floor": [wasserstein(f, e) for f, e in zip(F, E, strict=True)]}
     nna = {"floor": [one_nn_accuracy(f, e) for f, e in zip(F, E, strict=True)]}
-    for sampler, k in CELLS:
+    for sampler, k in cells:
         key = f"{sampler}@{k or 'all'}"
         xs = [run.sample(N, i, sampler, k) for i in range(draws)]
         w1[key] = [wasserstein(x, e) for x, e in zip(xs, E, strict=True)]
@@ -99,31 +95,27 @@ def main() -> None:
     p.add_argument("--data", nargs="*", default=["swiss_roll", "moons", "circles", "heart.csv"])
     p.add_argument("--draws", type=int, default=12)
     p.add_argument("--train-args", default="", help="extra flags for every training run")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
-                   "exact_reference.json")
+    p.add_argument("--sweep", action="store_true", help="K = 20..200 on swiss roll, seed 0")
+    p.add_argument("--out", type=Path)
     args = p.parse_args()
+    if args.sweep:
+        args.data, args.seeds = ["swiss_roll"], [0]
+    args.out = args.out or ROOT / "bench" / "results" / (
+        "exact_reference_sweep.json" if args.sweep else "exact_reference.json")
     torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, feedback.shown(False):
-        csv = str(far_away_csv(Path(tmp) / "heart.csv"))
-        for data in args.data:
-            for seed in args.seeds:
-                run = Path(tmp) / f"{Path(data).stem}_{seed}"
-                train(csv if data == "heart.csv" else data, run, seed,
-                      shlex.split(args.train_args))
-                cells = measure(run, data, args.draws)
-                rows.append({"data": data, "seed": seed, "draws": args.draws, "cells": cells})
-                print(f"{data:<11}{seed:>2}  " + "  ".join(
-                    f"{k} {c['1nna']:.3f}/{c['w1_floor_ratio']:.2f}"
-                    + ("" if k in ("floor", "ddpm@all") else
-                       " [{:.2f}, {:.2f}]".format(*c["w1_ratio_ddpm_90"]))
-                    for k, c in cells.items()), flush=True)
-    old = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if old.get("train_args") == args.train_args:  # other (data, seed) rows are kept
-        done = {(r["data"], r["seed"]) for r in rows}
-        rows = [r for r in old["rows"] if (r["data"], r["seed"]) not in done] + rows
-    args.out.write_text(json.dumps({"train_args": args.train_args, "rows": rows}, indent=1))
-    for key in ("ddim@all", "ddim@20", "dpm_solver@20"):
+        for data, seed, run in trained_runs(Path(tmp), args.data, args.seeds,
+                                            shlex.split(args.train_args)):
+            cells = measure(run, data, args.draws, SWEEP if args.sweep else CELLS)
+            rows.append({"data": data, "seed": seed, "draws": args.draws, "cells": cells})
+            print(f"{data:<11}{seed:>2}  " + "  ".join(
+                f"{k} {c['1nna']:.3f}/{c['w1_floor_ratio']:.2f}"
+                + ("" if k in ("floor", "ddpm@all") else
+                   " [{:.2f}, {:.2f}]".format(*c["w1_ratio_ddpm_90"]))
+                for k, c in cells.items()), flush=True)
+    rows = save(args.out, args.train_args, rows)
+    for key in () if args.sweep else ("ddim@all", "ddim@20", "dpm_solver@20"):
         inside = sum(r["cells"][key]["w1_ratio_ddpm"] <= W1_RATIO for r in rows)
         print(f"{key}: W1 within {W1_RATIO} x DDPM's on {inside}/{len(rows)} runs")
 

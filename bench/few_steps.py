@@ -45,6 +45,28 @@ def train(data: str, out: Path, seed: int, extra: list[str]) -> None:
         raise SystemExit(f"train {data} failed:\n{proc.stderr}")
 
 
+def trained_runs(tmp: Path, datas: list[str], seeds: list[int], extra: list[str]):
+    """Train each (data, seed) of the table in tmp (heart.csv written there); yield
+    (data, seed, run directory)."""
+    csv = str(far_away_csv(tmp / "heart.csv"))
+    for data in datas:
+        for seed in seeds:
+            run = tmp / f"{Path(data).stem}_{seed}"
+            train(csv if data == "heart.csv" else data, run, seed, extra)
+            yield data, seed, run
+
+
+def save(out: Path, train_args: str, rows: list[dict]) -> list[dict]:
+    """Write rows to out, keeping rows of other (data, seed) pairs already there if they were
+    made at the same train_args; return all rows written."""
+    old = json.loads(out.read_text()) if out.exists() else {}
+    if old.get("train_args") == train_args:
+        done = {(r["data"], r["seed"]) for r in rows}
+        rows = [r for r in old["rows"] if (r["data"], r["seed"]) not in done] + rows
+    out.write_text(json.dumps({"train_args": train_args, "rows": rows}, indent=1))
+    return rows
+
+
 def cells(path: Path) -> dict[str, dict[str, float]]:
     run = open_run(path)
     out = {}
@@ -73,24 +95,14 @@ def main() -> None:
     extra = shlex.split(args.train_args)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, feedback.shown(False):
-        csv = str(far_away_csv(Path(tmp) / "heart.csv"))
-        for data in args.data:
-            for seed in args.seeds:
-                run = Path(tmp) / f"{Path(data).stem}_{seed}"
-                train(csv if data == "heart.csv" else data, run, seed, extra)
-                row = {"data": data, "seed": seed, "cells": cells(run)}
-                row["pass"] = verdict(row["cells"])
-                rows.append(row)
-                c = row["cells"]
-                print(f"{data:<11}{seed:>2}  " + "  ".join(
-                    f"{k} {v['1nna']:.3f}/{v['w1_ratio']:.2f}" for k, v in c.items())
-                    + f"  pass {row['pass']}", flush=True)
-    # rows of other (data, seed) pairs already in the file, at the same settings, are kept
-    old = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if old.get("train_args") == args.train_args:
-        done = {(r["data"], r["seed"]) for r in rows}
-        rows = [r for r in old["rows"] if (r["data"], r["seed"]) not in done] + rows
-    args.out.write_text(json.dumps({"train_args": args.train_args, "rows": rows}, indent=1))
+        for data, seed, run in trained_runs(Path(tmp), args.data, args.seeds, extra):
+            row = {"data": data, "seed": seed, "cells": cells(run)}
+            row["pass"] = verdict(row["cells"])
+            rows.append(row)
+            print(f"{data:<11}{seed:>2}  " + "  ".join(
+                f"{k} {v['1nna']:.3f}/{v['w1_ratio']:.2f}" for k, v in row["cells"].items())
+                + f"  pass {row['pass']}", flush=True)
+    rows = save(args.out, args.train_args, rows)
     n = len(rows)
     for key in ("ddim@20", "dpm_solver@20", "ddim@all"):
         print(f"{key}: {sum(r['pass'][key] for r in rows)}/{n} within the bound")

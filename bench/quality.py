@@ -26,14 +26,19 @@ ROOT = Path(__file__).resolve().parents[1]
 NNA_MAX, W1_RATIO_MAX, SECONDS_MAX = 0.55, 1.3, 60.0
 
 
-def far_away_csv(path: Path, n: int = 24_000, seed: int = 0) -> Path:
-    """A heart curve with noise, centred at (50000, -30000) at a scale of ~1000: a user file
-    of some other shape, far from the origin at a large scale."""
-    rng = np.random.default_rng(seed)
+def heart(n: int, rng: np.random.Generator) -> np.ndarray:
+    """n i.i.d. points of a heart curve (parameter s uniform) with noise sd 15, centred at
+    (50000, -30000) at a scale of ~1000."""
     s = rng.uniform(0, 2 * np.pi, n)
     x = 16 * np.sin(s) ** 3
     y = 13 * np.cos(s) - 5 * np.cos(2 * s) - 2 * np.cos(3 * s) - np.cos(4 * s)
-    pts = np.stack([x, y], 1) * 60 + rng.normal(0, 15, (n, 2)) + [50_000, -30_000]
+    return np.stack([x, y], 1) * 60 + rng.normal(0, 15, (n, 2)) + [50_000, -30_000]
+
+
+def far_away_csv(path: Path, n: int = 24_000, seed: int = 0) -> Path:
+    """:func:`heart` as a file: a user file of some other shape, far from the origin at a
+    large scale."""
+    pts = heart(n, np.random.default_rng(seed))
     np.savetxt(path, pts, delimiter=",", header="x,y", comments="", fmt="%.4f")
     return path
 
