@@ -2,6 +2,7 @@
 
     python bench/image_few_steps.py                  # `ddpmlab train digits`, seeds 0 1 2
     python bench/image_few_steps.py --run RUN        # a digits run already trained
+    python bench/image_few_steps.py --seeds 0 --train-args "--prediction v" --out OUT.json
 
 The run is `ddpmlab train digits` with default settings (the real command, in a fresh
 process, no evaluation, no figures). Each cell is `ddpmlab.run.score`: the 1,000 samples
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -32,10 +34,10 @@ CELLS = [("ddpm", None), ("ddim", None), ("ddim", 50), ("ddim", 20), ("ddim", 10
 SHOWN = ("fd", "confident", "1nna")
 
 
-def train(out: Path, seed: int) -> None:
+def train(out: Path, seed: int, extra: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-m", "ddpmlab.cli", "train", "digits", "--out",
                            str(out), "--seed", str(seed), "--quiet", "--no-eval",
-                           "--no-figures"], capture_output=True, text=True)
+                           "--no-figures", *extra], capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"train digits failed:\n{proc.stderr}")
 
@@ -64,6 +66,7 @@ def main() -> None:
     p.add_argument("--run", type=Path, help="a trained digits run (default: train one a seed)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--train-args", default="", help="extra flags for every training run")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
                    "image_few_steps.json")
     args = p.parse_args()
@@ -75,11 +78,12 @@ def main() -> None:
             if run is None:
                 run = Path(tmp) / f"digits_{seed}"
                 start = time.perf_counter()
-                train(run, seed)
+                train(run, seed, shlex.split(args.train_args))
                 print(f"trained digits (seed {seed}) in {time.perf_counter() - start:.0f} s",
                       flush=True)
             rows.append({"data": "digits", "seed": seed, "cells": cells(run)})
-    args.out.write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1))
+    args.out.write_text(json.dumps({"threads": args.threads, "train_args": args.train_args,
+                                    "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
