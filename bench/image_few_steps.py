@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,13 +43,13 @@ def train(out: Path, seed: int, extra: list[str]) -> None:
         raise SystemExit(f"train digits failed:\n{proc.stderr}")
 
 
-def cells(path: Path) -> dict[str, dict[str, float | None]]:
+def cells(path: Path) -> dict[str, dict[str, Any]]:
     run = open_run(path)
     out = {}
     for sampler, k in CELLS:
         start = time.perf_counter()
         m = score(run, sampler=sampler, steps=k).metrics
-        row: dict[str, float | None] = {"spacing": run.spacing(sampler) if k else None}
+        row: dict[str, Any] = {"spacing": run.spacing(sampler) if k else None}
         row |= {name: m[name]["value"] for name in SHOWN}
         row |= {"fd_floor": m["fd"]["floor"], "fd_ratio": m["fd"]["ratio"],
                 "confident_real": m["confident"]["floor"],

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import err
 
-from ddpmlab.config import RunConfig, replace
+from ddpmlab.config import RunConfig, from_dict, replace, to_dict, upgrade
 from ddpmlab.diffusion import q_sample, stable_target
 from ddpmlab.schedules import make_schedule
 from ddpmlab.train import Trainer
@@ -113,8 +113,6 @@ def test_hybrid_loss_takes_the_target_for_its_mse_and_keeps_x0_for_its_vlb() -> 
 def test_a_run_saved_before_the_field_resumes_without_it() -> None:
     # a saved config has every key of its day: no diffusion.stable_target means trained on
     # the example's own target, and a resume must go on that way
-    from ddpmlab.config import from_dict, to_dict, upgrade
-
     saved = to_dict(RunConfig())
     del saved["diffusion"]["stable_target"]
     assert from_dict(RunConfig, upgrade(saved)).diffusion.stable_target == 0
