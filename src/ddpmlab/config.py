@@ -18,9 +18,37 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ddpmlab.errors import UserError
+
+# The choices of each named setting, checked once where a config is built (from_dict); the
+# registries that implement them (schedules.SCHEDULES, models.MODELS, ...) hold the same
+# names, which tests/test_config.py checks.
+Schedule = Literal["linear", "linear_unscaled", "cosine", "sigmoid"]
+Variance = Literal["fixed_small", "fixed_large", "learned_range"]
+Prediction = Literal["eps", "x0", "v"]
+ModelName = Literal["resmlp", "seed_mlp", "unet", "seed_unet"]
+LrSchedule = Literal["cosine", "constant"]
+
+
+def _choice(value: Any, kind: Any, where: str) -> Any:
+    """``value`` if it is one of the Literal ``kind``'s choices, else one line naming them."""
+    choices = typing.get_args(kind)
+    if value not in choices:
+        name = where.rsplit(".", 1)[-1]
+        label = "model" if name == "name" else name.replace("_", " ")
+        raise UserError(f"unknown {label} '{value}'; choose one of: {', '.join(choices)}")
+    return value
+
+
+class _Choices:
+    """Refuses a named setting outside its choices however the config is built."""
+
+    def __post_init__(self) -> None:
+        for name, kind in typing.get_type_hints(type(self)).items():
+            if typing.get_origin(kind) is Literal:
+                _choice(getattr(self, name), kind, name)
 
 
 @dataclass(frozen=True)
@@ -54,7 +82,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class DiffusionConfig:
+class DiffusionConfig(_Choices):
     """The forward process and the reverse variance (Ho et al. 2020, Sec. 2-3).
 
     schedule: beta schedule name (see ``ddpmlab.schedules.SCHEDULES``).
@@ -65,9 +93,9 @@ class DiffusionConfig:
         (Nichol & Dhariwal 2021, Eq. 15), trained with the hybrid loss.
     prediction: what the network outputs: ``eps`` (Ho et al. 2020), ``x0``, or ``v``
         (Salimans & Ho 2022). ``v`` by default: x0_hat = sqrt(ab) x_t - sqrt(1 - ab) v_hat
-        divides by nothing, where eps's x0_hat divides by sqrt(alpha_bar) ~ 2.5e-4 at the
+        divides by nothing, where eps's x0_hat divides by sqrt(alpha_bar), near 0 at the
         cosine schedule's last step, which DDIM and DPM-Solver++ amplify (bench/README.md,
-        "Few-step sampling"). The image defaults keep ``eps``, as measured.
+        "Few-step sampling"). The image defaults keep ``eps``, as measured there.
     antithetic: draw t and T-1-t in the same batch, as the source text's loss does.
     vlb_weight: lambda of the hybrid loss L_simple + lambda L_vlb (Nichol & Dhariwal 2021,
         Sec. 3.1: 0.001); used with ``learned_range`` only. See ``likelihood.hybrid_loss``.
@@ -75,16 +103,14 @@ class DiffusionConfig:
         example's target averaged, by its posterior weight, over M training examples drawn
         afresh each step (``diffusion.stable_target``); 0 trains on the example's own
         target. 512 for points: the deterministic samplers (DDIM, DPM-Solver++, the ODE)
-        rest on the network at high noise, where this target has far less variance (DDIM
-        over all steps within 0.02 1-NNA of DDPM on 12 of 12 runs, 5 of 12 without; DDPM
-        unchanged; a training step 1.3 x; bench/README.md, "Few-step sampling", third
-        round). Images keep 0 (not measured on them).
+        rest on the network at high noise, where this target has far less variance
+        (bench/README.md, "Few-step sampling"). Images keep 0.
     """
 
-    schedule: str = "cosine"
+    schedule: Schedule = "cosine"
     timesteps: int = 200
-    variance: str = "fixed_small"
-    prediction: str = "v"
+    variance: Variance = "fixed_small"
+    prediction: Prediction = "v"
     antithetic: bool = False
     vlb_weight: float = 0.001
     stable_target: int = 512
@@ -155,7 +181,7 @@ class UNetConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Choices):
     """The noise-prediction network eps_theta(x_t, t): its name and each network's settings.
 
     name: ``resmlp`` (the default for points), ``seed_mlp`` (the source text's MLP), ``unet``
@@ -166,7 +192,7 @@ class ModelConfig:
         (Ho & Salimans 2022); the data must have at least two classes.
     """
 
-    name: str = "resmlp"
+    name: ModelName = "resmlp"
     conditional: bool = False
     resmlp: ResMLPConfig = field(default_factory=ResMLPConfig)
     seed_mlp: SeedMLPConfig = field(default_factory=SeedMLPConfig)
@@ -175,20 +201,19 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Choices):
     """The optimisation: Adam, gradient clipping, a learning-rate schedule and EMA weights.
 
-    batch_size: 512 with the v target: at 256, v left circles at 1-NNA 0.55-0.68 (3 seeds;
-        eps passed at 256), at 512 it passes with the rest (bench/few_steps.py; bench/README.md,
-        "Few-step sampling"); 512 costs about 1.5x the time per step.
+    batch_size: examples per step; 512 for points, where the v target needs it to learn
+        circles' thin rings (bench/README.md, "Few-step sampling").
     lr_schedule: ``cosine`` (linear warm-up then cosine decay to 0) or ``constant``.
     ema_decay: decay of the exponential moving average of the weights used for sampling
         (0 disables it: the raw weights are used).
     snapshots: reverse-process snapshots at these training steps for the training-progress
         figure; empty means the beginning, middle and end (5 %, 50 % and 100 % of steps).
     threads: torch intra-op threads for training and for sampling from the run (``open_run``
-        sets them too); 1 is fastest for these MLPs, and torch's threads collapse when
-        another process shares the cores (measured in bench/perf.py).
+        sets them too); 1 suits these small MLPs, whose operations are too short to share,
+        and torch's threads collapse when another process shares the cores (bench/perf.py).
     checkpoint_every: write the checkpoint (and loss.csv) every this many steps, so a killed
         run resumes from there; 0 writes it only at the end (and on Ctrl-C or SIGTERM).
     cond_drop: for a conditional model, the probability that an example's label is replaced
@@ -196,15 +221,14 @@ class TrainConfig:
         so one network learns eps(x_t, t, y) and eps(x_t, t).
     leaves: the equal parts of each batch whose gradients a point MLP sums as one fixed tree
         (a power of two; fewer where the batch does not divide into parts of 16 rows), and
-        so the most processes that train the run bit for bit as one does (README, "Many
-        processes"); per step of the default point model 2 cost 1.09x the time of 1, 8 1.55x
-        (bench/distributed.py --parts leaves).
+        so the most processes that train the run bit for bit as one does; more leaves cost
+        more per step (bench/distributed.py --parts leaves).
     """
 
     steps: int = 4_000
     batch_size: int = 512
     lr: float = 4e-3
-    lr_schedule: str = "cosine"
+    lr_schedule: LrSchedule = "cosine"
     warmup: int = 200
     grad_clip: float = 1.0
     ema_decay: float = 0.995
@@ -238,6 +262,8 @@ def to_dict(config: Any) -> dict[str, Any]:
 def _coerce(value: Any, kind: Any, where: str) -> Any:
     """Check one value against a field's annotation, converting only where lossless."""
     origin = typing.get_origin(kind)
+    if origin is Literal:
+        return _choice(value, kind, where)
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise UserError(f"{where} must be a table of settings, not {value!r}")

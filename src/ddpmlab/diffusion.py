@@ -37,7 +37,6 @@ from collections.abc import Callable
 
 import torch
 
-from ddpmlab.errors import UserError
 from ddpmlab.schedules import NoiseSchedule
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -75,7 +74,6 @@ def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor,
 def q_posterior(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor,
                 t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of q(x_{t-1} | x_t, x_0): (B, *D) and (B, 1, ...) broadcastable."""
-    check_timesteps(t, schedule.T)
     schedule = schedule.to(x_t.device)
     # Ho Eq. 7: mu~_t = sqrt(ab_{t-1}) beta_t/(1-ab_t) x_0 + sqrt(a_t)(1-ab_{t-1})/(1-ab_t) x_t
     mean = (extract(schedule.posterior_mean_coef_x0, t, x_t) * x0
@@ -86,7 +84,6 @@ def q_posterior(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor,
 def x0_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
                 eps: torch.Tensor) -> torch.Tensor:
     """x^_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (Ho Eq. 4 solved for x_0)."""
-    check_timesteps(t, schedule.T)
     schedule = schedule.to(x_t.device)
     return ((x_t - extract(schedule.sqrt_one_minus_alpha_bar, t, x_t) * eps)
             / extract(schedule.sqrt_alpha_bar, t, x_t))
@@ -95,7 +92,6 @@ def x0_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
 def eps_from_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
                 x0: torch.Tensor) -> torch.Tensor:
     """eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t) (Ho Eq. 4 solved for eps)."""
-    check_timesteps(t, schedule.T)
     schedule = schedule.to(x_t.device)
     return ((x_t - extract(schedule.sqrt_alpha_bar, t, x_t) * x0)
             / extract(schedule.sqrt_one_minus_alpha_bar, t, x_t))
@@ -108,7 +104,6 @@ def mean_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
     Ho Eq. 11: mu = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t); equal to the
     posterior mean (Eq. 7) evaluated at x^_0 = x0_from_eps(...).
     """
-    check_timesteps(t, schedule.T)
     schedule = schedule.to(x_t.device)
     coef = extract(schedule.beta / schedule.sqrt_one_minus_alpha_bar, t, x_t)
     return (x_t - coef * eps) / extract(schedule.alpha.sqrt(), t, x_t)
@@ -123,14 +118,13 @@ PREDICTIONS = ("eps", "x0", "v")
 def check_prediction(prediction: str) -> None:
     """Raise if ``prediction`` is not one of :data:`PREDICTIONS`."""
     if prediction not in PREDICTIONS:
-        raise UserError(f"unknown prediction '{prediction}'; choose one of: "
-                        f"{', '.join(PREDICTIONS)}")
+        raise ValueError(f"unknown prediction '{prediction}'; choose one of: "
+                         f"{', '.join(PREDICTIONS)}")
 
 
 def v_from(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor,
            t: torch.Tensor) -> torch.Tensor:
     """The velocity v_t of x0 and eps (B, *D) at t (B,): the v-prediction target."""
-    check_timesteps(t, schedule.T)
     schedule = schedule.to(x0.device)
     # Salimans & Ho 2022, Sec. 4: v = alpha_t eps - sigma_t x = sqrt(ab) eps - sqrt(1 - ab) x_0
     return (extract(schedule.sqrt_alpha_bar, t, x0) * eps
@@ -140,7 +134,6 @@ def v_from(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor,
 def x0_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
               v: torch.Tensor) -> torch.Tensor:
     """x^_0 from x_t and a velocity: (B, *D) -> (B, *D)."""
-    check_timesteps(t, schedule.T)
     schedule = schedule.to(x_t.device)
     # Salimans & Ho 2022, Sec. 4 / App. D: x^ = alpha_t z_t - sigma_t v^
     return (extract(schedule.sqrt_alpha_bar, t, x_t) * x_t
@@ -150,7 +143,6 @@ def x0_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
 def eps_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
                v: torch.Tensor) -> torch.Tensor:
     """eps^ from x_t and a velocity: (B, *D) -> (B, *D)."""
-    check_timesteps(t, schedule.T)
     schedule = schedule.to(x_t.device)
     # Salimans & Ho 2022, App. D: eps^ = sigma_t z_t + alpha_t v^ (alpha_t^2 + sigma_t^2 = 1)
     return (extract(schedule.sqrt_one_minus_alpha_bar, t, x_t) * x_t
@@ -171,13 +163,15 @@ def predict_eps_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
     bit (the recomputation would give it back only up to rounding), so with data inside the
     box clip on and off agree exactly.
     """
-    check_prediction(prediction)
     if prediction == "eps":
         eps_hat, x0_hat = output, x0_from_eps(schedule, x_t, t, output)
     elif prediction == "x0":
         eps_hat, x0_hat = eps_from_x0(schedule, x_t, t, output), output
-    else:
+    elif prediction == "v":
         eps_hat, x0_hat = eps_from_v(schedule, x_t, t, output), x0_from_v(schedule, x_t, t, output)
+    else:
+        raise ValueError(f"unknown prediction {prediction!r}; choose one of: "
+                         f"{', '.join(PREDICTIONS)}")
     if not clip:
         return eps_hat, x0_hat
     clipped = x0_hat.clamp(-1.0, 1.0)  # improved-diffusion's clip_denoised: x^_0 in [-1, 1]
@@ -216,13 +210,13 @@ def target_for(schedule: NoiseSchedule, prediction: str, x0: torch.Tensor, eps: 
 
     x0, eps: (B, *D); t: (B,) -> (B, *D): eps (Ho Eq. 14), x0, or v_t (Salimans & Ho Sec. 4).
     """
-    check_prediction(prediction)
-    check_timesteps(t, schedule.T)
     if prediction == "eps":
         return eps
     if prediction == "x0":
         return x0
-    return v_from(schedule, x0, eps, t)
+    if prediction == "v":
+        return v_from(schedule, x0, eps, t)
+    raise ValueError(f"unknown prediction {prediction!r}; choose one of: {', '.join(PREDICTIONS)}")
 
 
 def stable_target(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor,
@@ -242,7 +236,6 @@ def stable_target(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor,
     ``allowed`` (B, M) bool: which reference examples row i may come from (a conditional
     example: those of its class).
     """
-    check_timesteps(t, schedule.T)
     schedule = schedule.to(x0.device)
     s = extract(schedule.sqrt_alpha_bar, t, x0)
     sig = extract(schedule.sqrt_one_minus_alpha_bar, t, x0)
@@ -263,7 +256,7 @@ VARIANCES = ("fixed_small", "fixed_large", "learned_range")
 
 def check_variance(variance: str) -> None:
     if variance not in VARIANCES:
-        raise UserError(f"unknown variance '{variance}'; choose one of: {', '.join(VARIANCES)}")
+        raise ValueError(f"unknown variance '{variance}'; choose one of: {', '.join(VARIANCES)}")
 
 
 def reverse_variance(schedule: NoiseSchedule, kind: str) -> torch.Tensor:
@@ -291,6 +284,18 @@ def split_output(output: torch.Tensor, variance: str) -> tuple[torch.Tensor, tor
     return output, None
 
 
+def mean_part(denoiser: Denoiser, variance: str) -> Denoiser:
+    """``denoiser`` with a ``learned_range`` output's variance half dropped: what the
+    deterministic samplers (DDIM, DPM-Solver++, the ODE) use, having no variance."""
+    if variance != "learned_range":
+        return denoiser
+
+    def mean_only(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return split_output(denoiser(x_t, t), variance)[0]
+
+    return mean_only
+
+
 def reverse_log_variance(schedule: NoiseSchedule, t: torch.Tensor, x: torch.Tensor,
                          variance: str, v: torch.Tensor | None = None) -> torch.Tensor:
     """log sigma_t^2 of p(x_{t-1} | x_t), broadcastable to x (B, *D).
@@ -300,15 +305,15 @@ def reverse_log_variance(schedule: NoiseSchedule, t: torch.Tensor, x: torch.Tens
     ``learned_range``: Nichol & Dhariwal 2021, Eq. 15,
     Sigma = exp(u log beta_t + (1 - u) log beta~_t), u = (v + 1) / 2.
     """
-    check_timesteps(t, schedule.T)
     schedule = schedule.to(x.device)
-    check_variance(variance)
     log_small = schedule.posterior_log_variance  # log beta~_t, t = 0 clipped to t = 1
     if variance == "fixed_small":
         return extract(log_small, t, x)
     log_large = torch.cat([log_small[:1], schedule.beta[1:].log()])  # improved-diffusion
     if variance == "fixed_large":
         return extract(log_large, t, x)
+    if variance != "learned_range":
+        raise ValueError(f"unknown variance '{variance}'; choose one of: {', '.join(VARIANCES)}")
     if v is None:
         raise ValueError("learned_range needs the network's variance output v")
     u = (v + 1) / 2  # N&D Eq. 15: v in [-1, 1] -> u in [0, 1]
@@ -347,7 +352,6 @@ def diffusion_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor
     weighted by 1 + SNR_t, SNR_t = alpha_bar_t / (1 - alpha_bar_t) (Salimans & Ho 2022, Sec. 4).
     ``drawn``: (t, eps, x_t) drawn already (:func:`draw_training_inputs`), instead of drawing.
     """
-    check_prediction(prediction)
     t, eps, x_t = drawn or draw_training_inputs(schedule, x0, generator, antithetic)
     target = target_for(schedule, prediction, x0, eps, t)
     return (target - denoiser(x_t, t)).square().mean()  # Ho Eq. 14 for eps

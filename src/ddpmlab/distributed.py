@@ -6,7 +6,7 @@ machines) starts N copies of the command; each finds its place in the environmen
 sets (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and
 :func:`setup` joins the process group: gloo on the CPU, NCCL with one GPU per process
 (``cuda:LOCAL_RANK``). Without torchrun (or with one process) nothing is initialised and
-every command runs as it always did.
+every command runs in this one process.
 
 How the work is shared, so that a run does not depend on N (``Trainer``, ``Run.sample``):
 
@@ -267,7 +267,8 @@ def together(work: Callable[[], T]) -> T:
 def threads(wanted: int) -> int:
     """Threads for this rank: ``wanted`` (train.threads), but no more than this machine's
     cores shared by its processes, since torch's threads collapse when they outnumber the
-    cores (bench/README.md; torchrun's own choice is OMP_NUM_THREADS=1)."""
+    cores (the threads table of bench/README.md, "Performance"; torchrun's own choice is
+    OMP_NUM_THREADS=1)."""
     if not current().many:
         return wanted
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

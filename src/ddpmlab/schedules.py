@@ -14,7 +14,8 @@ Schedules (registry :data:`SCHEDULES`):
   paper's numbers (at T = 150 it ends at alpha_bar ~ 0.22: x_T is not noise).
 - ``cosine``: Nichol & Dhariwal 2021, Eq. 17: alpha_bar_t = f(t)/f(0),
   f(t) = cos^2(pi/2 (t/T + s)/(1 + s)), s = 0.008, beta_t = min(1 - alpha_bar_t/alpha_bar_{t-1},
-  0.999). (The source text drops the square and misprints alpha_bar_{t-1}.)
+  0.999): the paper's formula, since the source text's drops the square and misprints
+  alpha_bar_{t-1} as alpha_bar_t - 1.
 - ``sigmoid``: the betas of the source text's code, a sigmoid *on beta*:
   beta = sigmoid(linspace(-6, 6, T)) * (5e-3 - 1e-5) + 1e-5 (GeoDiff's, and diffusers'
   "sigmoid"). Not Chen 2023's sigmoid schedule, which is defined on alpha_bar.

@@ -8,7 +8,7 @@ proportional to its darkness (1 - grey level; transparent pixels count as white;
 under 0.05 is background, so JPEG noise draws nothing), and the point is uniform within that
 pixel. Coordinates: x to the right and y *up* (image rows run down), centred on the picture,
 with its longer side spanning 4 units (the scale of the built-in shapes). The points are then
-a :class:`~ddpmlab.data.toy2d.PointSet` like any other, saved in data.npz.
+a :class:`~ddpmlab.data.points.PointSet` like any other, saved in data.npz.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _label(source: str) -> str:
 
 def read_picture(path: str | os.PathLike[str]) -> np.ndarray:
     """A PNG/JPEG file -> its darkness (H, W) float64 in [0, 1], transparency as white."""
-    from PIL import Image, UnidentifiedImageError  # imported on use
+    from PIL import Image, UnidentifiedImageError  # imported on use: keeps start-up fast
 
     name, p = _label(os.fspath(path)), Path(path).expanduser()
     if not p.is_file():
@@ -64,7 +64,7 @@ def render_text(word: str, font: str = "") -> np.ndarray:
 
     font: a .ttf/.otf path, or "" for Pillow's own scalable font.
     """
-    from PIL import Image, ImageDraw, ImageFont  # imported on use
+    from PIL import Image, ImageDraw, ImageFont  # imported on use: keeps start-up fast
 
     if not word.strip():
         raise UserError("text: needs a word after it, e.g. text:DDPM (quote it if it has "

@@ -1,22 +1,20 @@
-"""Sample-quality measures, one module per kind of data, each metric printed beside its floor.
+"""Sample-quality measures, each metric printed beside its floor.
 
 - :mod:`ddpmlab.metrics.points`: point sets (n, d): W1, W2, energy, MMD, 1-NNA.
 - :mod:`ddpmlab.metrics.images`: image sets (N, C, H, W) in [-1, 1]: Fréchet distance, KID,
   precision/recall/density/coverage and 1-NNA in a small classifier's feature space, the
-  classifier's confidence and class histogram, memorisation; imported on use
-  (``from ddpmlab.metrics import images``) since it pulls in torch and the shipped weights.
+  classifier's confidence and class histogram, memorisation.
 - :mod:`ddpmlab.metrics.classifier`: the small LeNet-style classifiers behind those features.
-
-The point metrics are re-exported here, so ``from ddpmlab import metrics;
-metrics.evaluate(...)`` and ``from ddpmlab.metrics import METRICS, format_table`` read as before
-the package split.
+- :data:`EVALUATORS`: how a run of each modality is scored (:class:`Evaluator`), under the
+  modality's name.
 """
 
+from ddpmlab.metrics.evaluator import ClassResult, Evaluator, Result, Scores, class_table
+from ddpmlab.metrics.image_evaluator import ImageEvaluator
+from ddpmlab.metrics.point_evaluator import PointEvaluator
 from ddpmlab.metrics.points import (
     METRICS,
     UNBIASED_NOTE,
-    Result,
-    Scores,
     average,
     energy_distance,
     evaluate,
@@ -28,12 +26,20 @@ from ddpmlab.metrics.points import (
     wasserstein,
 )
 
+EVALUATORS: dict[str, type[Evaluator]] = {"points": PointEvaluator, "images": ImageEvaluator}
+
 __all__ = [
+    "EVALUATORS",
     "METRICS",
     "UNBIASED_NOTE",
+    "ClassResult",
+    "Evaluator",
+    "ImageEvaluator",
+    "PointEvaluator",
     "Result",
     "Scores",
     "average",
+    "class_table",
     "energy_distance",
     "evaluate",
     "format_table",

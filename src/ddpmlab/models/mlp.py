@@ -21,7 +21,7 @@ class SeedMLP(nn.Module):
     (one table per layer) is added to every hidden layer before its activation. ``out_dim``
     (default ``dim``) widens the last layer for a learned variance. ``num_classes`` > 0 adds
     a class embedding per layer beside the timestep's (``embeddings.class_table``); 0 builds
-    the network exactly as before, without one.
+    the source text's network unchanged, with no class table.
     """
 
     def __init__(self, timesteps: int, dim: int = 2, hidden: int = 64,
@@ -84,7 +84,8 @@ class ResMLP(nn.Module):
 
     def embed(self, t: torch.Tensor) -> torch.Tensor:
         """The blocks' timestep embeddings, (N, hidden * depth): the MLP runs once per distinct
-        t (a sampler's step has one, a batch of 256 about 145 of T = 200)."""
+        t (a sampler's step has one; a training batch of 256 holds about 145 distinct t of
+        T = 200 on average)."""
         steps, inverse = torch.unique(t, return_inverse=True)
         return self.t_mlp(self.t_table.index_select(0, steps)).index_select(0, inverse)
 

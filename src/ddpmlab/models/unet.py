@@ -61,8 +61,8 @@ class SeedBlock(nn.Module):
     def __init__(self, cin: int, cout: int, timesteps: int, num_classes: int = 0) -> None:
         super().__init__()
         # Padded ("same") convolutions: the 2015 paper's are unpadded and its skip maps are
-        # cropped, so its output is smaller than its input; a noise predictor must return
-        # the input's shape (DESIGN.md, "Known slips in the source text").
+        # cropped (Ronneberger et al. 2015, Fig. 1), so its output is smaller than its input,
+        # while a noise predictor must return the input's shape.
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.step_embedding = nn.Embedding(timesteps, cout)

@@ -1,12 +1,20 @@
-"""Reverse-process samplers, one algorithm per file; ``spacing`` picks the visited steps;
-``ode`` integrates the probability-flow ODE (sampling and the exact likelihood)."""
+"""Reverse-process samplers, one algorithm per file, and their registry.
+
+``ddpm``, ``ddim`` and ``dpm_solver`` run a chain over K of the T timesteps (``spacing``
+picks them); ``ode`` integrates the probability-flow ODE (sampling and the exact likelihood).
+A request is a :class:`SamplerSpec`, checked once by :func:`check`; the registry
+:data:`SAMPLERS` runs it (:func:`reverse_chain`).
+"""
 
 from ddpmlab.samplers.ddim import ddim_chain, ddim_sample, ddim_step
 from ddpmlab.samplers.ddpm import ddpm_chain, ddpm_sample
 from ddpmlab.samplers.dpm_solver import dpm_solver_chain, dpm_solver_sample
 from ddpmlab.samplers.ode import network_field, ode_nll, ode_sample
+from ddpmlab.samplers.registry import SAMPLERS, STEPPED, check, reverse_chain, sampler_named
 from ddpmlab.samplers.spacing import DEFAULT_SPACING, SPACINGS, default_spacing, timesteps
+from ddpmlab.samplers.spec import SamplerSpec
 
-__all__ = ["DEFAULT_SPACING", "SPACINGS", "ddim_chain", "ddim_sample", "ddim_step", "ddpm_chain",
-           "ddpm_sample", "default_spacing", "dpm_solver_chain", "dpm_solver_sample",
-           "network_field", "ode_nll", "ode_sample", "timesteps"]
+__all__ = ["DEFAULT_SPACING", "SAMPLERS", "SPACINGS", "STEPPED", "SamplerSpec", "check",
+           "ddim_chain", "ddim_sample", "ddim_step", "ddpm_chain", "ddpm_sample",
+           "default_spacing", "dpm_solver_chain", "dpm_solver_sample", "network_field",
+           "ode_nll", "ode_sample", "reverse_chain", "sampler_named", "timesteps"]

@@ -21,10 +21,11 @@ from collections.abc import Iterator
 
 import torch
 
-from ddpmlab.diffusion import Denoiser, check_prediction, predict_eps_x0
+from ddpmlab.diffusion import Denoiser, check_prediction, mean_part, predict_eps_x0
 from ddpmlab.errors import UserError
 from ddpmlab.samplers.ddpm import chain_device, final_state
 from ddpmlab.samplers.spacing import default_spacing, timesteps
+from ddpmlab.samplers.spec import SamplerSpec
 from ddpmlab.schedules import NoiseSchedule
 
 
@@ -107,3 +108,12 @@ def ddim_sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, .
         lambda rows: ddim_chain(denoiser, schedule, rows, steps=steps, spacing=spacing, eta=eta,
                                 prediction=prediction, generator=generator, clip=clip),
         shape, chunk)
+
+
+def from_spec(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...],
+              spec: SamplerSpec, *, prediction: str, variance: str,
+              generator: torch.Generator | None, clip: bool) -> Iterator[tuple[int, torch.Tensor]]:
+    """:func:`ddim_chain` as the registry calls it; a learned variance's v is dropped."""
+    return ddim_chain(mean_part(denoiser, variance), schedule, shape, steps=spec.steps,
+                      spacing=spec.spacing, eta=spec.eta, prediction=prediction,
+                      generator=generator, clip=clip)

@@ -27,6 +27,7 @@ from ddpmlab.diffusion import (
     split_output,
 )
 from ddpmlab.samplers.spacing import default_spacing, timesteps
+from ddpmlab.samplers.spec import SamplerSpec
 from ddpmlab.schedules import NoiseSchedule
 
 Chain = Iterator[tuple[int, torch.Tensor]]
@@ -125,3 +126,11 @@ def ddpm_sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, .
                                 variance=variance, prediction=prediction, generator=generator,
                                 clip=clip),
         shape, chunk)
+
+
+def from_spec(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...],
+              spec: SamplerSpec, *, prediction: str, variance: str,
+              generator: torch.Generator | None, clip: bool) -> Chain:
+    """:func:`ddpm_chain` as the registry calls it (``ddpmlab.samplers.registry``)."""
+    return ddpm_chain(denoiser, schedule, shape, steps=spec.steps, spacing=spec.spacing,
+                      variance=variance, prediction=prediction, generator=generator, clip=clip)

@@ -15,13 +15,13 @@ The first step has no previous prediction and is first order; so is the last, to
 ``final_sigmas_type="zero"``. With fewer than :data:`LOWER_ORDER_FINAL` steps, the step into
 the last visited timestep is first order too (DPM-Solver's ``lower_order_final``; diffusers
 switches at 15): on the cosine schedule its h is the largest of the grid, and the
-second-order extrapolation D = (1 + 1/(2r)) D_s - ... with a small r overshoots (swiss roll,
-v prediction, K = 10: 1-NNA 0.78 second order, 0.59 first order). On the default swiss-roll
-run the two cross between K = 17 and 19 (first order 0.574 / 0.584 / 0.588 at K = 15 / 17 /
-19, second order 0.611 / 0.590 / 0.576), hence 18: no step in quality from K to K + 1
-(bench/README.md, "Few-step sampling"). K steps call the network K times. Every scalar is formed in
-float64 from ``NoiseSchedule.alpha_bar64``; with ``clip`` (images) D is clamped to [-1, 1],
-as DDIM's x0_hat is.
+second-order extrapolation D = (1 + 1/(2r)) D_s - ... with a small r overshoots. The
+threshold is where first and second order cross on the default swiss-roll run, so that the
+quality does not drop from K to K + 1 steps (bench/README.md, "Few-step sampling").
+
+K steps call the network K times. Every scalar is formed in float64 from
+``NoiseSchedule.alpha_bar64``; with ``clip`` (images) D is clamped to [-1, 1], as DDIM's
+x0_hat is.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from collections.abc import Iterator
 
 import torch
 
-from ddpmlab.diffusion import Denoiser, check_prediction, predict_eps_x0
+from ddpmlab.diffusion import Denoiser, check_prediction, mean_part, predict_eps_x0
 from ddpmlab.samplers.ddpm import chain_device, final_state
 from ddpmlab.samplers.spacing import default_spacing, timesteps
+from ddpmlab.samplers.spec import SamplerSpec
 from ddpmlab.schedules import NoiseSchedule
 
 #: Below this many steps the step into the last visited timestep is first order.
@@ -102,3 +103,12 @@ def dpm_solver_sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[
         lambda rows: dpm_solver_chain(denoiser, schedule, rows, steps=steps, spacing=spacing,
                                       prediction=prediction, generator=generator, clip=clip),
         shape, chunk)
+
+
+def from_spec(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...],
+              spec: SamplerSpec, *, prediction: str, variance: str,
+              generator: torch.Generator | None, clip: bool) -> Iterator[tuple[int, torch.Tensor]]:
+    """:func:`dpm_solver_chain` as the registry calls it; a learned variance's v is dropped."""
+    return dpm_solver_chain(mean_part(denoiser, variance), schedule, shape, steps=spec.steps,
+                            spacing=spec.spacing, prediction=prediction, generator=generator,
+                            clip=clip)

@@ -41,8 +41,10 @@ estimator E_v[v^T (d eps / d x_bar) v] with one Rademacher v per item for the wh
 
 Solver: ``scipy.integrate.solve_ivp`` (adaptive RK45 by default: Dormand & Prince 1980) on
 one float64 state vector for the whole batch, which shares its steps and error norm (the RMS
-over every coordinate), as Song et al.'s code does; the network runs in float32. bench/ode.py
-measured it beside torchdiffeq's dopri5.
+over every coordinate), as Song et al.'s code does; the network runs in float32. scipy is
+already a dependency (through scikit-learn), and its RK45 needs fewer field evaluations than
+torchdiffeq's dopri5, the same Dormand-Prince pair, for samples that agree (README.md, "Shapes,
+the score field and the probability-flow ODE"; ``bench/ode.py``).
 """
 
 from __future__ import annotations
@@ -58,11 +60,11 @@ from ddpmlab.diffusion import Denoiser, check_prediction, predict_eps_x0, split_
 from ddpmlab.errors import UserError
 from ddpmlab.mixture import GaussianMixture
 from ddpmlab.samplers.ddpm import chain_device
+from ddpmlab.samplers.spec import ATOL, RTOL
 from ddpmlab.schedules import NoiseSchedule
 
 #: (x_bar (B, *D), sigma) -> eps (B, *D): the ODE's right-hand side d x_bar / d sigma
 Field = Callable[[torch.Tensor, float], torch.Tensor]
-RTOL = ATOL = 1e-5  # Song et al. 2021's likelihood tolerances (bench/ode.py for sampling)
 METHODS = ("RK45", "RK23", "DOP853")  # scipy's explicit adaptive Runge-Kutta methods
 EXACT_MAX_DIMS = 8  # above: Hutchinson's estimator (the exact one costs D backward passes)
 DIVERGENCES = ("auto", "exact", "hutchinson")

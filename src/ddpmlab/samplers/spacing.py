@@ -35,33 +35,31 @@ SPACINGS = ("linspace", "leading", "trailing", "logsnr")
 #: The samplers' default for runs that predict v or x0 (every default run): it starts at
 #: t = T-1, where x_T ~ N(0, I) is the noise the network saw, and ends at t = 0, so no K
 #: starts from a state that is not noise (``leading`` with K > T/2 starts at t = K-1) and no
-#: K ends with a long denoising jump from t = T/K - 1 (``trailing``), which thins the data's
-#: own spread (swiss roll, v prediction, DPM-Solver++ at K = 20: 1-NNA 0.565 linspace, 0.582
-#: trailing; bench/README.md, "Few-step sampling").
+#: K ends with a long first-order jump from t = T/K - 1 to the data (``trailing``), which
+#: thins the data's own spread (bench/README.md, "Few-step sampling").
 DEFAULT_SPACING = "linspace"
 
 #: The default for eps-prediction runs: never visits t = T-1 unless K = T. There the cosine
 #: schedule's capped last beta leaves alpha_bar ~ 6e-8 (T = 200), x0_hat multiplies the
 #: network's error by 1/sqrt(alpha_bar) ~ 4,000, and a deterministic sampler carries it into
-#: the sample (DDIM at K = 20 on swiss roll: 1-NNA 0.63 leading, 0.94 linspace). Predicting v
-#: removes that cliff (x0_hat = sqrt(ab) x_t - sqrt(1 - ab) v_hat divides by nothing).
+#: the sample (bench/README.md, "Few-step sampling"). Predicting v removes that cliff
+#: (x0_hat = sqrt(ab) x_t - sqrt(1 - ab) v_hat divides by nothing).
 EPS_SPACING = "leading"
 
 
-#: DPM-Solver++'s default for v and x0 runs: its second-order steps are accurate over the
-#: wide steps at high noise, and the grid spends the steps where the data's fine structure
-#: forms (default swiss-roll run, K = 20: 1-NNA 0.577 linspace, 0.54 logsnr, the 0.539 of
-#: all 200 steps; bench/README.md, "Few-step sampling"). DDIM keeps ``linspace``: first
-#: order, it needs the steps at high noise (K = 20, W1 1.18 x floor linspace, 1.6 logsnr).
+#: DPM-Solver++'s default for v and x0 runs: its second-order steps stay accurate over the
+#: wide steps at high noise, so the grid can spend its steps where the data's fine structure
+#: forms, which at few steps gives better samples than ``linspace`` (Lu et al. 2022, Sec.
+#: 3.3). DDIM keeps ``linspace``: a first-order method needs its steps at high noise too
+#: (bench/README.md, "Few-step sampling").
 SOLVER_SPACING = "logsnr"
 
 #: Where ``logsnr``'s uniform part starts: lambda = -2 (SNR = alpha_bar / (1 - alpha_bar) =
 #: e^-4 = 0.018), t = 183 of the cosine schedule at T = 200. Above it, for standardised
 #: data, x0_hat hardly depends on x_t, and steps spent there are lost where the fine
-#: structure forms: DPM-Solver++ on the swiss roll (batch 1024), 1-NNA at K = 5 / 10 / 20:
-#: 0.632 / 0.556 / 0.520 from -2, 0.573 at K = 10 from -3, 0.650 / 0.529 at K = 10 / 20
-#: from lambda_{T-2} = -4.85 (DPM-Solver's own end point for the cosine schedule), and
-#: linspace 0.810 / 0.572 / 0.559 (bench/README.md, "Few-step sampling").
+#: structure forms; DPM-Solver++'s few-step samples are better from -2 than from -3, from
+#: DPM-Solver's own end point lambda_{T-2}, or on ``linspace`` (bench/README.md, "Few-step
+#: sampling").
 LOGSNR_START = -2.0
 
 

@@ -1,7 +1,7 @@
 """Figures and GIFs of diffusion experiments, from numpy arrays, written atomically.
 
-``from ddpmlab import viz`` gives every figure function under one name, as when viz was one
-module:
+``from ddpmlab import viz`` gives every figure function under one name, whichever module
+draws it:
 
 - :mod:`ddpmlab.viz.points`: 2-D point clouds ``(N, 2)``, forward and reverse chains, their
   GIF (:func:`write_gif`), and the limits that hold a chain (:func:`frame_limits`).
@@ -60,8 +60,8 @@ from ddpmlab.viz.points import _progress_figure as _progress_figure
 from ddpmlab.viz.points import _samples_figure as _samples_figure
 from ddpmlab.viz.score import ScoreLevel, plot_score_field
 
-# The private figure builders above (``X as X``: re-exported, not in __all__) are those that
-# tests/test_viz.py reaches as viz._name, from when viz was one module.
+# The private names above (``X as X``: re-exported, not in __all__) are for
+# tests/test_viz.py, which inspects the Figure a builder returns, then saves it with _save.
 
 __all__ = [
     "DATA_COLOR",

@@ -88,7 +88,7 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
 
 
 def _math(dist: str, t: int) -> str:
-    """Panel title like the source text: ``$q(\\mathbf{x}_{t})$`` for ``dist="q"``."""
+    """Panel title in the source text's notation: ``$q(\\mathbf{x}_{t})$`` for ``dist="q"``."""
     return rf"${dist}(\mathbf{{x}}_{{{t}}})$"
 
 
@@ -316,7 +316,8 @@ def _palette_frame(pixels: np.ndarray, colors: int = 256) -> Image.Image:
     """A GIF frame ('P' image) from uint8 pixels: (H, W) grey or (H, W, 3) RGB.
 
     Grey maps exactly onto the 256-level grey palette ('L' to 'P', no quantisation); RGB is
-    quantised to ``colors`` colours by octree (1 ms a frame, where median cut takes 9).
+    quantised to ``colors`` colours by Pillow's fast octree, much quicker than median cut on
+    every frame of a GIF (bench/README.md, "The whole `train` command under 15 s").
     """
     if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
         raise ValueError(f"GIF frame pixels must be uint8 (H, W) or (H, W, 3): {pixels.shape}")

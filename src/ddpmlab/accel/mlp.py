@@ -224,6 +224,22 @@ class _ResMLPSampling:
         return _linear(nn.functional.silu(h, inplace=True), p, "out")
 
 
+#: The fewest rows of a leaf (Trainer, fast path): matrix products of fewer rows take MKL
+#: kernels that round some rows differently from the same rows in a larger product.
+LEAF_ROWS = 16
+
+
+def leaves_of(batch: int, wanted: int) -> int:
+    """The equal parts (leaves) the fast path cuts a batch into, and so the most processes
+    that share it exactly: the largest power of two up to ``wanted`` (train.leaves) that
+    divides the batch into leaves of at least LEAF_ROWS rows, or 1."""
+    leaves = wanted
+    while leaves > 1 and (batch % leaves or batch // leaves < LEAF_ROWS):
+        leaves //= 2
+    return leaves
+
+
+
 #: Rows per network evaluation when sampling: activations of 8,192 x 64 float32 (2 MB)
 #: stay in cache, and memory does not grow with the number of points (bench/README.md).
 SAMPLING_ROWS = 8192

@@ -1,0 +1,63 @@
+"""``ddpmlab evaluate``: sample quality beside the real-vs-real floor, per class for a
+conditional run, and the likelihood (the bound, the exact one)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ddpmlab import distributed
+from ddpmlab.cli.settings import check_size, sampler_spec
+from ddpmlab.errors import UserError
+from ddpmlab.metrics import class_table
+from ddpmlab.runs import likelihood
+from ddpmlab.runs.evaluation import evaluate_classes, evaluate_run, score
+from ddpmlab.runs.layout import CLASSES, FIGURES, METRICS
+from ddpmlab.runs.run import Run, open_run
+from ddpmlab.samplers import SamplerSpec
+
+
+def _silent(*args: object) -> None:
+    """print's stand-in on the ranks that do not report."""
+
+
+def run(args: argparse.Namespace) -> None:
+    group = distributed.current()
+
+    def check() -> tuple[Run, SamplerSpec]:
+        check_size(args)
+        spec = sampler_spec(args)
+        if group.many and (args.nll or args.exact_nll):
+            raise UserError("--nll and --exact-nll run in one process; start them without "
+                            "torchrun")
+        opened = open_run(args.run, args.device)
+        if args.guidance and opened.classes is None:
+            raise UserError(f"--guidance needs a conditional run; {opened.path} was trained "
+                            "without classes (train one with --conditional)")
+        opened.check_sampler(spec)
+        return opened, spec
+
+    opened, spec = distributed.together(check)  # a refusal said once
+    say = print if group.main else _silent  # the other ranks draw their share of samples
+    if spec == SamplerSpec("ddpm", rtol=spec.rtol, atol=spec.atol):  # the saved evaluation
+        say(evaluate_run(opened, args.n, args.seed, args.repeats))
+        say(f"written to {opened.path / METRICS}")
+    else:  # another sampler: printed, metrics.json keeps the default sampler's numbers
+        say(score(opened, args.n, args.seed, args.repeats, spec))
+        how = spec.describe(opened.schedule.T, spec.spacing or opened.spacing(spec.name))
+        say(f"({how}; metrics.json keeps the default sampler's numbers)")
+    if opened.classes is not None:  # a conditional run: each class at --guidance too
+        result = evaluate_classes(opened, args.guidance, args.n_class, args.seed, spec)
+        if group.main:
+            print(f"per class, guidance w = {args.guidance:g}, {result['n']} samples per "
+                  "class:")
+            print(class_table(result))
+            print(f"written to {opened.path / CLASSES}")
+    if args.nll or args.exact_nll:
+        bound = likelihood.run_bound(opened, args.n, args.seed)
+        print(likelihood.format_bound(bound))
+        print(f"written to {opened.path / likelihood.NLL} and "
+              f"{opened.path / FIGURES / 'nll_terms.png'}")
+        if args.exact_nll:
+            exact = likelihood.run_exact_nll(opened, args.n, args.seed, spec.rtol, spec.atol)
+            print(likelihood.format_exact_nll(exact, bound))
+            print(f"written to {opened.path / likelihood.EXACT_NLL}")

@@ -1,0 +1,98 @@
+"""The samplers a run offers, by name: adding one means its own file and one line here.
+
+Every stepped sampler's file has a ``from_spec`` that runs its chain from a
+:class:`~ddpmlab.samplers.spec.SamplerSpec` and the run's diffusion settings; the adaptive
+probability-flow ODE gives final samples only (``ddpmlab.samplers.ode``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ddpmlab.diffusion import Denoiser
+from ddpmlab.errors import UserError
+from ddpmlab.samplers.ddim import from_spec as ddim_chain
+from ddpmlab.samplers.ddpm import from_spec as ddpm_chain
+from ddpmlab.samplers.dpm_solver import from_spec as dpm_solver_chain
+from ddpmlab.samplers.ode import check_tolerances
+from ddpmlab.samplers.spacing import timesteps
+from ddpmlab.samplers.spec import SamplerSpec
+from ddpmlab.schedules import NoiseSchedule
+
+Chain = Iterator[tuple[int, torch.Tensor]]
+ChainFrom = Callable[..., Chain]  # from_spec(denoiser, schedule, shape, spec, *, prediction,
+#                                   variance, generator, clip)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """One sampler: what ``--sampler``'s help says of it, and how it runs.
+
+    chain: a stepped sampler's ``from_spec`` (the chain x_T .. x_0 in model space); None for
+        the adaptive ODE, which solves all samples at once and chooses its own steps.
+    eta: whether it takes DDIM's eta.
+    """
+
+    summary: str
+    chain: ChainFrom | None = None
+    eta: bool = False
+
+    @property
+    def stepped(self) -> bool:
+        return self.chain is not None
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "ddpm": Sampler("ancestral, Ho et al. 2020", ddpm_chain),
+    "ddim": Sampler("Song et al. 2021", ddim_chain, eta=True),
+    "dpm_solver": Sampler("DPM-Solver++(2M), Lu et al. 2022", dpm_solver_chain),
+    "ode": Sampler("the probability-flow ODE, Song et al. 2021, adaptive RK45"),
+}
+STEPPED = tuple(name for name, s in SAMPLERS.items() if s.stepped)
+
+
+def sampler_named(name: str) -> Sampler:
+    """The sampler called ``name``; refused with one line naming the valid ones."""
+    if name not in SAMPLERS:
+        raise UserError(f"unknown sampler '{name}'; choose one of: {', '.join(SAMPLERS)}")
+    return SAMPLERS[name]
+
+
+def check(spec: SamplerSpec, T: int, alpha_bar64: np.ndarray, spacing: str) -> int:
+    """Refuse a bad request before any work (one line each): an unknown sampler, a step count
+    outside 1..T, an unknown spacing, an eta that is not a finite number >= 0 or given to a
+    sampler without one, steps or spacing for the ODE, bad tolerances. ``spacing``: the one
+    used when the spec names none. Returns the step count K (1 for the ODE)."""
+    sampler = sampler_named(spec.name)
+    if not sampler.stepped:
+        if spec.steps is not None or spec.spacing is not None:
+            raise UserError(f"--{'steps' if spec.steps is not None else 'spacing'} does not "
+                            f"apply to --sampler {spec.name}: its adaptive solver chooses the "
+                            "steps (set --rtol and --atol instead)")
+        check_tolerances(spec.rtol, spec.atol)
+        return 1
+    K = T if spec.steps is None else spec.steps
+    timesteps(T, K, spec.spacing or spacing, alpha_bar64)
+    if not (isinstance(spec.eta, int | float) and math.isfinite(spec.eta) and spec.eta >= 0):
+        raise UserError(f"eta must be a finite number >= 0, got {spec.eta!r}")
+    if spec.eta and not sampler.eta:
+        takers = ", ".join(n for n, s in SAMPLERS.items() if s.eta)
+        raise UserError(f"--eta applies to --sampler {takers} only, not {spec.name}")
+    return K
+
+
+def reverse_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...],
+                  spec: SamplerSpec, *, prediction: str, variance: str,
+                  generator: torch.Generator | None, clip: bool = False) -> Chain:
+    """The chain ``(n, x_n)`` from x_T to x_0 of a stepped sampler, in model space."""
+    sampler = sampler_named(spec.name)
+    if sampler.chain is None:
+        raise UserError(f"--sampler {spec.name} gives final samples only, not a chain of "
+                        f"states; use {', '.join(STEPPED)}")
+    return sampler.chain(denoiser, schedule, shape, spec, prediction=prediction,
+                         variance=variance, generator=generator, clip=clip)
