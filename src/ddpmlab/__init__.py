@@ -24,9 +24,13 @@ and figures' libraries (scipy, scikit-learn, POT, matplotlib) at start-up.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml
+    __version__ = importlib.metadata.version("ddpmlab")
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "unknown"
 
 #: public name -> the module that defines it
 _EXPORTS = {
@@ -51,43 +55,43 @@ _EXPORTS = {
     "score": "ddpmlab.runs.evaluation", "evaluate_run": "ddpmlab.runs.evaluation",
     "score_classes": "ddpmlab.runs.evaluation", "sweep": "ddpmlab.runs.sweep",
     "run_bound": "ddpmlab.runs.likelihood", "run_exact_nll": "ddpmlab.runs.likelihood",
-    "make_figures": "ddpmlab.reports", "animate": "ddpmlab.reports",
+    "make_figures": "ddpmlab.runs.figures", "animate": "ddpmlab.runs.figures",
 }
 
 __all__ = [
+    "SAMPLERS",
+    "DataConfig",
+    "DiffusionConfig",
+    "Evaluation",
+    "GaussianMixture",
+    "ModelConfig",
+    "NoiseSchedule",
+    "Run",
+    "RunConfig",
+    "SamplerSpec",
+    "TrainConfig",
+    "Trainer",
+    "UserError",
     "animate",
     "build_network",
-    "DataConfig",
     "ddim_sample",
     "ddpm_sample",
     "default_config",
     "diffusion_loss",
-    "DiffusionConfig",
     "dpm_solver_sample",
     "evaluate_run",
-    "Evaluation",
-    "GaussianMixture",
     "make_figures",
     "make_schedule",
-    "ModelConfig",
     "nll_bound",
-    "NoiseSchedule",
     "ode_sample",
     "open_run",
     "q_sample",
-    "Run",
     "run_bound",
     "run_exact_nll",
-    "RunConfig",
-    "SAMPLERS",
-    "SamplerSpec",
     "score",
     "score_classes",
     "sweep",
     "train_run",
-    "TrainConfig",
-    "Trainer",
-    "UserError",
 ]
 
 
@@ -112,8 +116,8 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from ddpmlab.mixture import GaussianMixture
     from ddpmlab.modalities import default_config
     from ddpmlab.models import build_network
-    from ddpmlab.reports import animate, make_figures
     from ddpmlab.runs.evaluation import Evaluation, evaluate_run, score, score_classes
+    from ddpmlab.runs.figures import animate, make_figures
     from ddpmlab.runs.likelihood import run_bound, run_exact_nll
     from ddpmlab.runs.run import Run, open_run
     from ddpmlab.runs.sweep import sweep

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ddpmlab.cli.settings import check_new_file, positive
-from ddpmlab.reports import animate, make_figures
+from ddpmlab.runs.figures import animate, make_figures
 from ddpmlab.runs.run import open_run
 
 

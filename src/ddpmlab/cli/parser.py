@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 from pathlib import Path
 from typing import NoReturn
 
-from ddpmlab import distributed
+from ddpmlab import __version__, distributed
 from ddpmlab.cli.settings import ALIASES, FLAGS, METAVARS, seed_type
 from ddpmlab.config import RunConfig, to_dict
 from ddpmlab.data import TOY2D
@@ -95,20 +94,13 @@ def _add_seed(p: argparse.ArgumentParser) -> None:
                    help="sampling seed (default: 0)")
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("ddpmlab")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
     common.add_argument("--quiet", action="store_true",
                         help="no progress bar or status line on stderr")
     p = Parser(prog="ddpmlab",
                description="Denoising diffusion probabilistic models, every step shown.")
-    p.add_argument("--version", action="version", version=f"ddpmlab {_version()}")
+    p.add_argument("--version", action="version", version=f"ddpmlab {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", parents=[common],

@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from ddpmlab import feedback
+from ddpmlab.config import RunConfig
 from ddpmlab.diffusion import q_sample
-from ddpmlab.runs.run import Run
+from ddpmlab.modalities import Modality
 from ddpmlab.samplers.frames import chain_frames, frame_steps
+from ddpmlab.schedules import NoiseSchedule
+
+
+class Drawable(Protocol):
+    """What a report reads of a run (``ddpmlab.runs.run.Run`` is one)."""
+
+    config: RunConfig
+    schedule: NoiseSchedule
+    kind: Modality
+    device: torch.device
+
+    @property
+    def denoiser(self) -> Callable[..., torch.Tensor]: ...
+
+    def labels(self, n: int, cls: Any) -> np.ndarray | None: ...
+
+    def sample(self, n: int, seed: int = 0, sampler: Any = "ddpm", *, cls: Any = None,
+               guidance: float = 0.0, bar: Any = None) -> np.ndarray: ...
+
+    def chain(self, n: int, seed: int = 0, sampler: Any = "ddpm", *, cls: Any = None,
+              guidance: float = 0.0) -> Iterator[tuple[int, np.ndarray]]: ...
+
+    def snapshots(self) -> list[tuple[int, list[tuple[int, np.ndarray]]]]: ...
 
 
 class Report:
@@ -20,7 +45,7 @@ class Report:
 
     gif_n: int  # samples in reverse.gif
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Drawable) -> None:
         self.run, self.kind, self.data = run, run.kind, run.kind.data
 
     def forward_frames(self, x0: torch.Tensor, seed: int,
