@@ -40,7 +40,9 @@ class FlatAdam:
     of; both moments are flat buffers too, so one fused kernel updates everything.
     :meth:`state_dict` and :meth:`load_state_dict` use torch.optim.Adam's format (one entry
     per parameter), so checkpoints read the same either way. Not a torch.optim.Optimizer:
-    constructing one imports torch._dynamo, a second of start-up for every command.
+    ``torch.optim.Adam(fused=True)`` on the same flat buffer runs the same kernel with more
+    per-step overhead, and constructing one imports torch._dynamo, which lengthens every
+    command's start-up (bench/optimizer.py).
     """
 
     betas, eps = (0.9, 0.999), 1e-8

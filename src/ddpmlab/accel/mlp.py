@@ -35,7 +35,7 @@ silu_backward = torch.ops.aten.silu_backward.default  # (grad, silu input)
 silu_backward_out = torch.ops.aten.silu_backward.grad_input  # the same, into grad_input=
 silu_out = torch.ops.aten.silu.out  # silu(x, out=buffer)
 # Parameters are read from a name -> tensor dict, not through the modules: nn.Module
-# attribute and ModuleList lookups cost about 30 us of a 400 us step at the source config.
+# attribute and ModuleList lookups are a sizeable part of so short a step (bench/README.md).
 
 
 def _linear(a: torch.Tensor, p: Tensors, name: str) -> torch.Tensor:
@@ -50,7 +50,7 @@ def _linear_backward(g: torch.Tensor, a: torch.Tensor, p: Tensors, grads: Tensor
     grad_w = grads[name + ".weight"]
     leaves = grad_w.shape[0]
     g_l, a_l = g.view(leaves, -1, g.shape[1]), a.view(leaves, -1, a.shape[1])
-    if grad_w.shape[2] < grad_w.shape[1]:  # a thin input (x: 2 columns): 2.5x faster as a^T g
+    if grad_w.shape[2] < grad_w.shape[1]:  # a thin input (x: 2 columns): faster as a^T g
         grad_w.copy_(torch.bmm(a_l.transpose(1, 2), g_l).transpose(1, 2))
     else:
         torch.bmm(g_l.transpose(1, 2), a_l, out=grad_w)
@@ -183,7 +183,7 @@ class _ResMLPSampling:
     (h += s W_o^T, then + b_o), and the input layer reads x, sin and cos from three
     contiguous buffers instead of their concatenation. Activations go into buffers kept
     between calls: a new tensor of a few megabytes per operation comes back from the system
-    as fresh pages, whose page faults cost up to a third of the time (bench/README.md).
+    as fresh pages, whose page faults would cost a large share of the time (bench/README.md).
     The buffers are on the device of the last input (the model's).
     """
 

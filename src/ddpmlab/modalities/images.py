@@ -35,8 +35,8 @@ _LEAN = {"channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": [
 DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {
         "data": {"heldout": 500},
-        # eps, as measured (bench/image_quality.py); points predict v by default. No stable
-        # target field (points' default): not measured on images
+        # eps and no stable target field, as measured on images (bench/image_quality.py,
+        # bench/image_few_steps.py), where points predict v on the field
         "diffusion": {"prediction": "eps", "stable_target": 0},
         "model": {"name": "unet", "unet": {"base_channels": 24, **_LEAN}},
         "train": {"steps": 1500, "batch_size": 128, "lr": 2e-3, "warmup": 100,

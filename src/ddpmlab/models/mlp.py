@@ -84,8 +84,7 @@ class ResMLP(nn.Module):
 
     def embed(self, t: torch.Tensor) -> torch.Tensor:
         """The blocks' timestep embeddings, (N, hidden * depth): the MLP runs once per distinct
-        t (a sampler's step has one; a training batch of 256 holds about 145 distinct t of
-        T = 200 on average)."""
+        t (a sampler's step has one; a training batch holds fewer distinct t than rows)."""
         steps, inverse = torch.unique(t, return_inverse=True)
         return self.t_mlp(self.t_table.index_select(0, steps)).index_select(0, inverse)
 

@@ -111,7 +111,7 @@ class Trainer:
     (``model.conditional``; ``classes`` >= 2 of them); each example's label is replaced by
     the "no class" token with probability ``train.cond_drop`` (Ho & Salimans 2022,
     Algorithm 1), drawn from the training generator after the batch. An unconditional run
-    draws nothing more and trains as before.
+    draws nothing more.
     ``resume_from`` continues a checkpoint.
     ``autograd=True`` computes every gradient with autograd, the reference the tests compare
     the hand-derived gradients with.
@@ -213,7 +213,7 @@ class Trainer:
                            "lower the learning rate (--lr)")
         model, ema, optimizer = (self.model.state_dict(), self.ema.state_dict(),
                                  self.optimizer.state_dict())
-        if self.device.type != "cpu":  # safetensors writes CPU tensors; the CPU path as it was
+        if self.device.type != "cpu":  # safetensors writes CPU tensors (a CPU run's, uncopied)
             model, ema, optimizer = _on_cpu(model), _on_cpu(ema), _on_cpu(optimizer)
         return checkpoint.Checkpoint(
             config=self.config, step=self.step, model=model, ema=ema, optimizer=optimizer,
