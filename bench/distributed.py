@@ -55,6 +55,7 @@ def worker(kind: str, threads: int, device: str) -> None:
     from ddpmlab import distributed
     from ddpmlab.modalities import default_config, modality_for
     from ddpmlab.train import Trainer
+    from ddpmlab.train.gradients import HandDerived
 
     device = distributed.setup(device)
     torch.set_num_threads(threads)
@@ -73,11 +74,12 @@ def worker(kind: str, threads: int, device: str) -> None:
     took = time.perf_counter() - start
     result = {"steps_per_s": STEPS[kind] / took}
     if distributed.current().many:  # the step's two additions: the collective, the rewind
-        state, loss = trainer.generator.get_state(), trainer.reduced[-2].clone()
-        result["collective_ms"] = 1e3 * per_call(lambda: trainer._reduce(state, loss))
+        loss = trainer.reduced[-2].clone()
+        result["collective_ms"] = 1e3 * per_call(lambda: trainer.gradients.reduce(loss, False))
         result["get_state_us"] = 1e6 * per_call(trainer.generator.get_state)
         result["floats"] = trainer.reduced.numel()
-        result["collective"] = "leaf tree, all-gather" if trainer.fast else "all-reduce"
+        result["collective"] = ("leaf tree, all-gather"
+                                if isinstance(trainer.gradients, HandDerived) else "all-reduce")
     if distributed.current().main:
         print(json.dumps(result))
     distributed.teardown()

@@ -17,7 +17,7 @@ draws come beside the floor's, and the W1 ratio to DDPM with all steps gets a 90
 bootstrap interval over the draws. The runs are trained as bench/few_steps.py trains them
 (the same command and seeds, so the same models). Writes bench/results/exact_reference.json;
 ``--sweep`` scores DDIM and DPM-Solver++ at K = 20..200 on the default swiss-roll run (the
-issue's bound there: W1 at most 1.3 x DDPM's for K >= 20), into exact_reference_sweep.json.
+sweep's bound there: W1 at most 1.3 x DDPM's for K >= 20), into exact_reference_sweep.json.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import ddpmlab
 from ddpmlab import feedback
 from ddpmlab.data import toy2d
 from ddpmlab.metrics.points import one_nn_accuracy, wasserstein
-from ddpmlab.run import open_run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from few_steps import save, trained_runs
@@ -63,7 +63,7 @@ def law(data: str):
 
 
 def measure(path: Path, data: str, draws: int, cells: list) -> dict:
-    run, draw = open_run(path), law(data)
+    run, draw = ddpmlab.open_run(path), law(data)
     # E_i and F_i from their own streams, the same for every run of a data set
     E = [draw(N, np.random.default_rng([1, i])) for i in range(draws)]
     F = [draw(N, np.random.default_rng([2, i])) for i in range(draws)]
@@ -71,7 +71,7 @@ def measure(path: Path, data: str, draws: int, cells: list) -> dict:
     nna = {"floor": [one_nn_accuracy(f, e) for f, e in zip(F, E, strict=True)]}
     for sampler, k in cells:
         key = f"{sampler}@{k or 'all'}"
-        xs = [run.sample(N, i, sampler, k) for i in range(draws)]
+        xs = [run.sample(N, i, ddpmlab.SamplerSpec(sampler, k)) for i in range(draws)]
         w1[key] = [wasserstein(x, e) for x, e in zip(xs, E, strict=True)]
         nna[key] = [one_nn_accuracy(x, e) for x, e in zip(xs, E, strict=True)]
     rng = np.random.default_rng(0)

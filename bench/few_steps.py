@@ -1,10 +1,10 @@
-"""Few-step sampling against DDPM with all steps, on trained point runs (issue 11's table).
+"""Few-step sampling against DDPM with all steps, on trained point runs (the few-step table).
 
     python bench/few_steps.py                       # 4 data sets x 3 seeds, default training
     python bench/few_steps.py --train-args "--steps 8000"
 
 Each run is `ddpmlab train DATA --seed S` with default settings (the real command, in a fresh
-process, no figures); each cell is `ddpmlab.run.score` with 3 draws of 2,000 samples against
+process, no figures); each cell is `ddpmlab.score` with 3 draws of 2,000 samples against
 the held-out sets and floors `evaluate` uses. Rows are merged into the results file by
 (data, seed), so a table can be made in parts (`--data moons --seeds 1`). The bounds
 checked: DDIM (eta 0) and DPM-Solver++ at 20 steps within 0.02 1-NNA and 1.15 x the W1 of
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
+import ddpmlab
 from ddpmlab import feedback
-from ddpmlab.run import open_run, score
 
 sys.path.insert(0, str(Path(__file__).parent))
 from quality import far_away_csv
@@ -68,10 +68,10 @@ def save(out: Path, train_args: str, rows: list[dict]) -> list[dict]:
 
 
 def cells(path: Path) -> dict[str, dict[str, float]]:
-    run = open_run(path)
+    run = ddpmlab.open_run(path)
     out = {}
     for sampler, k in CELLS:
-        m = score(run, sampler=sampler, steps=k).metrics
+        m = ddpmlab.score(run, sampler=ddpmlab.SamplerSpec(sampler, k)).metrics
         out[f"{sampler}@{k or 'all'}"] = {"1nna": m["1nna"]["value"], "w1": m["w1"]["value"],
                                           "w1_ratio": m["w1"]["ratio"]}
     return out

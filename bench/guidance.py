@@ -115,15 +115,16 @@ def perfect(runs: Path, pools: int = 2) -> dict:
     """Fresh real data in place of samples (a perfect sampler), scored per class as the
     samples are (CLASS_SETS sets of each class) against each ``points`` run's own held-out
     and training points: the measurement's own scatter, the bound's reference."""
+    import ddpmlab
     from ddpmlab.data.toy2d import LABELLED
-    from ddpmlab.modalities.points import CLASS_SETS, EVAL_N
-    from ddpmlab.run import open_run
+    from ddpmlab.metrics.point_evaluator import CLASS_SETS, EVAL_N
+    from ddpmlab.runs.evaluation import evaluator_for
 
     out: dict = {}
     for name in ("moons", "gaussians8"):
         out[name] = {}
         for seed in SEEDS:
-            run = open_run(runs / f"{name}_seed{seed}")
+            run = ddpmlab.open_run(runs / f"{name}_seed{seed}")
             classes = len(run.classes or ())
             per = EVAL_N * 3 // classes  # score_classes' n: 6,000 shared by the classes
             rows = []
@@ -131,8 +132,8 @@ def perfect(runs: Path, pools: int = 2) -> dict:
                 x, y = LABELLED[name](2 * per * CLASS_SETS * classes,
                                       np.random.default_rng(1000 + pool))
                 fresh = np.concatenate([x[y == k][:per * CLASS_SETS] for k in range(classes)])
-                r = run.kind.per_class(fresh, np.repeat(np.arange(classes), per * CLASS_SETS),
-                                       0, CLASS_SETS)
+                r = evaluator_for(run.kind).per_class(
+                    fresh, np.repeat(np.arange(classes), per * CLASS_SETS), 0, CLASS_SETS)
                 rows.append([c["w1_ratio"] for c in r["classes"].values()])
             out[name][str(seed)] = rows
             print(name, seed, [[round(q, 2) for q in r] for r in rows], flush=True)
@@ -140,7 +141,7 @@ def perfect(runs: Path, pools: int = 2) -> dict:
 
 
 def exact(seeds: int = 3) -> dict:
-    """gaussians8's per-class W1 / floor at w = 0 (``Points.per_class``, 3 sets of 750
+    """gaussians8's per-class W1 / floor at w = 0 (``PointEvaluator.per_class``, 3 sets of 750
     samples of each class) of the exact class-conditional denoiser sampled by DDPM (T = 200,
     cosine: the point defaults) with each fixed variance, and the samples' std about their
     centre (the data's: 0.1)."""
@@ -148,15 +149,17 @@ def exact(seeds: int = 3) -> dict:
     from ddpmlab.data.toy2d import GAUSSIANS8_CENTRES, GAUSSIANS8_STD
     from ddpmlab.mixture import GaussianMixture
     from ddpmlab.modalities.points import Points
+    from ddpmlab.runs.evaluation import evaluator_for
     from ddpmlab.samplers.ddpm import ddpm_sample
     from ddpmlab.schedules import make_schedule
 
     torch.set_num_threads(1)
     config = replace(RunConfig(), {"data": {"source": "gaussians8"}})
     kind = Points.prepare(config)
+    evaluator = evaluator_for(kind)
     mean, std = np.asarray(kind.scaler.mean), np.asarray(kind.scaler.std)
     schedule = make_schedule(config.diffusion.schedule, config.diffusion.timesteps)
-    per, draws = 750, kind.class_draws
+    per, draws = 750, evaluator.class_draws
     labels = np.repeat(np.arange(8), per * draws)
     out: dict = {}
     for variance in ("fixed_small", "fixed_large"):
@@ -171,7 +174,7 @@ def exact(seeds: int = 3) -> dict:
                                       (per * draws, 2), variance=variance,
                                       generator=g).double().numpy())
             x = kind.scaler.inverse(np.concatenate(xs))
-            r = kind.per_class(x, labels, seed, draws)
+            r = evaluator.per_class(x, labels, seed, draws)
             rows.append({"w1_ratio": [c["w1_ratio"] for c in r["classes"].values()],
                          "std": float(np.mean([(x[labels == k] - GAUSSIANS8_CENTRES[k])
                                                .std(0).mean() for k in range(8)]))})
@@ -180,7 +183,7 @@ def exact(seeds: int = 3) -> dict:
 
 
 def digits(runs: Path, unconditional: bool) -> dict:
-    from ddpmlab.run import open_run, score
+    import ddpmlab
 
     cond, plain = runs / "digits_conditional", runs / "digits"
     seconds = {"conditional": trained("digits", cond, "--conditional"),
@@ -190,7 +193,7 @@ def digits(runs: Path, unconditional: bool) -> dict:
     best = min(passing or rows, key=lambda r: r["ratio_all"])  # the closest FD among those
 
     def fd(run: Path, **kw: object) -> dict:
-        m = score(open_run(run), **kw).metrics  # type: ignore[arg-type]
+        m = ddpmlab.score(ddpmlab.open_run(run), **kw).metrics  # type: ignore[arg-type]
         return {k: m[k] for k in ("fd", "confident", "class_tv", "1nna")}
 
     standard = {"conditional_best_w": fd(cond, cls="all", guidance=best["guidance"]),
@@ -226,6 +229,7 @@ def speed(windows: int = 7, steps: int = 50, sample_steps: int = 20,
     from ddpmlab.samplers.ddpm import ddpm_sample
     from ddpmlab.samplers.guidance import class_labels, guided
     from ddpmlab.train import Trainer
+    from ddpmlab.train.gradients import HandDerived
 
     torch.set_num_threads(1)
     points = resolve("moons", 20_000, 0, 100)
@@ -274,7 +278,8 @@ def speed(windows: int = 7, steps: int = 50, sample_steps: int = 20,
     out = {name: {"us_per_step": 1e6 * b,
                   "ratio": b / best["train_unconditional" if name.startswith("train")
                                     else "sample_unconditional"],
-                  "path": ("fast" if jobs[name][2].fast else "autograd")
+                  "path": ("fast" if isinstance(jobs[name][2].gradients, HandDerived)
+                           else "autograd")
                   if name.startswith("train") else None,
                   "variance": jobs[name][2].config.diffusion.variance}
            for name, b in best.items()}

@@ -3,7 +3,7 @@
     python bench/image_defaults.py digits A B C      # candidates by name (see CANDIDATES)
     python bench/image_defaults.py digits --list
 
-Each candidate is ``train_run`` with the data set's defaults and the candidate's settings
+Each candidate is ``ddpmlab.train_run`` with the data set's defaults and the candidate's settings
 over them, figures off, evaluation on (1,000 samples against the held-out sets, beside the
 floors). Reports training seconds, evaluation seconds and the image metrics; appends to
 bench/results/image_defaults.json. Training seconds are only comparable on a quiet machine.
@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import ddpmlab
 from ddpmlab.config import merge
-from ddpmlab.modalities import default_config
-from ddpmlab.run import read_evaluation, train_run
+from ddpmlab.runs.evaluation import read_evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "image_defaults.json"
@@ -68,15 +68,14 @@ def main() -> None:
     for name in args.names:
         for steps in args.steps:
             over = merge(CANDIDATES[name], {"train": {"steps": steps}} if steps else {})
-            config = default_config(args.data, over)
+            config = ddpmlab.default_config(args.data, over)
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "run"
                 start = time.perf_counter()
-                run = train_run(config, out, progress=False, figures=False, evaluate=False)
+                run = ddpmlab.train_run(config, out, progress=False, figures=False, evaluate=False)
                 trained = time.perf_counter() - start
-                from ddpmlab.run import evaluate_run
                 start = time.perf_counter()
-                evaluate_run(run)
+                ddpmlab.evaluate_run(run)
                 evaluated = time.perf_counter() - start
                 m = read_evaluation(out).metrics
             params = sum(p.numel() for p in run.model.parameters())

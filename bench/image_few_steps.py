@@ -1,11 +1,11 @@
-"""Few-step sampling on digits beside DDPM's Fréchet distance (issue 11, its images part).
+"""Few-step sampling on digits beside DDPM's Fréchet distance (the few-step table's images part).
 
     python bench/image_few_steps.py                  # `ddpmlab train digits`, seeds 0 1 2
     python bench/image_few_steps.py --run RUN        # a digits run already trained
     python bench/image_few_steps.py --seeds 0 --train-args "--prediction v" --out OUT.json
 
 The run is `ddpmlab train digits` with default settings (the real command, in a fresh
-process, no evaluation, no figures). Each cell is `ddpmlab.run.score`: the 1,000 samples
+process, no evaluation, no figures). Each cell is `ddpmlab.score`: the 1,000 samples
 and the held-out real sets and floors `ddpmlab evaluate` uses, at the sampler's default
 spacing. Printed and written to bench/results/image_few_steps.json: the feature Fréchet
 distance beside its floor, the confident share (real images' beside it), 1-NNA in the
@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
+import ddpmlab
 from ddpmlab import feedback
-from ddpmlab.run import open_run, score
 
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = [("ddpm", None), ("ddim", None), ("ddim", 50), ("ddim", 20), ("ddim", 10),
@@ -44,11 +44,11 @@ def train(out: Path, seed: int, extra: list[str]) -> None:
 
 
 def cells(path: Path) -> dict[str, dict[str, Any]]:
-    run = open_run(path)
+    run = ddpmlab.open_run(path)
     out = {}
     for sampler, k in CELLS:
         start = time.perf_counter()
-        m = score(run, sampler=sampler, steps=k).metrics
+        m = ddpmlab.score(run, sampler=ddpmlab.SamplerSpec(sampler, k)).metrics
         row: dict[str, Any] = {"spacing": run.spacing(sampler) if k else None}
         row |= {name: m[name]["value"] for name in SHOWN}
         row |= {"fd_floor": m["fd"]["floor"], "fd_ratio": m["fd"]["ratio"],

@@ -8,7 +8,7 @@ Each run is the real command in a fresh process (`ddpmlab train DATA --out ...`:
 evaluation on 1,000 samples, every figure and the GIF), timed from start to exit. The
 source text's U-Net (`--model seed_unet`) is given as many steps as fit in the time the
 default U-Net's training took (from a probe of both networks' step time on this machine).
-The bounds of the images issue are checked: confident share within 0.05 of real images'
+The image bounds are checked: confident share within 0.05 of real images'
 (0.1 for MNIST), class histogram of the 1,000 samples within 0.05 total variation of the
 real one, feature Fréchet distance at most 1.5 x its floor (3 x for MNIST), at most 1 %
 memorised, at most 3 minutes for digits (30 for MNIST). Writes
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ddpmlab.modalities import default_config
-from ddpmlab.run import read_evaluation
+from ddpmlab.runs.evaluation import read_evaluation
 from ddpmlab.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

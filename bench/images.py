@@ -77,12 +77,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ddpmlab.accel.mlp import sampling_denoiser
 from ddpmlab.config import to_dict
 from ddpmlab.data.images import heldout_halves, resolve_images
 from ddpmlab.metrics.images import evaluate_images
 from ddpmlab.modalities import default_config
-from ddpmlab.models.fast import sampling_denoiser
-from ddpmlab.run import reverse_chain
+from ddpmlab.samplers import SamplerSpec, reverse_chain
 from ddpmlab.samplers.ddpm import final_state
 from ddpmlab.train import Trainer
 
@@ -146,9 +146,11 @@ def sample_ddpmlab(trainer: Trainer, config: Any, n: int,
     denoiser = sampling_denoiser(trainer.ema)
     g = torch.Generator().manual_seed(SEED)
     chunk = max(1, ROWS_PIXELS // math.prod(shape))
+    d = config.diffusion
     start = time.perf_counter()
-    x = final_state(lambda rows: reverse_chain(denoiser, config, trainer.schedule, rows, g,
-                                               clip=True),
+    x = final_state(lambda rows: reverse_chain(denoiser, trainer.schedule, rows, SamplerSpec(),
+                                               prediction=d.prediction, variance=d.variance,
+                                               generator=g, clip=True),
                     (n, *shape), chunk=chunk)
     return x, time.perf_counter() - start
 

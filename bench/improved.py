@@ -28,10 +28,9 @@ from pathlib import Path
 
 import torch
 
-from ddpmlab.analysis import run_bound
+import ddpmlab
 from ddpmlab.config import RunConfig, replace
 from ddpmlab.likelihood import nll_bound
-from ddpmlab.run import score, train_run
 from ddpmlab.schedules import make_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,11 +91,12 @@ def swiss(seeds: list[int], tmp: Path) -> list[dict]:
             config = replace(RunConfig(), {"diffusion": {"variance": variance},  # as measured
                                            "train": {"seed": seed, **MEASURED_AT}})
             start = time.perf_counter()
-            run = train_run(config, tmp / f"{variance}-{seed}", progress=False, figures=False)
+            run = ddpmlab.train_run(config, tmp / f"{variance}-{seed}", progress=False,
+                                    figures=False)
             seconds = time.perf_counter() - start
-            bound = run_bound(run)
-            ddpm = score(run).metrics
-            ddim = score(run, sampler="ddim", steps=20).metrics
+            bound = ddpmlab.run_bound(run)
+            ddpm = ddpmlab.score(run).metrics
+            ddim = ddpmlab.score(run, sampler=ddpmlab.SamplerSpec("ddim", 20)).metrics
             row = {"seed": seed, "variance": variance, "nats_per_dim": bound["nats_per_dim"],
                    "ddpm_all_1nna": ddpm["1nna"]["value"], "ddim20_1nna": ddim["1nna"]["value"],
                    "1nna_floor": ddpm["1nna"]["floor"], "ddim20_w1_ratio": ddim["w1"]["ratio"],

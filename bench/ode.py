@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddpmlab.analysis import run_bound, run_exact_nll
+import ddpmlab
+from ddpmlab import Run, SamplerSpec
 from ddpmlab.metrics import wasserstein
 from ddpmlab.mixture import GaussianMixture
 from ddpmlab.modalities import default_config
-from ddpmlab.run import Run, open_run, score, train_run
 from ddpmlab.samplers.ode import network_field, ode_nll, ode_sample, sigma_max
 from ddpmlab.schedules import make_schedule
 
@@ -116,7 +116,7 @@ def solvers(n: int = 2000) -> list[dict]:
 
 def _quality(run, sampler: str, **kw) -> dict:
     start = time.perf_counter()
-    m = score(run, sampler=sampler, **kw).metrics
+    m = ddpmlab.score(run, sampler=SamplerSpec(sampler, **kw)).metrics
     return {"sampler": sampler, **kw, "seconds": time.perf_counter() - start,
             "1nna": m["1nna"]["value"], "1nna_floor": m["1nna"]["floor"],
             "w1_ratio": m["w1"]["ratio"]}
@@ -125,17 +125,17 @@ def _quality(run, sampler: str, **kw) -> dict:
 def _run(tmp: Path, source: str) -> Run:
     """The default run on ``source`` in ``tmp``: trained there, or opened if it is there."""
     if (tmp / source / "checkpoint.safetensors").is_file():
-        return open_run(tmp / source)
+        return ddpmlab.open_run(tmp / source)
     # one thread: on a shared machine two threads beside other processes run 8x slower
     config = default_config(source, {"train": {"threads": 1}})
-    return train_run(config, tmp / source, figures=False, evaluate=False)
+    return ddpmlab.train_run(config, tmp / source, figures=False, evaluate=False)
 
 
 def swiss(tmp: Path) -> dict:
     run = _run(tmp, "swiss_roll")
-    bound = run_bound(run)
+    bound = ddpmlab.run_bound(run)
     start = time.perf_counter()
-    exact = run_exact_nll(run)
+    exact = ddpmlab.run_exact_nll(run)
     exact["seconds"] = time.perf_counter() - start
     print(f"\nswiss_roll, defaults: bound {bound['nats_per_dim']:.4f} nats/dim, ODE "
           f"{exact['nats_per_dim']:.4f} +- {exact['stderr_nats_per_dim']:.4f} nats/dim "
@@ -150,9 +150,9 @@ def swiss(tmp: Path) -> dict:
 
 def digits(tmp: Path) -> dict:
     run = _run(tmp, "digits")
-    bound = run_bound(run)
+    bound = ddpmlab.run_bound(run)
     start = time.perf_counter()
-    exact = run_exact_nll(run)
+    exact = ddpmlab.run_exact_nll(run)
     exact["seconds"] = time.perf_counter() - start
     print(f"\ndigits, defaults: bound {bound['bits_per_dim']:.4f} bits/dim, ODE "
           f"{exact['bits_per_dim']:.4f} +- {exact['stderr_bits_per_dim']:.4f} bits/dim "

@@ -242,13 +242,13 @@ def source_quality(epochs: int, repeats: int = 3) -> dict:
 HWM = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
 CHILD = """
 import json, sys, time, torch
-from ddpmlab.run import open_run
+import ddpmlab
 run_dir, n, sampler, steps, threads = sys.argv[1:]
-run = open_run(run_dir)
+run = ddpmlab.open_run(run_dir)
 torch.set_num_threads(int(threads))  # after open_run, which sets the run's own
 base = HWM
 start = time.perf_counter()
-x = run.sample(int(n), 0, sampler, None if steps == 'all' else int(steps))
+x = run.sample(int(n), 0, ddpmlab.SamplerSpec(sampler, None if steps == 'all' else int(steps)))
 seconds = time.perf_counter() - start
 assert x.shape == (int(n), 2) and (x == x).all()
 print(json.dumps({"seconds": seconds, "maxrss_kb": HWM, "rss_before_kb": base}))
@@ -273,9 +273,9 @@ def child(code: str, *argv: str) -> dict:
 
 def flops_per_point_step(run_dir: str) -> float:
     """FLOPs of the network's matrix products per point and step (2 x multiply-adds)."""
-    from ddpmlab.run import open_run
+    import ddpmlab
 
-    model = open_run(run_dir).model
+    model = ddpmlab.open_run(run_dir).model
     macs = model.fourier.shape[0] * model.fourier.shape[1]  # x @ B
     macs += sum(m.in_features * m.out_features for name, m in model.named_modules()
                 if isinstance(m, torch.nn.Linear) and not name.startswith("t_mlp"))

@@ -5,7 +5,7 @@
     python bench/quality.py --seed-config        # also the source text's configuration
 
 Each run is the real command in a fresh process (`ddpmlab train DATA --out ...`, figures and
-GIF included), timed from start to exit. The bounds of the point-cloud issue are checked:
+GIF included), timed from start to exit. The point-cloud bounds are checked:
 1-NNA <= 0.55 and W1 <= 1.3 x its floor (W1 between two independent real samples of the
 same size), 2,000 samples, under 60 s. Prints a table; writes bench/results/quality.json.
 """

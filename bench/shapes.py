@@ -16,6 +16,7 @@ bench/results/shapes.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import shutil
@@ -26,8 +27,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from quality import train  # bench/quality.py: the real command, timed
 
+import ddpmlab
 from ddpmlab import viz
-from ddpmlab.run import open_run
+from ddpmlab.reports import report_for
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures"
@@ -48,6 +50,7 @@ def star_png(path: Path, size: int = 200) -> Path:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
     out: dict = {}
     FIGURES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,9 +67,9 @@ def main() -> None:
                   f"{row['1nna_floor']:.3f})  W1 {row['w1_ratio']:.2f} x floor", flush=True)
             if figure:
                 shutil.copy(run_dir / "figures" / "samples.png", FIGURES / figure)
-        run = open_run(tmp_path / "run-gaussians8")
+        run = ddpmlab.open_run(tmp_path / "run-gaussians8")
         start = time.perf_counter()
-        levels, errors = run.kind.score_field(run, seed=0)  # the figures' seed: same numbers
+        levels, errors = report_for(run).score_field(seed=0)  # the figures' seed: same numbers
         fields = time.perf_counter() - start
         viz.plot_score_field(levels, tmp_path / "score.png",
                              viz.frame_limits([lv.grid for lv in levels]),

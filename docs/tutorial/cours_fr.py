@@ -38,8 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddpmlab import viz
-from ddpmlab.analysis import format_bound, run_bound
+from ddpmlab import evaluate_run, run_bound, train_run, viz
 from ddpmlab.config import RunConfig, load_toml, merge, replace
 from ddpmlab.data import resolve
 from ddpmlab.diffusion import (
@@ -54,7 +53,7 @@ from ddpmlab.diffusion import (
 from ddpmlab.likelihood import prior_kl
 from ddpmlab.modalities import default_config
 from ddpmlab.models import build_model
-from ddpmlab.run import evaluate_run, train_run
+from ddpmlab.runs.likelihood import format_bound
 from ddpmlab.samplers import ddpm_chain, ddpm_sample
 from ddpmlab.schedules import ScheduleWarning, make_schedule
 
@@ -321,7 +320,7 @@ assert diff < 1e-4
 # schéma laisse $\mathbf x_T$.
 #
 # ddpmlab : `likelihood.prior_kl` ($L_T$), `likelihood.vlb_term` ($L_{t-1}$, $L_0$),
-# `likelihood.nll_bound` (la borne entière), `analysis.run_bound` (sur un modèle entraîné,
+# `likelihood.nll_bound` (la borne entière), `ddpmlab.run_bound` (sur un modèle entraîné,
 # dans les unités des données ; la section 10 trace ses termes).
 #
 # **Vérification.** $L_T$ en nats pour le swiss roll standardisé : minuscule pour le schéma

@@ -36,8 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddpmlab import viz
-from ddpmlab.analysis import format_bound, run_bound
+from ddpmlab import evaluate_run, run_bound, train_run, viz
 from ddpmlab.config import RunConfig, load_toml, merge, replace
 from ddpmlab.data import resolve
 from ddpmlab.diffusion import (
@@ -52,7 +51,7 @@ from ddpmlab.diffusion import (
 from ddpmlab.likelihood import prior_kl
 from ddpmlab.modalities import default_config
 from ddpmlab.models import build_model
-from ddpmlab.run import evaluate_run, train_run
+from ddpmlab.runs.likelihood import format_bound
 from ddpmlab.samplers import ddpm_chain, ddpm_sample
 from ddpmlab.schedules import ScheduleWarning, make_schedule
 
@@ -308,7 +307,7 @@ assert diff < 1e-4
 # schedule leaves $\mathbf x_T$ from $\mathcal N(\mathbf 0, \mathbf I)$.
 #
 # ddpmlab: `likelihood.prior_kl` ($L_T$), `likelihood.vlb_term` ($L_{t-1}$, $L_0$),
-# `likelihood.nll_bound` (the whole bound), `analysis.run_bound` (on a trained run, in the
+# `likelihood.nll_bound` (the whole bound), `ddpmlab.run_bound` (on a trained run, in the
 # data's units; section 9 draws its terms).
 #
 # **Check.** $L_T$ in nats for the standardised swiss roll: tiny for the cosine schedule,

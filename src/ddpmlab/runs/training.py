@@ -22,8 +22,8 @@ from ddpmlab.config import RunConfig, to_dict
 from ddpmlab.devices import resolve_device
 from ddpmlab.fileio import exclusive, remove_stale_temps, write_json
 from ddpmlab.modalities import Modality, modality_for
-from ddpmlab.runs.figures import make_figures
 from ddpmlab.runs.evaluation import BackgroundFloors, evaluate_run, evaluator_for
+from ddpmlab.runs.figures import make_figures
 from ddpmlab.runs.layout import (
     CKPT,
     CONFIG,

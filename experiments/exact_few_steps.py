@@ -1,8 +1,18 @@
+# Pinned to commit 2a762a1, the last commit before the package's top layer was restructured,
+# where it ran as bench/exact_few_steps.py (this file is that one, with this header). To run it
+# there:
+#
+#     git worktree add /tmp/ddpmlab-2a762a1 2a762a1
+#     PYTHONPATH=/tmp/ddpmlab-2a762a1/src python experiments/exact_few_steps.py
+#
+# It imports only the lower layer (samplers, mixture, point metrics, schedules), which the
+# restructuring left alone.
+
 """DDIM, DPM-Solver++ and DDPM driven by the exact eps of gaussians8 (standardised as a run
 sees it; cosine schedule, T = 200): how much of the few-step gap is the solvers' own
-discretisation (bench/README.md, "Few-step sampling", second round).
+discretisation (bench/README.md, "The sampler's share of the gap").
 
-    python bench/exact_few_steps.py
+    python experiments/exact_few_steps.py
 
 3 draws of 2,000 samples, each against its own 2,000 mixture samples; W1 over the mean
 real-vs-real floor of those sets.

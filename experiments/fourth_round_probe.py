@@ -1,9 +1,23 @@
-"""The probes of bench/README.md, "Few-step sampling", fourth round (results/few_steps_probes.txt).
+# Pinned to commit 2a762a1, the last commit before the package's top layer was restructured,
+# where it ran as bench/fourth_round_probe.py (this file is that one, with this header): it
+# imports ddpmlab.run and calls Run.sample with positional steps, which no longer exist.
+# To run it there:
+#
+#     git worktree add /tmp/ddpmlab-2a762a1 2a762a1
+#     export PYTHONPATH=/tmp/ddpmlab-2a762a1/src:/tmp/ddpmlab-2a762a1/bench
+#     python -m ddpmlab.cli train heart.csv --seed 1 --out RUN   # or swiss_roll --seed 0
+#     python experiments/fourth_round_probe.py heart RUN
+#
+# (that commit's bench/ on the path: it imports `law` from its bench/exact_reference.py; the
+# heart.csv file is bench/quality.py's far_away_csv.)
 
-    python bench/fourth_round_probe.py heart RUN          # RUN: ddpmlab train heart.csv --seed 1
-    python bench/fourth_round_probe.py floor
-    python bench/fourth_round_probe.py fitted_grid RUN    # RUN: ddpmlab train swiss_roll --seed 0
-    python bench/fourth_round_probe.py empirical RUN      # the same run
+"""The probes of bench/README.md, "What the held-out evaluation can resolve"
+(results/few_steps_probes.txt).
+
+    python experiments/fourth_round_probe.py heart RUN        # ddpmlab train heart.csv --seed 1
+    python experiments/fourth_round_probe.py floor
+    python experiments/fourth_round_probe.py fitted_grid RUN  # ddpmlab train swiss_roll --seed 0
+    python experiments/fourth_round_probe.py empirical RUN    # the same run
 
 heart.csv is `quality.far_away_csv`'s file (the few-step table's user CSV).
 

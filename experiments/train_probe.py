@@ -1,7 +1,18 @@
-"""`ddpmlab train` with a patched timestep draw, for bench/README.md ("Few-step sampling",
-second round).
+# Pinned to commit 2a762a1, the last commit before the package's top layer was restructured,
+# where it ran as bench/train_probe.py (this file is that one, with this header): it patches
+# ddpmlab.diffusion.sample_timesteps, which training at that commit draws t with, and runs
+# ddpmlab.cli as a module. To run it there:
+#
+#     git worktree add /tmp/ddpmlab-2a762a1 2a762a1
+#     export PYTHONPATH=/tmp/ddpmlab-2a762a1/src:/tmp/ddpmlab-2a762a1/bench
+#     python experiments/train_probe.py OUT swiss_roll 0 hi:0.5
+#
+# (that commit's bench/ on the path: heart.csv is its bench/quality.py's far_away_csv.)
 
-    python bench/train_probe.py OUT DATA SEED TSAMPLE -- [train flags]
+"""`ddpmlab train` with a patched timestep draw, for bench/README.md ("The sampler's
+share of the gap").
+
+    python experiments/train_probe.py OUT DATA SEED TSAMPLE -- [train flags]
     TSAMPLE: uniform | hi:F (a fraction F of each batch with t uniform in [T/2, T)) |
              lo:F (a fraction F with t uniform in [0, T/4))
 

@@ -1,8 +1,18 @@
-"""Probe samplers, grids and hybrid chains on a trained point run (bench/README.md, "Few-step
-sampling", second round). Each cell is `ddpmlab.run.score` (3 draws of 2,000 against the
+# Pinned to commit 2a762a1, the last commit before the package's top layer was restructured,
+# where it ran as bench/sampler_probe.py (this file is that one, with this header): it
+# imports ddpmlab.run and patches its timesteps, ddim_chain and check_eta, which no longer
+# exist there. To run it there:
+#
+#     git worktree add /tmp/ddpmlab-2a762a1 2a762a1
+#     export PYTHONPATH=/tmp/ddpmlab-2a762a1/src
+#     python -m ddpmlab.cli train swiss_roll --seed 0 --out RUN
+#     python experiments/sampler_probe.py RUN ddpm:: ddim:20: dpm_solver:20:logsnr@-2
+
+"""Probe samplers, grids and hybrid chains on a trained point run (bench/README.md, "The
+sampler's share of the gap"). Each cell is `ddpmlab.run.score` (3 draws of 2,000 against the
 reference sets and floors of `evaluate`).
 
-    python bench/sampler_probe.py RUN SPEC ...
+    python experiments/sampler_probe.py RUN SPEC ...
     SPEC = sampler:K:spacing[:eta[:raw[:lower_order_final]]]   (empty K: all T steps)
 
     ddpm::                       DDPM, all steps

@@ -1,3 +1,17 @@
+# Pinned to commit 2a762a1, the last commit before the package's top layer was restructured,
+# where it ran as bench/thin_probe.py (this file is that one, with this header): it imports
+# ddpmlab.run and ddpmlab.modalities.points' CLASS_SETS and calls run.kind.per_class, which
+# no longer exist. To run it there:
+#
+#     git worktree add /tmp/ddpmlab-2a762a1 2a762a1
+#     cd /tmp/ddpmlab-2a762a1
+#     PYTHONPATH=/tmp/ddpmlab-2a762a1/src python bench/guidance.py --parts points --threads 1
+#     PYTHONPATH=/tmp/ddpmlab-2a762a1/src python bench/thin_probe.py
+#
+# (the commit's own copy, run from the worktree: its runs and results go under the worktree's
+# bench/results/, beside the moons runs of that commit's guidance.py that `arc` and
+# `unconditional` read.)
+
 """Why a conditional moons run's lower moon scores about 1.3 x its per-class floor.
 
     python bench/thin_probe.py                     # every variant, then the report
