@@ -1,5 +1,5 @@
 """Shared fixtures: one thread (the suite's runtimes are measured that way), tiny runs, and the
-diffusers reference numbers with their error measure."""
+diffusers reference numbers. Shared constants and functions are in helpers.py."""
 
 from __future__ import annotations
 
@@ -9,17 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import DATA_TOML, TINY, contents
 
 torch.set_num_threads(1)
-
-# A run small enough to train, sample, evaluate and draw in a few seconds.
-TINY = ["--steps", "40", "--timesteps", "20", "--hidden", "16", "--batch-size", "64",
-        "--quiet"]
-
-
-def contents(*folders: Path) -> dict[Path, bytes]:
-    """Every file under ``folders`` and its bytes."""
-    return {p: p.read_bytes() for f in folders for p in sorted(f.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +22,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory):
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     config = out.parent / "tiny.toml"
-    config.write_text("[data]\nn_train = 600\nheldout = 400\n")
+    config.write_text(DATA_TOML)
     assert main(["train", "moons", "--out", str(out), "--config", str(config), *TINY]) == 0
     before = contents(out)
     yield out
@@ -51,10 +43,3 @@ def ref() -> dict[str, np.ndarray]:
     """The project's copy of shared/reference/diffusers_ref.npz (tests/data/make_subset.py)."""
     with np.load(REF_PATH) as f:
         return {k: f[k] for k in f.files}
-
-
-def err(a, b) -> float:
-    """The reference's error measure, max |a - b| / (1 + |b|), in float64."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b) / (1.0 + np.abs(b))))

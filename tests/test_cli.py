@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, contents
+from helpers import TINY, contents
 from PIL import Image
 
+import ddpmlab
 from ddpmlab import checkpoint
-from ddpmlab.cli import build_parser, main
+from ddpmlab.cli import main
+from ddpmlab.cli.parser import build_parser
 from ddpmlab.config import replace
 from ddpmlab.metrics import METRICS
 from ddpmlab.train import Trainer
@@ -275,18 +277,17 @@ def test_help_everywhere() -> None:
 
 def test_the_gifs_last_frame_is_the_runs_sample(tiny_run: Path, tmp_path: Path) -> None:
     # make_figures draws samples.png from the GIF's end instead of sampling the chain again
-    from ddpmlab.run import open_run
-    run = open_run(tiny_run)
-    _, end = run.kind.animate(run, 50, 3, tmp_path / "a.gif")
+    from ddpmlab.reports import report_for
+    run = ddpmlab.open_run(tiny_run)
+    _, end = report_for(run).animate(50, 3, tmp_path / "a.gif")
     np.testing.assert_array_equal(end, run.sample(50, 3))
 
 
 def test_score_calls_meanwhile_once_and_gives_the_same_numbers(tiny_run: Path) -> None:
-    from ddpmlab.run import open_run, score
     calls = []
-    plain = score(open_run(tiny_run), n=40, repeats=2).metrics
-    beside = score(open_run(tiny_run), n=40, repeats=2,
-                   meanwhile=lambda: calls.append(1)).metrics
+    plain = ddpmlab.score(ddpmlab.open_run(tiny_run), n=40, repeats=2).metrics
+    beside = ddpmlab.score(ddpmlab.open_run(tiny_run), n=40, repeats=2,
+                           meanwhile=lambda: calls.append(1)).metrics
     assert calls == [1] and beside == plain
 
 

@@ -1,5 +1,5 @@
-"""The contract every modality passes: train, sample, evaluate, figures, animate and resume
-through the command line, on a tiny run of each kind of data."""
+"""The contract every modality passes: train, sample, evaluate, figures and animate through
+the command line, on a tiny run of each kind of data. (Resuming: test_resume_contract.py.)"""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.torch import load_file
 
 from ddpmlab.cli import main
-from ddpmlab.run import METRICS, open_run, read_evaluation
-from ddpmlab.train import Trainer
+from ddpmlab.runs.evaluation import read_evaluation
+from ddpmlab.runs.layout import METRICS
 
 # Tiny runs: a few seconds each, the defaults' structure at a fraction of the size.
 TINY = {
@@ -75,28 +74,3 @@ def test_evaluate_figures_and_animate_run_on_the_trained_run(tiny: tuple[str, Pa
     assert main(["animate", str(out), "--n", "9", "--out", str(tmp_path / "a.gif"),
                  "--quiet"]) == 0
     assert (tmp_path / "a.gif").read_bytes()[:6] == b"GIF89a"
-
-
-def test_a_resumed_run_equals_an_uninterrupted_one(tiny: tuple[str, Path], tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    kind, straight = tiny
-    half = tmp_path / "half"
-    fit = Trainer.fit
-
-    def interrupted(self: Trainer, **kw: object) -> None:
-        def stop(step: int) -> None:
-            kw["on_step"](step)  # type: ignore[operator]
-            if step == 12:
-                raise KeyboardInterrupt  # as Ctrl-C between two steps
-        fit(self, on_step=stop)
-
-    monkeypatch.setattr(Trainer, "fit", interrupted)
-    args, _ = TINY[kind]
-    command = ["train", *args, "--steps", "20", "--out", str(half), *COMMON]
-    assert main(command) == 130
-    monkeypatch.setattr(Trainer, "fit", fit)
-    assert main([*command, "--resume"]) == 0
-    a = load_file(straight / "checkpoint.safetensors")
-    b = load_file(half / "checkpoint.safetensors")
-    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    assert open_run(half).kind.meta() == open_run(straight).kind.meta()

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn import datasets
+from sklearn.neighbors import KNeighborsClassifier
 
 from ddpmlab.data import TOY2D, PointSet, Standardizer, load_points, resolve
 from ddpmlab.errors import UserError
-
-NAMES = ["swiss_roll", "moons", "circles", "gaussians8", "checkerboard", "spirals"]
 
 
 def _points(n: int = 20, seed: int = 0) -> np.ndarray:
@@ -46,8 +45,31 @@ def _user_error(path: Path | str) -> str:
 # ----------------------------------------------------------------------------- generators
 
 
-def test_registry_names() -> None:
-    assert list(TOY2D) == NAMES
+@pytest.mark.parametrize("name", TOY2D)
+def test_every_built_in_shape_loads_by_name(name: str) -> None:
+    """Each name resolves to finite 2-D points of the sizes asked, with class labels (every
+    class drawn, in both parts) where the shape has classes, drawn as the unlabelled shape
+    draws them."""
+    ps = resolve(name, 300, seed=0, heldout=200)
+    assert isinstance(ps, PointSet) and ps.name == name
+    assert ps.train.shape == (300, 2) and ps.heldout.shape == (200, 2)
+    assert np.isfinite(ps.train).all() and np.isfinite(ps.heldout).all()
+    assert np.abs(ps.train).max() < 5.0  # within a few units of the origin, as drawn
+    if ps.class_names is None:
+        assert ps.train_labels is None and ps.heldout_labels is None
+        return
+    k = len(ps.class_names)
+    assert k >= 2 and len(set(ps.class_names)) == k
+    for x, y in ((ps.train, ps.train_labels), (ps.heldout, ps.heldout_labels)):
+        assert y is not None and y.shape == (len(x),) and y.dtype == np.int64
+        assert sorted(set(y.tolist())) == list(range(k))  # every class drawn
+    # the labels say where a point lies: its training neighbours' class predicts a held-out
+    # point's (each built-in's classes are separated regions)
+    knn = KNeighborsClassifier(5).fit(ps.train, ps.train_labels)
+    assert np.mean(knn.predict(ps.heldout) == ps.heldout_labels) > 0.95
+    # the labels come with the shape's own draws: an unlabelled run trains on the same points
+    rng = np.random.default_rng(np.random.SeedSequence(0).spawn(2)[0])
+    np.testing.assert_array_equal(TOY2D[name](300, rng), ps.train)
 
 
 def _sk_seed(seed: int) -> int:
@@ -67,7 +89,7 @@ def test_moons_and_circles_match_sklearn() -> None:
     np.testing.assert_array_equal(TOY2D["circles"](301, np.random.default_rng(5)), circles)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", TOY2D)
 def test_generator_shape_dtype_determinism(name: str) -> None:
     gen = TOY2D[name]
     a = gen(257, np.random.default_rng(1))
@@ -314,7 +336,7 @@ def test_resolve_unknown_name_lists_choices() -> None:
         resolve("moon", 100, 0)
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith("unknown dataset 'moon'; choose one of: ")
-    assert all(name in msg for name in NAMES) and ".csv/.txt/.npy path" in msg
+    assert all(name in msg for name in TOY2D) and ".csv/.txt/.npy path" in msg
 
 
 @pytest.mark.parametrize("source", ["nope.csv", "sub/dir/points", "other.npy"])

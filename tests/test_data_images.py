@@ -62,9 +62,23 @@ def _all(s: ImageSet) -> np.ndarray:
 # ----------------------------------------------------------------------------- built-ins
 
 
-def test_registry_and_defaults() -> None:
-    assert list(IMAGE_SETS) == ["digits", "mnist"]
-    assert DEFAULT_HELDOUT == {"digits": 500, "mnist": 1000}
+@pytest.mark.parametrize("name", IMAGE_SETS)
+def test_every_built_in_set_loads_by_name_with_its_default_split(name: str) -> None:
+    """Each name is image data (not a path), resolves to labelled images in [-1, 1] with
+    every class in both parts, and holds out its default count, which is also what a run
+    on it holds out."""
+    from ddpmlab.modalities import Images, default_config, modality_for
+
+    assert modality_for(name) is Images
+    s = resolve_images(name, 0)
+    assert isinstance(s, ImageSet) and s.name == name
+    assert len(s.heldout) == DEFAULT_HELDOUT[name] == default_config(name).data.heldout
+    x = _all(s)
+    assert x.dtype == np.float32 and x.ndim == 4 and x.shape[1:] == s.shape
+    assert np.isfinite(x).all() and x.min() == -1.0 and x.max() == 1.0
+    assert s.classes is not None and s.classes >= 2 and len(s.class_names) == s.classes
+    for y in (s.train_labels, s.heldout_labels):
+        assert y is not None and sorted(set(y.tolist())) == list(range(s.classes))
 
 
 def test_digits_shapes_ranges_levels_labels() -> None:

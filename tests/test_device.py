@@ -4,21 +4,22 @@ GPU exists) a run trains, saves, resumes and samples on CUDA."""
 
 from __future__ import annotations
 
-import collections
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import final
 
 from ddpmlab import checkpoint
+from ddpmlab.accel.mlp import sampling_denoiser
 from ddpmlab.config import RunConfig, replace
+from ddpmlab.devices import resolve_device
 from ddpmlab.errors import UserError
 from ddpmlab.likelihood import nll_bound, prior_kl
-from ddpmlab.models.fast import sampling_denoiser
 from ddpmlab.samplers import ddim_chain, ddpm_chain
 from ddpmlab.schedules import make_schedule
-from ddpmlab.train import Trainer, resolve_device
+from ddpmlab.train import Trainer
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -57,10 +58,6 @@ def state(trainer: Trainer) -> list[torch.Tensor]:
     o = trainer.optimizer
     return [trainer.flat, trainer.ema_flat, trainer.grad_flat, o.exp_avg, o.exp_avg_sq, o.steps,
             trainer.generator.get_state()]
-
-
-def last(chain) -> torch.Tensor:
-    return collections.deque(chain, maxlen=1)[0][1]
 
 
 def assert_identical(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
@@ -122,7 +119,7 @@ def test_sampling_with_a_cpu_generator_named_or_not_is_the_same_bit_for_bit(
     chain = ddpm_chain if kind == "ddpm" else ddim_chain
 
     def run(generator=None, x_T=None):
-        return last(chain(den, schedule, (64, 2), generator=generator, x_T=x_T, **kw))
+        return final(chain(den, schedule, (64, 2), generator=generator, x_T=x_T, **kw))
 
     plain = run(torch.Generator().manual_seed(3))
     named = run(torch.Generator(device="cpu").manual_seed(3))
@@ -189,9 +186,9 @@ def test_sampling_and_the_bound_make_nothing_on_the_default_device(sampler) -> N
             b = nll_bound(schedule, trainer.ema, x0, generator=g, **variance)
             return torch.cat([torch.from_numpy(b.terms).float(), prior_kl(schedule, x0)])
         if sampler.startswith("ddim"):
-            return last(ddim_chain(den, schedule, (40, 2), generator=g, eta=1.0))
+            return final(ddim_chain(den, schedule, (40, 2), generator=g, eta=1.0))
         steps = {"steps": 5} if sampler == "ddpm_K5" else {}
-        return last(ddpm_chain(den, schedule, (40, 2), generator=g, **variance, **steps))
+        return final(ddpm_chain(den, schedule, (40, 2), generator=g, **variance, **steps))
 
     reference = run()
     with torch.device("meta"):
@@ -315,7 +312,7 @@ def test_sampling_on_cuda_twice_with_one_seed_gives_the_same_samples(sampler) ->
     kind, *rest = sampler.split("_")
     kw = {"steps": 5} if rest == ["K5"] else {"eta": 1.0} if rest == ["eta1"] else {}
     chain = ddpm_chain if kind == "ddpm" else ddim_chain
-    runs = [last(chain(den, schedule, (300, 2), generator=torch.Generator("cuda").manual_seed(4),
+    runs = [final(chain(den, schedule, (300, 2), generator=torch.Generator("cuda").manual_seed(4),
                        **kw)) for _ in range(2)]
     assert runs[0].device.type == "cuda" and torch.isfinite(runs[0]).all()
     assert torch.equal(runs[0], runs[1])
@@ -330,6 +327,6 @@ def test_images_train_and_sample_on_cuda() -> None:
     x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     trainer = trained(cfg, x, steps=2, device="cuda")
     g = [torch.Generator("cuda").manual_seed(2) for _ in range(2)]
-    runs = [last(ddim_chain(trainer.ema, trainer.schedule, (4, 1, 8, 8), steps=4, generator=r,
+    runs = [final(ddim_chain(trainer.ema, trainer.schedule, (4, 1, 8, 8), steps=4, generator=r,
                             clip=True)) for r in g]
     assert runs[0].device.type == "cuda" and torch.equal(runs[0], runs[1])

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import err
+from helpers import err
 
 from ddpmlab.diffusion import (
     check_timesteps,

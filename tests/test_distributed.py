@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_reliability import DATA_TOML, checkpoint_step, poll, same_tensors, temps
+from helpers import DATA_TOML, assert_same_run, checkpoint_step, poll, temps
 
 from ddpmlab import checkpoint, distributed
+from ddpmlab.accel.mlp import leaves_of
 from ddpmlab.cli import main
-from ddpmlab.run import CKPT, LOSS, block_seed
-from ddpmlab.train import leaves_of
+from ddpmlab.runs.layout import CKPT
+from ddpmlab.runs.run import block_seed
 
 TINY = ["--timesteps", "20", "--hidden", "16", "--batch-size", "64", "--quiet", "--no-eval",
         "--no-figures"]
@@ -90,10 +91,11 @@ LONG = 2000  # steps of the runs that are interrupted
 
 @pytest.fixture(scope="module")
 def long_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The uninterrupted one-process run of LONG steps the interrupted ones must end at."""
+    """The uninterrupted one-process run of LONG steps the interrupted ones must end at
+    (checkpointed as often as they are, so that its configuration is theirs)."""
     folder = tmp_path_factory.mktemp("long")
     (folder / "data.toml").write_text(DATA_TOML)
-    return reference(folder, folder / "data.toml", LONG)
+    return reference(folder, folder / "data.toml", LONG, "--checkpoint-every", "50")
 
 
 # --- the rules ---------------------------------------------------------------------------
@@ -152,9 +154,8 @@ def test_two_and_three_processes_train_the_one_process_run(tmp_path: Path, toml:
                          "--steps", "150", *TINY, "--leaves", "4"], nproc)
         assert done.returncode == 0, done.stderr
         assert ours(done.stderr) == [], done.stderr  # --quiet: nothing from any rank
-    for name in ("two", "three"):
-        assert same_tensors(weights(one), weights(runs[name])), name
-        assert (one / LOSS).read_bytes() == (runs[name] / LOSS).read_bytes()
+    for name in ("two", "three"):  # weights, EMA, optimiser, losses, snapshots, samples
+        assert_same_run(one, runs[name], steps=150)
 
 
 def test_more_processes_than_leaves_are_refused_in_one_line(tmp_path: Path,
@@ -185,7 +186,7 @@ def test_an_autograd_model_on_two_processes_follows_the_one_process_run(
     difference = largest_difference(one, runs["two"])
     print(f"two processes against one: largest weight difference {difference:.2e}")
     assert difference < 1e-5
-    assert same_tensors(weights(runs["two"]), weights(runs["two_again"]))
+    assert_same_run(runs["two"], runs["two_again"], steps=150)
 
 
 def test_the_default_train_command_evaluates_and_draws_once(tmp_path: Path, toml: Path) -> None:
@@ -224,7 +225,7 @@ def test_two_nodes_of_one_process_train_one_run(tmp_path: Path, toml: Path) -> N
         assert node.wait(timeout=300) == 0, node.stderr.read() if node.stderr else ""
         if node.stderr:
             node.stderr.close()
-    assert same_tensors(weights(one), weights(out))
+    assert_same_run(one, out, steps=100)
 
 
 def start_long_run(tmp_path: Path, toml: Path, name: str, steps: int
@@ -280,8 +281,8 @@ def test_a_rank_killed_ends_the_group_and_the_run_resumes_on_one_or_two_processe
     assert checkpoint.load(out / CKPT).step % 50 == 0
 
     assert main([*args, "--resume"]) == 0  # one process, to the end
-    assert checkpoint.load(out / CKPT).step == steps and temps(out) == []
-    assert same_tensors(weights(one), weights(out))
+    assert temps(out) == []
+    assert_same_run(one, out, steps=steps)
 
 
 def test_sigterm_to_torchrun_writes_one_checkpoint_and_the_run_resumes(
@@ -300,7 +301,7 @@ def test_sigterm_to_torchrun_writes_one_checkpoint_and_the_run_resumes(
     assert 100 <= checkpoint_step(out) < steps
     done = torchrun([*args, "--resume"])
     assert done.returncode == 0, done.stderr
-    assert same_tensors(weights(one), weights(out))
+    assert_same_run(one, out, steps=steps)
 
 
 # --- sampling and evaluation --------------------------------------------------------------

@@ -4,15 +4,12 @@ step and over whole recorded loops, and against the exact probability-flow map o
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import numpy as np
 import pytest
 import torch
-from conftest import err
 from diffusers import DPMSolverMultistepScheduler
-from test_ddim import dummy
-from test_samplers import MU, STD, gaussian_eps
+from helpers import MU, STD, dummy, err, final, gaussian_eps
 
 from ddpmlab.samplers import (
     ddim_chain,
@@ -28,10 +25,6 @@ from ddpmlab.schedules import SCHEDULES, make_schedule
 torch.set_num_threads(1)
 
 DIFFUSERS_PREDICTION = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
-
-
-def final(chain) -> torch.Tensor:
-    return deque(chain, maxlen=1)[0][1]
 
 
 def on_grid(monkeypatch: pytest.MonkeyPatch, grid: np.ndarray) -> None:

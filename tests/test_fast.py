@@ -1,28 +1,21 @@
 """The hand-derived training gradients and the sampling forward pass against autograd and the
-modules themselves (ddpmlab.models.fast), and the trainer's fast path against its autograd
-path."""
+modules themselves (ddpmlab.accel.mlp), flat Adam against torch's (ddpmlab.accel.adam), and
+the trainer's hand-derived gradient backend against its autograd one."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from test_train import small_config
+from helpers import randomise, small_config
 
+from ddpmlab.accel import mlp as accel_mlp
+from ddpmlab.accel.adam import FlatAdam, flat_views, flatten_parameters
 from ddpmlab.config import replace
-from ddpmlab.models import fast
 from ddpmlab.models.mlp import ResMLP, SeedMLP
-from ddpmlab.train import FlatAdam, Trainer, flat_views, flatten_parameters
+from ddpmlab.train import Trainer
+from ddpmlab.train.gradients import HandDerived
 
 torch.set_num_threads(1)
-
-
-def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights everywhere (ResMLP's output layer starts at zero, which hides errors)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.2 * torch.randn(p.shape, generator=g))
-    return model
 
 
 MODELS = {
@@ -53,7 +46,7 @@ def test_gradients_equal_autograd(name: str, batch: int) -> None:
     loss = (target - model(x, t, y)).square().mean()
     want = torch.autograd.grad(loss, list(model.parameters()))
     grads = {n: torch.zeros(1, *p.shape) for n, p in model.named_parameters()}
-    got = fast.mse_and_grads(model, x, t, target, grads, y=y)
+    got = accel_mlp.mse_and_grads(model, x, t, target, grads, y=y)
     torch.testing.assert_close(got, loss.detach().reshape(1), rtol=1e-5, atol=1e-6)
     for (n, _), w in zip(model.named_parameters(), want, strict=True):
         assert w.abs().max() > 0, n
@@ -76,7 +69,7 @@ def test_leaves_are_computed_apart_bit_for_bit(name: str) -> None:
 
     def parts(rows: slice, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         grads = {k: torch.zeros(n, *p.shape) for k, p in model.named_parameters()}
-        loss = fast.mse_and_grads(model, x[rows], t[rows], target[rows], grads,
+        loss = accel_mlp.mse_and_grads(model, x[rows], t[rows], target[rows], grads,
                                   y=None if y is None else y[rows], leaves=n, total=batch)
         return loss, grads
 
@@ -95,12 +88,12 @@ def test_leaves_are_computed_apart_bit_for_bit(name: str) -> None:
 
 
 def test_only_the_two_mlps_are_covered() -> None:
-    assert fast.supports(SeedMLP(10)) and fast.supports(ResMLP(10, hidden=8))
+    assert accel_mlp.supports(SeedMLP(10)) and accel_mlp.supports(ResMLP(10, hidden=8))
 
     class Other(SeedMLP):
         pass
 
-    assert not fast.supports(Other(10))  # a subclass may change forward: autograd for it
+    assert not accel_mlp.supports(Other(10))  # a subclass may change forward: autograd for it
 
 
 @pytest.mark.filterwarnings("ignore:schedule 'sigmoid'")
@@ -122,7 +115,7 @@ def test_trainer_fast_path_follows_the_autograd_path(name: str, overrides: dict)
     runs = {}
     for autograd in (False, True):
         trainer = Trainer(config, x, autograd=autograd, labels=labels, classes=3)
-        assert trainer.fast is not autograd
+        assert isinstance(trainer.gradients, HandDerived) is not autograd
         losses = [float(trainer.train_step()) for _ in range(config.train.steps)]
         runs[autograd] = (losses, trainer.flat.clone(), trainer.ema_flat.clone(),
                           trainer.optimizer.exp_avg_sq.clone())
@@ -135,7 +128,7 @@ def test_trainer_fast_path_follows_the_autograd_path(name: str, overrides: dict)
 def test_learned_variance_trains_through_autograd() -> None:
     config = replace(small_config(steps=3), {"diffusion": {"variance": "learned_range"}})
     trainer = Trainer(config, torch.randn(100, 2))
-    assert not trainer.fast
+    assert not isinstance(trainer.gradients, HandDerived)
     before = trainer.flat.clone()
     trainer.fit()
     assert trainer.step == 3 and not torch.equal(before, trainer.flat)
@@ -187,7 +180,7 @@ def test_flat_adam_is_torch_adam_and_reads_and_writes_its_state() -> None:
 def test_sampling_forward_equals_the_module(fourier_scale: float) -> None:
     T = 40
     model = randomise(ResMLP(T, hidden=32, depth=2, fourier_scale=fourier_scale)).eval()
-    denoiser = fast.sampling_denoiser(model)
+    denoiser = accel_mlp.sampling_denoiser(model)
     x = torch.randn(300, 2, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         for t in (0, 17, T - 1):
@@ -198,11 +191,11 @@ def test_sampling_forward_equals_the_module(fourier_scale: float) -> None:
         mixed = torch.arange(300) % T  # rows at different t: the module itself
         assert torch.equal(denoiser(x, mixed), model(x, mixed))
         # in chunks of rows: the same rows, whatever the chunk
-        chunked = fast.sampling_denoiser(model, rows=64)
+        chunked = accel_mlp.sampling_denoiser(model, rows=64)
         tt = torch.full((300,), 5, dtype=torch.long)
         torch.testing.assert_close(chunked(x, tt), denoiser(x, tt), rtol=1e-6, atol=1e-6)
         seed_mlp = randomise(SeedMLP(T))
-        assert torch.equal(fast.sampling_denoiser(seed_mlp, rows=64)(x, mixed),
+        assert torch.equal(accel_mlp.sampling_denoiser(seed_mlp, rows=64)(x, mixed),
                            seed_mlp(x, mixed))
 
 
@@ -216,7 +209,8 @@ def test_conditional_sampling_forward_equals_the_module() -> None:
     with torch.inference_mode():
         want = model(x, tt, y)
         for rows in (64, 8192):
-            torch.testing.assert_close(fast.sampling_denoiser(model, rows=rows)(x, tt, y), want,
-                                       rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+            got = accel_mlp.sampling_denoiser(model, rows=rows)(x, tt, y)
+            torch.testing.assert_close(got, want, rtol=1e-4,
+                                       atol=1e-5 * float(want.abs().max()))
         mixed = torch.arange(300) % T
-        assert torch.equal(fast.sampling_denoiser(model)(x, mixed, y), model(x, mixed, y))
+        assert torch.equal(accel_mlp.sampling_denoiser(model)(x, mixed, y), model(x, mixed, y))

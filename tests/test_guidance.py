@@ -11,21 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import IMAGE_TINY, one_line_error, randomise
 from sklearn import datasets
-from test_fast import randomise
-from test_images_run import TINY as IMAGE_TINY
-from test_images_run import one_line_error
 
-from ddpmlab import run as runs
+import ddpmlab
 from ddpmlab.cli import main
 from ddpmlab.config import RunConfig, SeedUNetConfig, UNetConfig, replace
 from ddpmlab.data import resolve
 from ddpmlab.diffusion import predict_eps_x0, split_output
-from ddpmlab.modalities.points import CLASS_SETS
+from ddpmlab.metrics.point_evaluator import CLASS_SETS
 from ddpmlab.models import build_model
 from ddpmlab.models.mlp import ResMLP, SeedMLP
 from ddpmlab.models.unet import SeedUNet, UNet
-from ddpmlab.samplers import ddim_sample, ddpm_sample
+from ddpmlab.reports import report_for
+from ddpmlab.runs.evaluation import evaluator_for
+from ddpmlab.samplers import SamplerSpec, ddim_sample, ddpm_sample
 from ddpmlab.samplers.guidance import class_labels, guided
 from ddpmlab.schedules import make_schedule
 from ddpmlab.train import Trainer
@@ -172,7 +172,7 @@ def test_cond_drop_1_learns_one_model_for_every_class() -> None:
 
 
 def test_guidance_0_is_plain_conditional_sampling(cond_run: Path) -> None:
-    run = runs.open_run(cond_run)
+    run = ddpmlab.open_run(cond_run)
     y = torch.full((300,), 3)
     how = {"prediction": run.config.diffusion.prediction, "spacing": run.spacing()}
     variance = run.config.diffusion.variance  # learned_range: conditional points' default
@@ -182,24 +182,24 @@ def test_guidance_0_is_plain_conditional_sampling(cond_run: Path) -> None:
                            ("ddim", lambda d, g: ddim_sample(
                                lambda x, t: split_output(d(x, t), variance)[0], run.schedule,
                                (300, 2), steps=10, generator=g, **how))):
-        steps = 10 if sampler == "ddim" else None
+        spec = SamplerSpec(sampler, steps=10 if sampler == "ddim" else None)
         net = run.denoiser  # the network as the samplers call it, labels given directly
         want = plain(lambda x, t, net=net: net(x, t, y), torch.Generator().manual_seed(4))
-        got = run.sample(300, 4, sampler, steps, cls=3, guidance=0.0)
+        got = run.sample(300, 4, spec, cls=3, guidance=0.0)
         np.testing.assert_allclose(got, run.kind.to_data(want), rtol=1e-5, atol=1e-5)
         # the batched two-half path at a vanishing weight lands on the same samples
-        near = run.sample(300, 4, sampler, steps, cls=3, guidance=1e-6)
+        near = run.sample(300, 4, spec, cls=3, guidance=1e-6)
         np.testing.assert_allclose(near, got, rtol=1e-4, atol=1e-4)
-        assert not np.allclose(run.sample(300, 4, sampler, steps, cls=3, guidance=2.0), got)
+        assert not np.allclose(run.sample(300, 4, spec, cls=3, guidance=2.0), got)
 
 
 def test_class_all_samples_each_class_in_turn(cond_run: Path, tmp_path: Path) -> None:
-    run = runs.open_run(cond_run)
+    run = ddpmlab.open_run(cond_run)
     labels = run.labels(20, "all")
     assert labels is not None and np.bincount(labels).tolist() == [3, 3, 3, 3, 2, 2, 2, 2]
     assert run.sample(20, 1, cls="all", guidance=1.0).shape == (20, 2)
     assert run.labels(4, "90 deg").tolist() == run.labels(4, 2).tolist() == [2] * 4
-    run.kind.class_figure(run, tmp_path / "classes.png", 0, 1.0)  # points coloured by class
+    report_for(run).class_figure(tmp_path / "classes.png", 0, 1.0)  # points coloured by class
     assert (tmp_path / "classes.png").stat().st_size > 0
 
 
@@ -241,14 +241,14 @@ def test_a_label_column_by_name_or_index(tmp_path: Path) -> None:
 def test_real_data_scores_its_floor_per_class(cond_run: Path) -> None:
     """Real points of each class in place of samples: all in their class, W1 near 1 x floor."""
     from ddpmlab.data.toy2d import LABELLED
-    run = runs.open_run(cond_run)
+    evaluator = evaluator_for(ddpmlab.open_run(cond_run).kind)
     x, y = LABELLED["gaussians8"](1600, np.random.default_rng(12))  # fresh real points
-    result = run.kind.per_class(x, y)
+    result = evaluator.per_class(x, y)
     for row in result["classes"].values():
         assert row["accuracy"] == pytest.approx(1.0, abs=0.01)
         assert row["1nna"] < 0.65 and row["w1_ratio"] < 1.6
     # a sample of class 0 labelled class 1: out of its region, far from class 1's points
-    wrong = run.kind.per_class(x, (y + 1) % 8)
+    wrong = evaluator.per_class(x, (y + 1) % 8)
     assert wrong["overall"]["accuracy"] < 0.01 and wrong["classes"]["45 deg"]["w1_ratio"] > 20
 
 
@@ -257,21 +257,22 @@ def test_per_class_scores_each_of_its_independent_sample_sets(cond_run: Path) ->
     against the same reference sets and floors as one set scored three times; the run's
     per-class evaluation draws CLASS_SETS sets of n."""
     from ddpmlab.data.toy2d import LABELLED
-    run = runs.open_run(cond_run)
+    run = ddpmlab.open_run(cond_run)
+    evaluator = evaluator_for(run.kind)
     x, y = LABELLED["gaussians8"](4000, np.random.default_rng(5))
     sets = [x[y == k][:200] for k in range(8)]
-    one = run.kind.per_class(np.concatenate(sets), np.repeat(np.arange(8), 200), 0, 1)
+    one = evaluator.per_class(np.concatenate(sets), np.repeat(np.arange(8), 200), 0, 1)
     labels = np.repeat(np.arange(8), 600)
-    three = run.kind.per_class(np.concatenate([np.tile(a, (3, 1)) for a in sets]), labels, 0, 3)
-    moved = run.kind.per_class(np.concatenate([np.concatenate([a, a, a + 0.3]) for a in sets]),
-                               labels, 0, 3)
+    three = evaluator.per_class(np.concatenate([np.tile(a, (3, 1)) for a in sets]), labels, 0, 3)
+    moved = evaluator.per_class(np.concatenate([np.concatenate([a, a, a + 0.3]) for a in sets]),
+                                labels, 0, 3)
     for name, row in one["classes"].items():
         assert row["n"] == three["classes"][name]["n"] == 200
         for key in ("w1", "w1_floor", "1nna", "1nna_floor"):
             assert three["classes"][name][key] == pytest.approx(row[key], rel=1e-9)
         assert moved["classes"][name]["w1"] > row["w1"] + 0.05  # the third set is scored
-    r = runs.score_classes(run, 0.0, n=12)
-    assert r["n"] == 12 and r["draws"] == run.kind.class_draws == CLASS_SETS
+    r = ddpmlab.score_classes(run, 0.0, n=12)
+    assert r["n"] == 12 and r["draws"] == evaluator.class_draws == CLASS_SETS
     assert all(c["n"] == 12 for c in r["classes"].values())
 
 
@@ -286,7 +287,7 @@ def test_conditional_points_default_to_a_learned_variance(cond_run: Path) -> Non
     assert mine.diffusion.variance == "fixed_small"
     assert (default_config("digits", cond).diffusion.variance
             == default_config("digits").diffusion.variance)
-    assert runs.open_run(cond_run).config.diffusion.variance == "learned_range"
+    assert ddpmlab.open_run(cond_run).config.diffusion.variance == "learned_range"
 
 
 @pytest.mark.parametrize(("variance", "lo", "hi"), [("fixed_small", 0.86, 0.92),
@@ -327,11 +328,12 @@ def test_a_conditional_image_run_samples_and_draws_a_row_per_class(tmp_path: Pat
     assert main(["sample", str(out), "--class", "7", "--guidance", "3", "--n", "5", "--out",
                  str(tmp_path / "sevens.npy"), "--quiet"]) == 0
     assert np.load(tmp_path / "sevens.npy").shape == (5, 1, 8, 8)
-    run = runs.open_run(out)
-    result = run.kind.per_class(run.sample(30, cls="all", guidance=1.0), run.labels(30, "all"))
+    run = ddpmlab.open_run(out)
+    result = evaluator_for(run.kind).per_class(run.sample(30, cls="all", guidance=1.0),
+                                               run.labels(30, "all"))
     assert set(result["classes"]) == {str(k) for k in range(10)}
     assert {"fd", "fd_floor", "accuracy", "accuracy_real"} <= set(result["overall"])
-    run.kind.class_figure(run, tmp_path / "classes.png", 0, 1.0)
+    report_for(run).class_figure(tmp_path / "classes.png", 0, 1.0)
     assert (tmp_path / "classes.png").stat().st_size > 0
 
 

@@ -3,39 +3,34 @@ runs written before the modalities (old checkpoints still open)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import IMAGE_TINY, one_line_error
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ddpmlab import run as runs
+from ddpmlab import SAMPLERS, SamplerSpec, open_run, run_bound, run_exact_nll
 from ddpmlab.cli import main
 from ddpmlab.config import RunConfig, replace
 from ddpmlab.modalities import default_config
-
-TINY = ["--width", "8", "--batch-size", "32", "--timesteps", "10", "--steps", "12", "--quiet"]
+from ddpmlab.runs import likelihood
+from ddpmlab.runs.layout import CKPT
 
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("images") / "digits"
-    assert main(["train", "digits", "--out", str(out), *TINY, "--no-eval", "--no-figures"]) == 0
+    assert main(["train", "digits", "--out", str(out), *IMAGE_TINY, "--no-eval",
+                 "--no-figures"]) == 0
     return out
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str], code: int, *needles: str) -> str:
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith("ddpmlab: error: "), err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def test_defaults_follow_the_data() -> None:
@@ -59,46 +54,43 @@ def test_width_sets_the_networks_own_setting(image_run: Path) -> None:
 def test_x0_is_clipped_for_images_only(image_run: Path, tiny_run: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[bool] = []
-    for name in ("ddpm_chain", "ddim_chain"):
-        original = getattr(runs, name)
+    for name in ("ddpm", "ddim"):  # each sampler of the registry, spied on
+        original = SAMPLERS[name].chain
 
         def spy(*args, _original=original, **kwargs):
             seen.append(kwargs["clip"])
             return _original(*args, **kwargs)
 
-        monkeypatch.setattr(runs, name, spy)
+        monkeypatch.setitem(SAMPLERS, name, dataclasses.replace(SAMPLERS[name], chain=spy))
     for path, expected in ((image_run, True), (tiny_run, False)):
-        run = runs.open_run(path)
+        run = open_run(path)
         seen.clear()
         run.sample(3, sampler="ddpm")
-        run.sample(3, sampler="ddim", steps=4)
+        run.sample(3, sampler=SamplerSpec("ddim", steps=4))
         assert seen == [expected, expected]
 
 
 def test_every_sampler_is_finite_at_every_step_count(image_run: Path) -> None:
-    run = runs.open_run(image_run)
+    run = open_run(image_run)
     for sampler in ("ddpm", "ddim"):
         for k in range(1, run.schedule.T + 1):
-            x = run.sample(4, sampler=sampler, steps=k)
+            x = run.sample(4, sampler=SamplerSpec(sampler, steps=k))
             assert x.shape == (4, 1, 8, 8) and np.isfinite(x).all()
             assert x.min() >= 0 and x.max() <= 1
 
 
 def test_the_bound_uses_the_datas_levels(image_run: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import shutil
-
-    from ddpmlab import analysis
     seen = {}
-    original = analysis.nll_bound
+    original = likelihood.nll_bound
 
     def spy(*args, **kwargs):
         seen.update(kwargs)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(analysis, "nll_bound", spy)
-    run = runs.open_run(shutil.copytree(image_run, tmp_path / "run"))
-    result = analysis.run_bound(run, n=20)
+    monkeypatch.setattr(likelihood, "nll_bound", spy)
+    run = open_run(shutil.copytree(image_run, tmp_path / "run"))
+    result = run_bound(run, n=20)
     assert seen["decoder"] == "discretized" and seen["levels"] == 17  # digits: 17 grey levels
     assert result["decoder_kind"] == "discretized" and 0 < result["bits_per_dim"] < math.inf
 
@@ -169,7 +161,7 @@ def test_bad_image_data_ends_with_one_line_and_no_run(name: str, tmp_path: Path,
                                                       ) -> None:
     source, needle = _bad_sources(tmp_path)[name]
     out = tmp_path / "run"
-    code = main(["train", source, "--out", str(out), *TINY])
+    code = main(["train", source, "--out", str(out), *IMAGE_TINY])
     one_line_error(capsys, code, needle)
     assert not out.exists()
 
@@ -182,7 +174,7 @@ def test_bad_image_data_ends_with_one_line_and_no_run(name: str, tmp_path: Path,
 def test_a_network_for_the_other_kind_of_data_is_refused(
         data: str, model: str, needle: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["train", data, "--model", model, "--out", str(tmp_path / "r"), *TINY])
+    code = main(["train", data, "--model", model, "--out", str(tmp_path / "r"), *IMAGE_TINY])
     one_line_error(capsys, code, needle)
     assert not (tmp_path / "r").exists()
 
@@ -190,7 +182,7 @@ def test_a_network_for_the_other_kind_of_data_is_refused(
 def test_a_run_written_before_the_modalities_still_opens(tiny_copy: Path) -> None:
     """Checkpoints before images had model.hidden/depth/fourier_scale and a 'standardizer'
     in their metadata, no modality, shape or scaler: rewrite one in that form."""
-    path = tiny_copy / runs.CKPT
+    path = tiny_copy / CKPT
     with safe_open(path, "pt") as f:
         metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     header = json.loads(metadata["header"])
@@ -204,7 +196,7 @@ def test_a_run_written_before_the_modalities_still_opens(tiny_copy: Path) -> Non
     config = json.loads((tiny_copy / "config.json").read_text())
     config["model"] = header["config"]["model"]
     (tiny_copy / "config.json").write_text(json.dumps(config))
-    before = runs.open_run(tiny_copy)
+    before = open_run(tiny_copy)
     assert before.kind.name == "points" and before.config.model.resmlp.hidden == 16
     assert np.isfinite(before.sample(5)).all()
 
@@ -213,7 +205,7 @@ def test_a_run_written_before_the_modalities_still_opens(tiny_copy: Path) -> Non
 @pytest.mark.parametrize("command", ["train", "sample", "evaluate"])
 def test_device_cuda_without_a_gpu_is_one_line(command: str, image_run: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    args = {"train": ["digits", "--out", str(tmp_path / "r"), *TINY],
+    args = {"train": ["digits", "--out", str(tmp_path / "r"), *IMAGE_TINY],
             "sample": [str(image_run), "--out", str(tmp_path / "x.npy")],
             "evaluate": [str(image_run)]}[command]
     code = main([command, *args, "--device", "cuda"])
@@ -224,7 +216,7 @@ def test_device_cuda_without_a_gpu_is_one_line(command: str, image_run: Path, tm
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_an_image_run_trains_and_samples_on_cuda(tmp_path: Path) -> None:
     out = tmp_path / "cuda"
-    assert main(["train", "digits", "--out", str(out), *TINY, "--device", "cuda"]) == 0
+    assert main(["train", "digits", "--out", str(out), *IMAGE_TINY, "--device", "cuda"]) == 0
     files = [tmp_path / "a.npy", tmp_path / "b.npy"]
     for path in files:
         assert main(["sample", str(out), "--n", "8", "--seed", "3", "--out", str(path),
@@ -237,16 +229,13 @@ def test_an_image_run_trains_and_samples_on_cuda(tmp_path: Path) -> None:
 
 def test_the_ode_samples_images_and_their_exact_nll_is_dequantised(image_run: Path,
                                                                    tmp_path: Path) -> None:
-    import shutil
-
-    from ddpmlab import analysis
-    run = runs.open_run(shutil.copytree(image_run, tmp_path / "run"))
-    x = run.sample(4, sampler="ode", rtol=1e-3, atol=1e-3)
+    run = open_run(shutil.copytree(image_run, tmp_path / "run"))
+    x = run.sample(4, sampler=SamplerSpec("ode", rtol=1e-3, atol=1e-3))
     assert x.shape == (4, 1, 8, 8) and np.isfinite(x).all() and 0 <= x.min() <= x.max() <= 1
-    result = analysis.run_exact_nll(run, n=8, rtol=1e-3, atol=1e-3)
+    result = run_exact_nll(run, n=8, rtol=1e-3, atol=1e-3)
     assert result["divergence"] == "hutchinson" and result["dequantised_levels"] == 17
     assert math.isfinite(result["bits_per_dim"]) and result["stderr_bits_per_dim"] > 0
     # a bound on the -log of a probability mass (not a density): positive
     assert result["bits_per_dim"] > 3 * result["stderr_bits_per_dim"]
-    saved = json.loads((run.path / analysis.EXACT_NLL).read_text())
+    saved = json.loads((run.path / likelihood.EXACT_NLL).read_text())
     assert saved["bits_per_dim"] == result["bits_per_dim"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from helpers import TINY
 from PIL import Image
 
 from ddpmlab.cli import main

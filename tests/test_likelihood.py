@@ -17,8 +17,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import err
-from test_samplers import MU, STD, gaussian_eps
+from helpers import MU, STD, err, gaussian_eps
 
 from ddpmlab.diffusion import q_sample, reverse_log_variance
 from ddpmlab.likelihood import (

@@ -40,7 +40,7 @@ def test_an_old_run_samples_what_it_sampled_then(kind, n, requests, expected) ->
 def _ema_digest(path: Path) -> str:
     h = hashlib.sha256()
     with safe_open(str(path), "pt") as f:
-        for k in sorted(k for k in f.keys() if k.startswith("ema")):  # noqa: SIM118
+        for k in sorted(k for k in f.keys() if k.startswith("ema")):
             h.update(k.encode())
             h.update(f.get_tensor(k).numpy().tobytes())
     return h.hexdigest()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import err
+from helpers import err
 
 from ddpmlab.diffusion import (
     PREDICTIONS,

@@ -22,29 +22,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import contents
+from helpers import (
+    DATA_TOML,
+    SMALL,
+    assert_same_run,
+    checkpoint_step,
+    contents,
+    poll,
+    small_config,
+    temps,
+)
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from test_train import SMALL, small_config
 
-from ddpmlab import checkpoint
-from ddpmlab.cli import _overrides as cli_overrides
-from ddpmlab.cli import build_parser, main
+from ddpmlab import checkpoint, open_run, train_run
+from ddpmlab.cli import main
+from ddpmlab.cli.parser import build_parser
+from ddpmlab.cli.settings import overrides
 from ddpmlab.config import RunConfig, from_dict, load_toml, replace
 from ddpmlab.errors import UserError
 from ddpmlab.fileio import remove_stale_temps, write_json
-from ddpmlab.run import CKPT, CONFIG, DATA, LOSS, SNAPSHOTS, open_run, train_run
+from ddpmlab.runs.layout import CKPT, CONFIG, DATA, LOSS, SNAPSHOTS
 from ddpmlab.train import Trainer
 
-DATA_TOML = "[data]\nn_train = 600\nheldout = 400\n"
 STEPS = 400
 KILL_ARGS = ["--steps", str(STEPS), "--timesteps", "20", "--hidden", "16", "--batch-size", "64",
              "--checkpoint-every", "7", "--quiet", "--no-figures"]
 N_KILLS = 10  # SIGKILLs; each relaunch costs ~2 s, mostly importing torch and torch._dynamo
-
-
-def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _dead_pid() -> int:
@@ -52,10 +56,6 @@ def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
-
-
-def temps(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*.tmp*")) if folder.is_dir() else []
 
 
 def check_files(folder: Path) -> int:
@@ -84,32 +84,48 @@ def check_files(folder: Path) -> int:
 
 def test_checkpoint_every_flag_and_toml_set_the_same_field(tmp_path: Path) -> None:
     args = build_parser().parse_args(["train", "moons", "--checkpoint-every", "5"])
-    assert cli_overrides(args) == {"train": {"checkpoint_every": 5}}
+    assert overrides(args) == {"train": {"checkpoint_every": 5}}
     toml = tmp_path / "c.toml"
     toml.write_text("[train]\ncheckpoint_every = 5\n")
     assert (from_dict(RunConfig, load_toml(toml))
-            == replace(RunConfig(), cli_overrides(args)))
-    assert RunConfig().train.checkpoint_every == 1000
+            == replace(RunConfig(), overrides(args)))
+    # by default a run checkpoints while it trains, not only at its end
+    assert 0 < RunConfig().train.checkpoint_every < RunConfig().train.steps
 
 
 @pytest.mark.parametrize("every, saved", [(7, [7, 14, 21, 28, 30]), (0, [30])])
 def test_checkpoints_and_losses_are_written_every_n_steps(
         every: int, saved: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ddpmlab.run as run_module
-
+    """The run directory watched after every step and at the end: a checkpoint is written at
+    each multiple of ``every`` and at the end, and only then, each with loss.csv beside it
+    holding the losses of the same logged steps."""
+    out = tmp_path / "run"
     seen: list[int] = []
-    original = run_module._save_progress
+    last: list[tuple[int, int]] = []  # the checkpoint file last seen (inode, mtime)
 
-    def save_progress(out: Path, trainer: Trainer, meta: dict) -> None:
-        original(out, trainer, meta)
+    def look() -> None:
+        if not (out / CKPT).exists():
+            return
+        stat = (out / CKPT).stat()
+        if last and last[-1] == (stat.st_ino, stat.st_mtime_ns):
+            return
+        last.append((stat.st_ino, stat.st_mtime_ns))
         ckpt = checkpoint.load(out / CKPT)
         loss = np.loadtxt(out / LOSS, delimiter=",", skiprows=1, ndmin=2)
         assert [int(s) for s in loss[:, 0]] == [s for s, _ in ckpt.meta["history"]]
         seen.append(ckpt.step)
 
-    monkeypatch.setattr(run_module, "_save_progress", save_progress)
-    train_run(small_config(checkpoint_every=every), tmp_path / "run", progress=False,
-              figures=False)
+    fit = Trainer.fit
+
+    def watched(self: Trainer, *, on_step=None, **kw) -> None:
+        def hook(step: int) -> None:
+            on_step(step)
+            look()
+        fit(self, on_step=hook, **kw)
+
+    monkeypatch.setattr(Trainer, "fit", watched)
+    train_run(small_config(checkpoint_every=every), out, progress=False, figures=False)
+    look()
     assert seen == saved
 
 
@@ -140,14 +156,9 @@ def test_resume_after_a_kill_retakes_later_snapshots_and_removes_temps(
 
     train_run(config, killed, resume=True, progress=False, figures=False)
     assert not any(p.exists() for p in stale) and temps(killed) == []
-    a, b = checkpoint.load(straight / CKPT), checkpoint.load(killed / CKPT)
-    assert a.step == b.step == 30
-    assert same_tensors(a.model, b.model) and same_tensors(a.ema, b.ema)
-    for name in (LOSS, CONFIG, DATA):
-        assert (straight / name).read_bytes() == (killed / name).read_bytes(), name
-    with np.load(straight / SNAPSHOTS) as fa, np.load(killed / SNAPSHOTS) as fb:
-        assert sorted(fa.files) == sorted(fb.files) == ["labels", "step10", "step23"]
-        assert all(np.array_equal(fa[k], fb[k]) for k in fa.files)
+    with np.load(killed / SNAPSHOTS) as f:
+        assert sorted(f.files) == ["labels", "step10", "step23"]  # step 23 taken again
+    assert_same_run(straight, killed, steps=30)
 
 
 def test_remove_stale_temps_keeps_live_writers_and_other_files(tmp_path: Path) -> None:
@@ -190,43 +201,6 @@ def wait_for_training(proc: subprocess.Popen[str]) -> list[str]:
         if line.startswith("training "):
             break
     return lines
-
-
-def checkpoint_step(run: Path) -> int:
-    """The step of RUN's checkpoint from its header alone (cheap enough to poll), or -1.
-
-    One open file handle reads the header: safetensors' ``safe_open`` opens the path a second
-    time for torch's storage, so a checkpoint renamed in between fails its size check."""
-    try:
-        with open(run / CKPT, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(n))
-    except FileNotFoundError:
-        return -1
-    return json.loads(header["__metadata__"]["header"])["step"]
-
-
-def poll(until, proc: subprocess.Popen[str], timeout: float = 60) -> None:
-    """Wait until ``until()`` or the end of ``proc``."""
-    deadline = time.monotonic() + timeout
-    while not until() and proc.poll() is None:
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.002)
-
-
-def assert_same_run(reference: Path, run: Path) -> None:
-    """The run ended with the reference's state bit for bit: model, EMA, generator, losses,
-    data, configuration and snapshots."""
-    a, b = checkpoint.load(reference / CKPT), checkpoint.load(run / CKPT)
-    assert a.step == b.step == STEPS
-    assert same_tensors(a.model, b.model) and same_tensors(a.ema, b.ema)
-    assert a.rng is not None and b.rng is not None and torch.equal(a.rng, b.rng)
-    assert a.meta["history"] == b.meta["history"]
-    for name in (LOSS, DATA, CONFIG):
-        assert (reference / name).read_bytes() == (run / name).read_bytes(), name
-    with np.load(reference / SNAPSHOTS) as fa, np.load(run / SNAPSHOTS) as fb:
-        assert sorted(fa.files) == sorted(fb.files)
-        assert all(np.array_equal(fa[k], fb[k]) for k in fa.files)
 
 
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(
@@ -286,7 +260,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(
 
     assert temps(run) == []
     counts["files checked"] += check_files(run)
-    assert_same_run(reference, run)
+    assert_same_run(reference, run, steps=STEPS)
     print("kill test:", ", ".join(f"{k} {v}" for k, v in counts.items()), "; corrupt files 0")
     assert counts["kills"] == N_KILLS and counts["nothing to resume"] >= 1
     assert counts["during a checkpoint write"] >= 1
@@ -350,7 +324,7 @@ def test_sigint_and_sigterm_at_random_steps_then_resume_equals_an_uninterrupted_
         proc.stderr.close()
         assert temps(run) == []
     assert main(["train", *fresh, "--resume"]) == 0
-    assert_same_run(reference, run)
+    assert_same_run(reference, run, steps=STEPS)
 
 
 # --- the command that started the run, --resume appended --------------------------------

@@ -10,36 +10,17 @@ standard errors), and it must replay diffusers' recorded 1000- and 100-step loop
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import numpy as np
 import pytest
 import torch
-from conftest import err
+from helpers import MU, N_STAT, STD, assert_gaussian_moments, err, final, gaussian_eps, replay
 
-from ddpmlab.diffusion import mean_from_eps, reverse_variance
+from ddpmlab.diffusion import mean_from_eps
 from ddpmlab.samplers import ddpm_chain, ddpm_sample
 from ddpmlab.schedules import NoiseSchedule, make_schedule
 
 torch.set_num_threads(1)
-
-MU = (0.5, -0.25)
-STD = (0.3, 0.6)
-N_STAT = 20_000  # samples for the moment checks (~0.8 s per 1000-step chain)
-
-
-def gaussian_eps(alpha_bar: torch.Tensor, mu=MU, std=STD):
-    """The exact eps-prediction of N(mu, diag(std^2)) data, evaluated in float64."""
-    ab = alpha_bar.double()
-    mu_t = torch.tensor(mu, dtype=torch.float64)
-    var = torch.tensor(std, dtype=torch.float64) ** 2
-
-    def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        a = ab[t][:, None]
-        eps = (1 - a).sqrt() * (x_t.double() - a.sqrt() * mu_t) / (a * var + 1 - a)
-        return eps.to(x_t.dtype)
-
-    return denoiser
 
 
 def chain_moments(alpha_bar: np.ndarray, variance: str, mu=MU, std=STD):
@@ -63,24 +44,10 @@ def chain_moments(alpha_bar: np.ndarray, variance: str, mu=MU, std=STD):
     return m, np.sqrt(v)
 
 
-def assert_gaussian_moments(x: torch.Tensor, want_mean, want_std, z: float = 5.0):
-    """Sample mean/std/correlation of x (n, 2) within z standard errors."""
-    n = x.shape[0]
-    x = x.double().numpy()
-    want_mean, want_std = np.asarray(want_mean), np.asarray(want_std)
-    mean, std = x.mean(0), x.std(0, ddof=1)
-    # standard errors: of a mean std/sqrt(n); of a Gaussian sample std std/sqrt(2(n-1))
-    assert np.all(np.abs(mean - want_mean) <= z * want_std / math.sqrt(n)), (mean, want_mean)
-    assert np.all(np.abs(std - want_std) <= z * want_std / math.sqrt(2 * (n - 1))), (std, want_std)
-    corr = np.corrcoef(x.T)[0, 1]  # independent coordinates: se of r ~ 1/sqrt(n)
-    assert abs(corr) <= z / math.sqrt(n), corr
-
-
 def run_chain(schedule, variance, n, seed):
     """The final state x_0 of one chain (the others are dropped as they come)."""
-    chain = ddpm_chain(gaussian_eps(schedule.alpha_bar), schedule, (n, 2), variance=variance,
-                       generator=torch.Generator().manual_seed(seed))
-    return deque(chain, maxlen=1)[0][1]
+    return final(ddpm_chain(gaussian_eps(schedule.alpha_bar), schedule, (n, 2),
+                            variance=variance, generator=torch.Generator().manual_seed(seed)))
 
 
 # ------------------------------------------------------------------ reaching the Gaussian
@@ -205,21 +172,6 @@ def test_unknown_variance_is_rejected():
 
 
 # ------------------------------------------------------------------ diffusers' recorded loops
-
-
-def replay(schedule: NoiseSchedule, x_T: np.ndarray, noises: np.ndarray) -> torch.Tensor:
-    """diffusers' ancestral loop with its recorded z: x <- mu(x, t) + sigma_t z, no z at t = 0."""
-    eps = gaussian_eps(schedule.alpha_bar)
-    sigma = reverse_variance(schedule, "fixed_small").sqrt()
-    x = torch.from_numpy(x_T).clone()
-    T = schedule.T
-    assert noises.shape == (T - 1, *x.shape)
-    for k, t in enumerate(reversed(range(T))):
-        tt = torch.full((x.shape[0],), t, dtype=torch.long)
-        x = mean_from_eps(schedule, x, tt, eps(x, tt))  # Ho Eq. 11
-        if t > 0:
-            x = x + sigma[t] * torch.from_numpy(noises[k])
-    return x
 
 
 @pytest.mark.parametrize(("name", "case"), [("linear", "linear"), ("cosine", "squaredcos_cap_v2")])

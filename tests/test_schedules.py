@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import err
+from helpers import err
 
 from ddpmlab.errors import UserError
 from ddpmlab.schedules import (

@@ -1,4 +1,4 @@
-"""figures/score.png's fields: the learned score beside the exact one (modalities/points.py)."""
+"""figures/score.png's fields: the learned score beside the exact one (reports/points.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 from ddpmlab import viz
 from ddpmlab.config import RunConfig, replace
 from ddpmlab.data.toy2d import GAUSSIANS8_CENTRES, GAUSSIANS8_STD, gaussians8
-from ddpmlab.modalities.points import SCORE_FRACTIONS, Points
+from ddpmlab.modalities import Points
+from ddpmlab.reports.points import SCORE_FRACTIONS, PointReport
 from ddpmlab.schedules import make_schedule
 
 
@@ -23,14 +24,17 @@ def kind() -> Points:
     return Points.prepare(config)
 
 
-def _run(kind: Points, denoiser) -> SimpleNamespace:
+def _report(kind: Points, denoiser=None) -> PointReport:
+    """The points' report of a stand-in run: the schedule, and ``denoiser(schedule)`` as its
+    network."""
     s = make_schedule("cosine", 100)
-    return SimpleNamespace(schedule=s, config=kind.config, device=torch.device("cpu"),
-                           denoiser=denoiser(s))
+    run = SimpleNamespace(schedule=s, config=kind.config, device=torch.device("cpu"),
+                          kind=kind, denoiser=denoiser(s) if denoiser else None)
+    return PointReport(run)
 
 
 def test_the_exact_mixture_is_the_standardised_gaussians8(kind: Points):
-    mix = kind.exact_mixture()
+    mix = _report(kind).exact_mixture()
     assert mix is not None
     z = kind.scaler.transform(gaussians8(20_000, np.random.default_rng(0)))
     means = (GAUSSIANS8_CENTRES - np.asarray(kind.scaler.mean)) / np.asarray(kind.scaler.std)
@@ -42,9 +46,9 @@ def test_the_exact_mixture_is_the_standardised_gaussians8(kind: Points):
 
 
 def test_a_perfect_network_scores_zero_cosine_error_and_a_reversed_one_two(kind, tmp_path):
-    mix = kind.exact_mixture()
+    mix = _report(kind).exact_mixture()
     assert mix is not None
-    levels, errors = kind.score_field(_run(kind, lambda s: mix.denoiser(s.alpha_bar)), seed=0)
+    levels, errors = _report(kind, lambda s: mix.denoiser(s.alpha_bar)).score_field(seed=0)
     assert len(levels) == len(errors) == len(SCORE_FRACTIONS)
     assert max(errors.values()) < 1e-4, errors
     for level in levels:
@@ -54,7 +58,7 @@ def test_a_perfect_network_scores_zero_cosine_error_and_a_reversed_one_two(kind,
     def reversed_(s):
         exact = mix.denoiser(s.alpha_bar)
         return lambda x, t: -exact(x, t)
-    _, errors = kind.score_field(_run(kind, reversed_), seed=0)
+    _, errors = _report(kind, reversed_).score_field(seed=0)
     assert min(errors.values()) > 1.999, errors
     path = viz.plot_score_field(levels, tmp_path / "score.png",
                                 viz.frame_limits([lv.grid for lv in levels]),
@@ -65,6 +69,7 @@ def test_a_perfect_network_scores_zero_cosine_error_and_a_reversed_one_two(kind,
 def test_data_without_a_closed_form_gets_the_learned_field_only():
     config = replace(RunConfig(), {"data": {"source": "moons", "n_train": 500, "heldout": 500}})
     moons = Points.prepare(config)
-    assert moons.exact_mixture() is None
-    levels, errors = moons.score_field(_run(moons, lambda s: lambda x, t: x), seed=0)
+    report = _report(moons, lambda s: lambda x, t: x)
+    assert report.exact_mixture() is None
+    levels, errors = report.score_field(seed=0)
     assert errors == {} and all(list(lv.fields) == ["learned"] for lv in levels)

@@ -8,8 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import err
-from test_samplers import gaussian_eps, replay
+from helpers import err, gaussian_eps, replay
 
 from ddpmlab.errors import UserError
 from ddpmlab.samplers import DEFAULT_SPACING, SPACINGS, ddpm_chain, default_spacing, timesteps

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import err
+from helpers import err
 
 from ddpmlab.config import RunConfig, from_dict, replace, to_dict, upgrade
 from ddpmlab.diffusion import q_sample, stable_target

@@ -1,28 +1,19 @@
-"""Training determinism, resume, checkpoints and configuration."""
+"""Training: determinism, checkpoints, divergence. (Resuming: test_resume_contract.py;
+configuration: test_config.py.)"""
 
 from __future__ import annotations
 
-import itertools
 import re
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import small_config
 
-from ddpmlab import checkpoint
-from ddpmlab.config import RunConfig, from_dict, load_toml, replace, to_dict, validate
+from ddpmlab import checkpoint, open_run, train_run
 from ddpmlab.errors import UserError
-from ddpmlab.run import CKPT, open_run, train_run
-from ddpmlab.train import Diverged, Trainer, lr_factor
-
-SMALL = {"data": {"source": "moons", "n_train": 500, "heldout": 100},
-         "diffusion": {"timesteps": 30},
-         "model": {"resmlp": {"hidden": 16}},
-         "train": {"steps": 30, "batch_size": 32, "log_every": 5, "snapshots": [10]}}
-
-
-def small_config(**train: object) -> RunConfig:
-    return replace(RunConfig(), {**SMALL, "train": {**SMALL["train"], **train}})
+from ddpmlab.runs.layout import CKPT
+from ddpmlab.train import Diverged, Trainer
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -38,35 +29,6 @@ def test_same_seed_same_weights_other_seed_other_weights() -> None:
         runs.append(weights(trainer.ema))
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     assert not all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
-
-
-def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(tmp_path: Path) -> None:
-    config = small_config()
-    straight = train_run(config, tmp_path / "straight", progress=False, figures=False)
-
-    def interrupt(step: int) -> None:
-        if step == 13:
-            raise KeyboardInterrupt
-
-    import ddpmlab.run as run_module
-    original = Trainer.fit
-    try:  # stop the second run at step 13, as Ctrl-C would
-        Trainer.fit = lambda self, **kw: original(self, on_step=interrupt)
-        with pytest.raises(KeyboardInterrupt):
-            run_module.train_run(config, tmp_path / "resumed", progress=False, figures=False)
-    finally:
-        Trainer.fit = original
-    assert checkpoint.load(tmp_path / "resumed" / CKPT).step == 13
-    resumed = train_run(config, tmp_path / "resumed", resume=True, progress=False,
-                        figures=False)
-    a = checkpoint.load(tmp_path / "straight" / CKPT)
-    b = checkpoint.load(tmp_path / "resumed" / CKPT)
-    assert a.step == b.step == 30
-    for part in ("model", "ema"):
-        sa, sb = getattr(a, part), getattr(b, part)
-        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert a.meta["history"] == b.meta["history"]
-    assert (straight.sample(50, 3) == resumed.sample(50, 3)).all()
 
 
 def test_checkpoint_round_trip_keeps_every_tensor_and_the_config(tmp_path: Path) -> None:
@@ -108,36 +70,6 @@ def test_checkpoint_refuses_pickle_truncation_and_foreign_files(tmp_path: Path) 
         checkpoint.load(truncated)
     with pytest.raises(UserError, match="not found"):
         checkpoint.load(tmp_path / "none.safetensors")
-
-
-def test_config_from_dict_refuses_unknown_keys_and_wrong_types() -> None:
-    with pytest.raises(UserError, match="unknown setting train.stepz; valid in \\[train\\]"):
-        from_dict(RunConfig, {"train": {"stepz": 3}})
-    with pytest.raises(UserError, match="train.steps must be int"):
-        from_dict(RunConfig, {"train": {"steps": "3"}})
-    assert from_dict(RunConfig, {"train": {"lr": 1}}).train.lr == 1.0  # int -> float is exact
-    assert from_dict(RunConfig, to_dict(small_config())) == small_config()
-    with pytest.raises(UserError, match="timesteps must be at least 2"):
-        validate(replace(RunConfig(), {"diffusion": {"timesteps": 1}}))
-
-
-def test_toml_file_sets_the_same_fields(tmp_path: Path) -> None:
-    path = tmp_path / "c.toml"
-    path.write_text('[model]\nname = "seed_mlp"\n[train]\nsteps = 7\nsnapshots = [1, 2]\n')
-    config = from_dict(RunConfig, load_toml(path))
-    assert config.model.name == "seed_mlp" and config.train.steps == 7
-    assert config.train.snapshots == (1, 2)
-    path.write_text("[train\n")
-    with pytest.raises(UserError, match="not valid TOML"):
-        load_toml(path)
-
-
-def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
-    config = small_config(steps=100, warmup=10)
-    factors = [lr_factor(config, s) for s in range(101)]
-    assert factors[0] == pytest.approx(0.1, rel=0.01) and max(factors) <= 1.0
-    assert factors[100] == pytest.approx(0.0, abs=1e-12)
-    assert all(a >= b for a, b in itertools.pairwise(factors[10:]))
 
 
 def test_divergence_stops_with_the_step_and_keeps_no_nan_checkpoint(tmp_path: Path) -> None:

@@ -150,7 +150,7 @@ def resume_request(args: argparse.Namespace) -> tuple[RunConfig, bool]:
 
     Re-running the command that started the run with --resume appended is allowed: every
     setting equal to the saved one passes. A different one is refused, naming it, except
-    the train settings a resume may change (``run.RESUMABLE``).
+    the train settings a resume may change (``runs.layout.RESUMABLE``).
     """
     saved, resumable = resume_config(args.out)
     settings, origin = settings_from(args, saved)
