@@ -23,9 +23,10 @@ from ddpmlab.accel.mlp import sampling_denoiser
 from ddpmlab.config import RunConfig
 from ddpmlab.devices import resolve_device
 from ddpmlab.errors import UserError
+from ddpmlab.fileio import exclusive
 from ddpmlab.modalities import Modality, modality_named
 from ddpmlab.models import build_network
-from ddpmlab.runs.layout import CKPT, DATA, SNAPSHOTS, load_checkpoint, load_npz
+from ddpmlab.runs.layout import CKPT, CONFIG, DATA, SNAPSHOTS, load_checkpoint, load_npz
 from ddpmlab.samplers import SamplerSpec, check, default_spacing, reverse_chain, sampler_named
 from ddpmlab.samplers.guidance import class_labels, guided
 from ddpmlab.samplers.ode import network_field, ode_sample
@@ -250,8 +251,16 @@ def open_run(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
     if not path.is_dir():
         raise UserError(f"run directory not found: {path} (train one with `ddpmlab train`)")
     if not (path / CKPT).is_file():
+        if (path / CONFIG).is_file():  # a run whose training has not checkpointed yet
+            with exclusive(path):  # refused while that training runs: "in use"
+                pass
+            raise UserError(f"{path} has no checkpoint: its training stopped before the first "
+                            f"one; continue it with `ddpmlab train --out {path} --resume`")
         raise UserError(f"{path} is not a ddpmlab run (no {CKPT}); "
                         "give a folder written by `ddpmlab train`")
+    if not (path / CONFIG).is_file():
+        raise UserError(f"{path / CONFIG} is missing: the run is damaged; put it back, or "
+                        "train the run again")
     ckpt = load_checkpoint(path)
     kind = restore_kind(path, ckpt)
     config = ckpt.config

@@ -26,13 +26,13 @@ def sweep(run: Run, samplers: tuple[str, ...] = STEPPED, steps: tuple[int, ...] 
     figures/guidance.png).
 
     steps default: 5, 10, 20, 50, 100 and T (those < T, then T); with ``guidance``, T only.
-    Each cell is :func:`ddpmlab.runs.evaluation.score` with ``repeats`` draws: the same reference sets
-    and floors as ``evaluate`` with as many repeats (by default one, the first of evaluate's
-    three, so its floor differs from evaluate's three-set average by the scatter of one
-    set). With ``guidance`` (a conditional run), each cell is
+    Each cell is :func:`ddpmlab.runs.evaluation.score` with ``repeats`` draws: the same
+    reference sets and floors as ``evaluate`` with as many repeats (by default one, the first of
+    evaluate's three, so its floor differs from evaluate's three-set average by the scatter of
+    one set). With ``guidance`` (a conditional run), each cell is
     :func:`ddpmlab.runs.evaluation.score_classes` at that weight, n samples per class: the share
-    classified as their class (quality) against the per-class distance to the class's
-    held-out data over its floor (diversity and fidelity). Seconds are the whole cell:
+    classified as their class (quality) against the per-class distance to the class's held-out
+    data over its floor (diversity and fidelity). Seconds are the whole cell:
     sampling and metrics. spacing: as ``Run.sample`` (None: each sampler's default,
     ``Run.spacing``); the file records the one of each sampler.
     """

@@ -155,7 +155,7 @@ def _panels_figure(
     return fig
 
 
-def _grid_scale(h: int) -> int:
+def grid_scale(h: int) -> int:
     """Output pixels per image pixel in :func:`plot_image_grid`: 5 for 8 x 8, 2 for 28 x 28."""
     return max(1, math.ceil(40 / h))
 
@@ -165,7 +165,7 @@ def _grid_figure(images: np.ndarray, title: str | None, nrow: int | None) -> Fig
     """Build :func:`plot_image_grid`'s figure: the mosaic at an integer scale, pixel-exact."""
     arr = _images(images, "images")
     mosaic = tile(arr, nrow)
-    k = _grid_scale(arr.shape[2])
+    k = grid_scale(arr.shape[2])
     mh, mw = mosaic.shape[0] * k, mosaic.shape[1] * k
     margin, top = 6, 26 if title else 6
     wpx = max(mw + 2 * margin, 240 if title else 0)
