@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class Evaluation:
     repeats: independent draws averaged (draw i against reference set i mod m).
     seed: the first draw's sampling seed (draw i uses seed + i).
     kind: the run's modality (``points``, ``images``), which says how to print it.
+    sampling_seconds: the wall time of drawing the samples (not of the metrics).
     """
 
     metrics: dict[str, dict[str, float | None]]
@@ -60,6 +62,7 @@ class Evaluation:
     repeats: int
     seed: int = 0
     kind: str = "points"
+    sampling_seconds: float | None = None
 
     def __str__(self) -> str:
         return EVALUATORS[self.kind].table(self.metrics, self.n, self.repeats)
@@ -127,10 +130,12 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     # hold the GIL almost throughout, which would stall a torch sampler beside them.
     # several processes gather each draw: one at a time, so the ranks' collectives match
     threads = 1 if distributed.current().many else min(repeats, 4)
+    start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool, bar:
         samples = list(pool.map(draw, range(repeats)))
+    seconds = time.perf_counter() - start
     if not distributed.current().main:
-        return Evaluation({}, n, repeats, seed, run.kind.name)
+        return Evaluation({}, n, repeats, seed, run.kind.name, seconds)
     feedback.status(f"computing the metrics of {repeats} draw{'s' * (repeats > 1)} and their "
                     "floors")
     with ThreadPoolExecutor(max_workers=1 if meanwhile else min(repeats, 4)) as pool:
@@ -139,7 +144,7 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
             meanwhile()
         result = (evaluator.average([job.result() for job in scoring])
                   | evaluator.pooled(samples))
-    return Evaluation(result, n, repeats, seed, run.kind.name)
+    return Evaluation(result, n, repeats, seed, run.kind.name, seconds)
 
 
 def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: int = 0,
@@ -150,7 +155,7 @@ def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: i
     shared equally: 6,000 points, 1,000 images) in each of the evaluator's ``class_draws``
     independent sets, drawn with ``sampler`` at ``guidance``; each class's metrics beside
     the floor of real data of the same size. Returns ``{"guidance", "n", "draws", "seed",
-    "sampler", "steps", "classes": {...}, "overall": {...}}``.
+    "sampler", "steps", "sampling_seconds", "classes": {...}, "overall": {...}}``.
     """
     spec = SamplerSpec.of(sampler)
     names = run.classes
@@ -162,7 +167,9 @@ def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: i
     if per < 2:
         raise UserError(f"--n must be at least 2 samples per class, got {per}")
     draws = evaluator.class_draws
+    start = time.perf_counter()
     x = run.sample(per * draws * len(names), seed, spec, cls="all", guidance=guidance)
+    seconds = time.perf_counter() - start
     labels = run.labels(per * draws * len(names), "all")
     assert labels is not None
     if not distributed.current().main:  # rank 0 computes the metrics
@@ -170,7 +177,7 @@ def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: i
     feedback.status(f"computing the per-class metrics of {len(x):,} samples")
     result = evaluator.per_class(x, labels, seed, draws)
     return {"guidance": guidance, "n": per, "draws": draws, "seed": seed, "sampler": spec.name,
-            "steps": spec.steps or run.schedule.T, **result}
+            "steps": spec.steps or run.schedule.T, "sampling_seconds": seconds, **result}
 
 
 def evaluate_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: int = 0,

@@ -211,7 +211,7 @@ def plot_image_grid(
 
 
 @_styled
-def _forward_figure(frames: Sequence[ImageFrame]) -> Figure:
+def _forward_figure(frames: Sequence[ImageFrame], title: str | None = None) -> Figure:
     """Build :func:`plot_image_forward`'s figure."""
     checked = _image_frames(frames, "frames")
     n = checked[0][1].shape[0]
@@ -221,21 +221,22 @@ def _forward_figure(frames: Sequence[ImageFrame]) -> Figure:
         cells: list[list[Cell | None]] = [
             list(single[0][r : r + cols]) for r in range(0, len(checked), cols)
         ]
-        return _panels_figure(cells, min_side=1.0)
+        return _panels_figure(cells, title, min_side=1.0)
     top_titled = [[(cell[0] if r == 0 else None, cell[1]) for cell in row]
                   for r, row in enumerate(single)]
-    return _panels_figure(top_titled, min_side=0.7)
+    return _panels_figure(top_titled, title, min_side=0.7)
 
 
 @_styled
-def plot_image_forward(frames: Sequence[ImageFrame], path: str | os.PathLike[str]) -> Path:
+def plot_image_forward(frames: Sequence[ImageFrame], path: str | os.PathLike[str],
+                       title: str | None = None) -> Path:
     """The forward process q(x_t | x_0): ``frames`` of ``(t, images (N, C, H, W))``.
 
     With N = 1, one panel per frame titled q(x_t), on rows of 5 (20 frames: 4 x 5). With
     N > 1, one row per image and one column per frame, step titles on the top row. Every frame
     must have the same shape.
     """
-    return _save(_forward_figure(frames), path)
+    return _save(_forward_figure(frames, title), path)
 
 
 def _rows(cells: Sequence[list[tuple[int, np.ndarray]]]) -> list[list[Cell]]:
