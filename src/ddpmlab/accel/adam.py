@@ -3,7 +3,7 @@
 A training step of a point MLP (batch 128-512, width 64) costs little arithmetic, so its time
 goes to dispatching operations. With the weights, their gradients, the EMA weights and Adam's
 two moments each in one flat buffer (every parameter a view of it), the gradient clipping,
-the fused Adam update and the EMA are one operation each (bench/README.md, "Speed").
+the fused Adam update and the EMA are one operation each (bench/README.md, "Performance").
 """
 
 from __future__ import annotations

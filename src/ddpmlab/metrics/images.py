@@ -343,15 +343,18 @@ _READ = {  # each metric in words, printed under the table for the rows present
     "kid": "kid: squared kernel distance (KID) in the classifier's features; unbiased, so "
            "it scatters around 0 for equal laws: near or below the floor, even below 0, is "
            "as good as real images",
-    "kid_px": "kid_px: the same kernel distance on pixels; near or below the floor, even "
-              "below 0, is as good as real images",
+    "kid_px": "kid_px: squared kernel distance (KID) on pixels; unbiased, so it scatters "
+              "around 0 for equal laws: near or below the floor, even below 0, is as good as "
+              "real images",
     "precision": "precision (samples that look real), recall (real images the samples "
                  "cover), coverage: shares in 0..1, density about 1: near the floor is ideal",
-    "precision_px": "precision_px, recall_px, density_px, coverage_px: the same on pixels; "
+    "precision_px": "precision_px (samples that look real), recall_px (real images the "
+                    "samples cover), coverage_px: shares in 0..1 on pixels, density_px about 1: "
                     "near the floor is ideal",
     "1nna": "1nna: accuracy of telling samples from real images by their nearest neighbour; "
             "0.5 = indistinguishable, 1.0 = fully separable",
-    "1nna_px": "1nna_px: the same on pixels; 0.5 = indistinguishable, 1.0 = fully separable",
+    "1nna_px": "1nna_px: accuracy of telling samples from real images by their nearest "
+               "neighbour in pixels; 0.5 = indistinguishable, 1.0 = fully separable",
     "confident": f"confident: share of images the classifier is sure of (max softmax >= "
                  f"{CONFIDENT:g}); floor: the real images' share",
     "class_tv": "class_tv: how far the samples' class histogram is from the real images' "

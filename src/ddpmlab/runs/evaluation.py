@@ -99,7 +99,8 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     independent real samples of the same size. Values and floors are averaged over the
     draws, because one W1 between two 2,000-point sets moves with the reference set alone.
     n and repeats default to the evaluator's (``Evaluator.eval_size``: 3 x 2,000 points;
-    1,000 images in draws of half the held-out set at most). The floors are computed once
+    1,000 images, or five per held-out image if fewer, in draws of half the held-out set at
+    most). The floors are computed once
     per ``run`` (:attr:`Run.floors`). ``meanwhile()`` is called once the samples are drawn,
     while the metrics are computed (the train command draws its figures then). A conditional
     run draws class ``cls`` (``"all"``: an equal share of each) at guidance weight
@@ -112,10 +113,10 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     repeats = evaluator.eval_size[1] if repeats is None else repeats
     sets = evaluator.reference_sets(n)
     n, m = len(sets[0]), len(sets)
-    K = run.check_sampler(spec)
+    run.check_sampler(spec)
     how = spec.describe(run.schedule.T, spec.spacing or run.spacing(spec.name))
-    bar = feedback.bar(repeats * K, f"evaluating: {repeats} draw{'s' * (repeats > 1)} of "
-                       f"{n:,} samples ({how})")
+    bar = feedback.bar(repeats * n, f"evaluating: {repeats} draw{'s' * (repeats > 1)} of "
+                       f"{n:,} samples ({how})", unit="sample")
 
     def draw(i: int) -> np.ndarray:
         return run.sample(n, seed + i, spec, bar=bar, cls=cls, guidance=guidance)
@@ -136,10 +137,11 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     seconds = time.perf_counter() - start
     if not distributed.current().main:
         return Evaluation({}, n, repeats, seed, run.kind.name, seconds)
-    feedback.status(f"computing the metrics of {repeats} draw{'s' * (repeats > 1)} and their "
-                    "floors")
-    with ThreadPoolExecutor(max_workers=1 if meanwhile else min(repeats, 4)) as pool:
+    with ThreadPoolExecutor(max_workers=1 if meanwhile else min(repeats, 4)) as pool, \
+            feedback.bar(repeats, "metrics and their floors", unit="draw") as metrics_bar:
         scoring = [pool.submit(evaluate, i, x) for i, x in enumerate(samples)]
+        for job in scoring:
+            job.add_done_callback(lambda _: metrics_bar.update())
         if meanwhile is not None:
             meanwhile()
         result = (evaluator.average([job.result() for job in scoring])
