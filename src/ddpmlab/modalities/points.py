@@ -40,7 +40,8 @@ class Points(Modality):
     def defaults(cls, source: str, conditional: bool = False) -> dict[str, Any]:
         """RunConfig's defaults are the points' (bench/quality.py). A conditional run learns
         its variance (Nichol & Dhariwal 2021): with sigma^2 = beta~ a class's Gaussian comes
-        out too narrow even from the exact denoiser (bench/README.md, "Classifier-free guidance on points")."""
+        out too narrow even from the exact denoiser (bench/README.md, "Classifier-free
+        guidance on points")."""
         return {"diffusion": {"variance": "learned_range"}} if conditional else {}
 
     @classmethod
