@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ddpmlab import distributed
 from ddpmlab.errors import UserError
 
@@ -49,6 +51,12 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], object]) 
             e.filename = str(path)  # name the file the caller asked for, not the temporary
         raise
     return path
+
+
+def save_npy(x: np.ndarray, path: Path) -> None:
+    """``x`` as .npy at ``path`` exactly (np.save would append ".npy" to "x.NPY")."""
+    with open(path, "wb") as f:
+        np.save(f, x)
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

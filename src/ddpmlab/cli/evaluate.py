@@ -48,8 +48,9 @@ def run(args: argparse.Namespace) -> None:
     if opened.classes is not None:  # a conditional run: each class at --guidance too
         result = evaluate_classes(opened, args.guidance, args.n_class, args.seed, spec)
         if group.main:
-            print(f"per class, guidance w = {args.guidance:g}, {result['n']} samples per "
-                  "class:")
+            sets = f"{result['draws']} independent sets" if result["draws"] > 1 else "one set"
+            print(f"per class, guidance w = {args.guidance:g}: {sets} of {result['n']} samples "
+                  "of each class")
             print(class_table(result))
             print(f"written to {opened.path / CLASSES}")
     if args.nll or args.exact_nll:

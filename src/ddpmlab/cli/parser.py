@@ -17,22 +17,42 @@ from ddpmlab.samplers import SAMPLERS, SPACINGS
 from ddpmlab.samplers.spec import RTOL
 
 
+def _defaults_text(section: str, name: str) -> str:
+    """A flag's default for each kind of data where they differ: "4000 for points, 1500 for
+    digits" (images from a folder or an array take the digits' settings)."""
+    kinds = {"points": default_config(RunConfig().data.source),
+             "conditional points": default_config(RunConfig().data.source,
+                                                  {"model": {"conditional": True}}),
+             "digits, image folders": default_config("digits"),
+             "mnist": default_config("mnist")}
+    values: dict[str, list[str]] = {}
+    for kind, config in kinds.items():
+        value = to_dict(config)[section][name]
+        shown = "none" if value == "" else str(value)
+        values.setdefault(shown, []).append(kind)
+    if len(values) == 1:
+        return next(iter(values))
+
+    def joined(kinds: list[str]) -> str:
+        if {"points", "conditional points"} <= set(kinds):
+            kinds.remove("conditional points")
+        return " and ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 1 else kinds)
+
+    return "; ".join(f"{v} for {joined(k)}" for v, k in values.items())
+
+
 def add_config_flags(p: argparse.ArgumentParser) -> None:
-    defaults = to_dict(RunConfig())
-    cond = to_dict(default_config(RunConfig().data.source, {"model": {"conditional": True}}))
     for flag, (section, name, kind, text) in FLAGS.items():
-        default = ("by network and data" if flag == "--width" else "Pillow's own font"
-                   if flag == "--font" else f"{defaults[section][name]}, for points")
-        if section in cond and name in cond[section] and cond[section][name] != \
-                defaults[section][name] and kind is not bool:
-            default += f"; {cond[section][name]}, for conditional points"
         if kind is bool:  # a switch: on when given, else the config's
             p.add_argument(flag, action="store_const", const=True, default=None,
                            help=f"{text} (default: off)")
             continue
+        default = ("by network and data" if flag == "--width" else "Pillow's own font"
+                   if flag == "--font" else _defaults_text(section, name))
         p.add_argument(flag, *ALIASES.get(flag, ()), type=kind, default=None,
                        dest=flag[2:].replace("-", "_"),
-                       metavar=METAVARS.get(flag, name.upper()), help=f"{text} ({default})")
+                       metavar=METAVARS.get(flag, name.upper()),
+                       help=f"{text} (default: {default})")
 
 
 class Parser(argparse.ArgumentParser):
@@ -78,9 +98,11 @@ def _add_class(p: argparse.ArgumentParser, guidance: float = 0.0, cls: bool = Tr
                        help="a conditional run's class (an index or a name), or all: an equal "
                        "share of each, in class order (default: none, the unconditional "
                        "model)")
+    why = ("; classes.png shows guidance at work, where sample and evaluate default to 0, "
+           "plain conditional sampling" if guidance else "")
     p.add_argument("--guidance", type=float, default=guidance, metavar="W",
                    help="classifier-free guidance weight w >= 0: eps~ = (1 + w) eps(x, t, y) "
-                   f"- w eps(x, t) (Ho & Salimans 2022, Eq. 6; default: {guidance:g})")
+                   f"- w eps(x, t) (Ho & Salimans 2022, Eq. 6; default: {guidance:g}{why})")
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
@@ -95,15 +117,15 @@ def _add_seed(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = Parser(add_help=False)
+    common = Parser(add_help=False, allow_abbrev=False)
     common.add_argument("--quiet", action="store_true",
                         help="no progress bar or status line on stderr")
-    p = Parser(prog="ddpmlab",
+    p = Parser(prog="ddpmlab", allow_abbrev=False,
                description="Denoising diffusion probabilistic models, every step shown.")
     p.add_argument("--version", action="version", version=f"ddpmlab {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    t = sub.add_parser("train", parents=[common],
+    t = sub.add_parser("train", parents=[common], allow_abbrev=False,
                        help="train a model on points or images and write a run directory",
                        description="Train a DDPM on 2-D points or on images; writes RUN/ with "
                        "checkpoint, metrics and figures.")
@@ -128,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(t)
     t.set_defaults(job="train")
 
-    s = sub.add_parser("sample", parents=[common], help="draw samples from a trained run")
+    s = sub.add_parser("sample", parents=[common], allow_abbrev=False,
+                       help="draw samples from a trained run")
     s.add_argument("run", type=Path, metavar="RUN", help="run directory")
     s.add_argument("--n", "--number", dest="n", type=int, default=1000,
                    help="number of samples (default: 1000); --number under torchrun, whose "
@@ -143,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(s)
     s.set_defaults(job="sample")
 
-    e = sub.add_parser("evaluate", parents=[common],
+    e = sub.add_parser("evaluate", parents=[common], allow_abbrev=False,
                        help="sample quality beside the real-vs-real floor")
     e.add_argument("run", type=Path, metavar="RUN", help="run directory")
     e.add_argument("--n", "--number", dest="n", type=int, default=None,
@@ -167,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(e)
     e.set_defaults(job="evaluate")
 
-    w = sub.add_parser("sweep", parents=[common],
+    w = sub.add_parser("sweep", parents=[common], allow_abbrev=False,
                        help="sampler x number of steps: quality and seconds")
     w.add_argument("run", type=Path, metavar="RUN", help="run directory")
     w.add_argument("--samplers", nargs="+", default=None, metavar="SAMPLER",
@@ -188,13 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seed(w)
     w.set_defaults(job="sweep")
 
-    f = sub.add_parser("figures", parents=[common], help="re-make every figure of a run")
+    f = sub.add_parser("figures", parents=[common], allow_abbrev=False,
+                       help="re-make every figure of a run")
     f.add_argument("run", type=Path, metavar="RUN", help="run directory")
     _add_seed(f)
     _add_class(f, guidance=1.0, cls=False)
     f.set_defaults(job="draw:figures")
 
-    a = sub.add_parser("animate", parents=[common], help="write the reverse diffusion as a GIF")
+    a = sub.add_parser("animate", parents=[common], allow_abbrev=False,
+                       help="write the reverse diffusion as a GIF")
     a.add_argument("run", type=Path, metavar="RUN", help="run directory")
     a.add_argument("--n", "--number", dest="n", type=int, default=None,
                    help="samples (default: 2000 points, 64 images)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ddpmlab import distributed
 from ddpmlab.cli.settings import check_new_file, positive, sampler_spec
@@ -23,6 +24,15 @@ def run(args: argparse.Namespace) -> None:
         return opened, spec
 
     opened, spec = distributed.together(check)  # a refusal said once
+    main = distributed.current().main
+    target = opened.config.train.steps
+    if opened.step < target and main:  # a run still training, or stopped before its end
+        print(f"ddpmlab: note: {opened.path} has trained {opened.step} of its {target} steps; "
+              "sampling that checkpoint", file=sys.stderr)
     x = opened.sample(args.n, args.seed, spec, cls=args.cls, guidance=args.guidance)
-    if distributed.current().main:
-        print(f"wrote {opened.kind.write_samples(x, args.out)} to {args.out}")
+    if main:
+        meta = {"ddpmlab-run": str(opened.path), "ddpmlab-step": f"{opened.step} of {target}",
+                "ddpmlab-sampler": spec.describe(opened.schedule.T,
+                                                 spec.spacing or opened.spacing(spec.name)),
+                "ddpmlab-seed": str(args.seed)}
+        print(f"wrote {opened.kind.write_samples(x, args.out, meta)} to {args.out}")

@@ -43,7 +43,7 @@ def seed_type(text: str) -> int:
 FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "--steps": ("train", "steps", int, "training steps"),
     "--seed": ("train", "seed", seed_type, "random seed (data, weights, batches, noise)"),
-    "--batch-size": ("train", "batch_size", int, "points per training batch"),
+    "--batch-size": ("train", "batch_size", int, "examples per training batch"),
     "--lr": ("train", "lr", float, "peak Adam learning rate"),
     "--threads": ("train", "threads", int, "torch threads (1 is fastest for small MLPs)"),
     "--leaves": ("train", "leaves", int, "equal parts of a batch that a point MLP's gradient "
@@ -145,14 +145,14 @@ def same_source(a: str, b: str) -> bool:
                       and Path(a).resolve() == Path(b).resolve())
 
 
-def resume_request(args: argparse.Namespace) -> tuple[RunConfig, bool]:
+def resume_request(args: argparse.Namespace) -> tuple[RunConfig, int | None]:
     """The run's saved configuration, checked against what the command line repeats of it.
 
     Re-running the command that started the run with --resume appended is allowed: every
     setting equal to the saved one passes. A different one is refused, naming it, except
     the train settings a resume may change (``runs.layout.RESUMABLE``).
     """
-    saved, resumable = resume_config(args.out)
+    saved, step = resume_config(args.out)
     settings, origin = settings_from(args, saved)
     wanted, have = paths(to_dict(replace(saved, settings))), paths(to_dict(saved))
     changes: dict[str, Any] = {}
@@ -167,19 +167,20 @@ def resume_request(args: argparse.Namespace) -> tuple[RunConfig, bool]:
         raise UserError(f"{origin[key]} differs from the run's {'.'.join(key)} = {old!r}; "
                         f"--resume continues the run as it was configured, only {allowed} may "
                         "change (drop it, or train a new run)")
-    return validate(replace(saved, {"train": changes})), resumable
+    return validate(replace(saved, {"train": changes})), step
 
 
-def train_request(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]:
-    """What `train` is asked: (configuration, run directory, resume?), checked."""
+def train_request(args: argparse.Namespace) -> tuple[RunConfig, Path, int | None]:
+    """What `train` is asked: (configuration, run directory, the step a resumed run's
+    checkpoint holds: None for a new run), checked."""
     if args.resume:
         if args.out is None:
             raise UserError("--resume needs --out RUN, the run directory to continue")
-        config, resumable = resume_request(args)
-        if not resumable and distributed.current().main:  # killed before its first checkpoint
+        config, step = resume_request(args)
+        if step is None and distributed.current().main:  # killed before its first checkpoint
             print(f"ddpmlab: note: {args.out} holds no checkpoint yet; training it from step 0",
                   file=sys.stderr)
-        return config, args.out, True
+        return config, args.out, step or 0
     if args.data is None and not args.config:
         raise UserError("give the data to learn: a built-in name "
                         f"({', '.join([*TOY2D, *IMAGE_SETS])}), a .csv/.txt/.npy file of "
@@ -189,7 +190,7 @@ def train_request(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]:
     source = settings.get("data", {}).get("source", RunConfig().data.source)
     config = validate(default_config(source, settings))
     return config, args.out or fresh_out(
-        Path(config.data.source.replace(":", "-")).stem or "images"), False
+        Path(config.data.source.replace(":", "-")).stem or "images"), None
 
 
 def check_new_file(path: Path, force: bool, suffixes: tuple[str, ...],
@@ -198,7 +199,7 @@ def check_new_file(path: Path, force: bool, suffixes: tuple[str, ...],
     one that exists: nothing a user made is overwritten. Where ``suffixes`` holds "/", a
     path without a suffix is a folder for ``files``, none of which may exist unless --force."""
     folder = "/" in suffixes and (path.suffix == "" or path.is_dir())
-    if not folder and path.suffix not in suffixes:
+    if not folder and path.suffix.lower() not in suffixes:
         wanted = [s for s in suffixes if s != "/"] + (["/ (a folder)"] if "/" in suffixes
                                                         else [])
         raise UserError(f"--out must end in {' or '.join(wanted)}, got {path.name}")

@@ -86,6 +86,7 @@ def _read_text(raw: bytes, name: str, suffix: str) -> tuple[np.ndarray, list[int
                         f"save it as plain text, {_ROWS}") from None
     tokens: list[str] = []
     rows: list[int] = []
+    names: list[str] = []  # the header's column names, if it has one
     header = fast = False
     for lineno, line in enumerate(lines, 1):
         s = line.split("#", 1)[0].strip()
@@ -95,6 +96,7 @@ def _read_text(raw: bytes, name: str, suffix: str) -> tuple[np.ndarray, list[int
         fields = [f.strip().strip('"') for f in fields]
         if not (rows or header or any(map(_is_float, fields))) and any(map(str.isalpha, s)):
             header = True  # one optional header: a first line of words (letters, no numbers)
+            names = fields
             continue
         if not fast:  # first data row: try numpy's C parser on the rest, scan by hand on doubt
             fast, sep = True, "," if suffix == ".csv" or "," in s else None
@@ -106,7 +108,7 @@ def _read_text(raw: bytes, name: str, suffix: str) -> tuple[np.ndarray, list[int
                 pass
         if len(fields) != 2:
             raise UserError(f"expected 2 columns, found {len(fields)} in {name} (line {lineno}); "
-                            f"{_ROWS}")
+                            + (_label_hint(fields, names) if len(fields) == 3 else _ROWS))
         tokens += fields
         rows.append(lineno)
     if not rows:
@@ -121,6 +123,16 @@ def _read_text(raw: bytes, name: str, suffix: str) -> tuple[np.ndarray, list[int
             raise UserError(f"missing value {at}; fill it in or delete the row") from None
         raise UserError(f"non-numeric value {tokens[i][:40]!r} {at}; every row after an "
                         "optional header must be two numbers") from None
+
+
+def _label_hint(fields: list[str], names: list[str]) -> str:
+    """For a row of three columns: name the one that looks like a class (a word or a whole
+    number; the last if none does) as ``--label-column`` would take it."""
+    whole = [i for i, f in enumerate(fields) if not _is_float(f) or f.lstrip("+-").isdigit()]
+    i = whole[-1] if whole else len(fields) - 1
+    column = names[i] if len(names) == len(fields) and names[i] else str(i)
+    return (f"if a column holds each point's class, name it with --label-column {column} "
+            "(and add --conditional to learn each class)")
 
 
 def _read_npy(raw: bytes, name: str) -> tuple[np.ndarray, list[int]]:

@@ -52,6 +52,9 @@ def class_table(result: ClassResult) -> str:
             line += (f"{r[m]:>10.4g}{r[m + '_floor']:>8.4g}"
                      + (f"{ratio:>7.2f}" if ratio is not None else f"{'-':>7}"))
         lines.append(line)
+    lines.append("  n: the items of each set scored, samples and real data alike; accuracy: the "
+                 "share of samples classified as the class asked for, (real): of held-out items "
+                 "of the class; floor: real data of the same size")
     return "\n".join(lines)
 
 

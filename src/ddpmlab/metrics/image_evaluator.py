@@ -24,6 +24,7 @@ from ddpmlab.metrics.images import (
 from ddpmlab.metrics.points import one_nn_accuracy
 
 EVAL_IMAGES = 1000  # samples scored in all, in draws of a reference set's size
+HELDOUT_MULTIPLE = 5  # at most this many samples per held-out image
 FLOOR_REPEATS = 3  # training subsets averaged for a per-class floor
 
 
@@ -32,8 +33,12 @@ class ImageEvaluator(Evaluator):
 
     @property
     def eval_size(self) -> tuple[int, int]:
-        n = min(EVAL_IMAGES, len(self.data.heldout) // 2)
-        return n, max(1, math.ceil(EVAL_IMAGES / n))
+        """Draws of half the held-out set (at most EVAL_IMAGES), EVAL_IMAGES samples in all,
+        or HELDOUT_MULTIPLE times the held-out set where that is fewer: a small folder's few
+        held-out images cannot tell more samples apart."""
+        held = len(self.data.heldout)
+        n = min(EVAL_IMAGES, held // 2)
+        return n, max(1, math.ceil(min(EVAL_IMAGES, HELDOUT_MULTIPLE * held) / n))
 
     def reference_sets(self, n: int) -> list[np.ndarray]:
         """Disjoint random held-out sets of n (seed 0). Not stratified by class: a perfect

@@ -337,17 +337,33 @@ def average_images(results: list[Result]) -> Result:
     return average(results, ratio_names=RATIO)
 
 
-_READ = {  # how to read each metric, printed under the table for the rows present
-    "fd": "fd: Fréchet distance of classifier features; read against the floor",
-    "kid": "kid, kid_px: unbiased, scatter around 0 for equal laws (values < 0 are normal)",
-    "precision": "precision/recall/coverage: <= 1, near the floor is ideal; density ~1",
-    "precision_px": "precision/recall/coverage: <= 1, near the floor is ideal; density ~1",
-    "1nna": "1nna, 1nna_px: 0.5 = indistinguishable, 1.0 = fully separable",
-    "1nna_px": "1nna, 1nna_px: 0.5 = indistinguishable, 1.0 = fully separable",
-    "confident": f"confident: share with max softmax >= {CONFIDENT:g}; class_tv: 0 is ideal",
-    "class_tv_all": "class_tv_all: the histogram of all draws' samples against the whole "
-                    "held-out set's; floor: as many held-out images drawn with replacement",
-    "memorised": "memorised: share of samples copying a training image (d1 <= d2 / 3)",
+_READ = {  # each metric in words, printed under the table for the rows present
+    "fd": "fd: Fréchet distance between the classifier features of samples and of held-out "
+          "images (lower is better; ratio = model / floor, 1 = as good as real images)",
+    "kid": "kid: squared kernel distance (KID) in the classifier's features; unbiased, so "
+           "it scatters around 0 for equal laws: near or below the floor, even below 0, is "
+           "as good as real images",
+    "kid_px": "kid_px: squared kernel distance (KID) on pixels; unbiased, so it scatters "
+              "around 0 for equal laws: near or below the floor, even below 0, is as good as "
+              "real images",
+    "precision": "precision (samples that look real), recall (real images the samples "
+                 "cover), coverage: shares in 0..1, density about 1: near the floor is ideal",
+    "precision_px": "precision_px (samples that look real), recall_px (real images the "
+                    "samples cover), coverage_px: shares in 0..1 on pixels, density_px about 1: "
+                    "near the floor is ideal",
+    "1nna": "1nna: accuracy of telling samples from real images by their nearest neighbour; "
+            "0.5 = indistinguishable, 1.0 = fully separable",
+    "1nna_px": "1nna_px: accuracy of telling samples from real images by their nearest "
+               "neighbour in pixels; 0.5 = indistinguishable, 1.0 = fully separable",
+    "confident": f"confident: share of images the classifier is sure of (max softmax >= "
+                 f"{CONFIDENT:g}); floor: the real images' share",
+    "class_tv": "class_tv: how far the samples' class histogram is from the real images' "
+                "(total variation, 0 = the same proportions)",
+    "class_tv_all": "class_tv_all: the same for all draws' samples together against the whole "
+                    "held-out set; floor: as many held-out images drawn with replacement",
+    "memorised": "memorised: share of samples that copy a training image (nearest at most a "
+                 "third as far as the second); floor: the share of held-out real images the "
+                 "same test flags (near-duplicates in the data itself)",
 }
 
 
@@ -360,5 +376,5 @@ def format_image_table(result: Result, n: int, repeats: int = 1) -> str:
     for name, row in result.items():
         ratio = "-" if row.get("ratio") is None else f"{row['ratio']:.4g}"
         lines.append(f"{name:<14}{row['value']:>12.4g}{row['floor']:>12.4g}{ratio:>10}")
-    notes = dict.fromkeys(_READ[k] for k in result if k in _READ)  # ordered, without repeats
-    return "\n".join(lines + [f"note: {t}" for t in notes])
+    notes = [_READ[k] for k in result if k in _READ]
+    return "\n".join(lines + [f"  {t}" for t in notes])

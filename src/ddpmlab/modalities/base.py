@@ -115,5 +115,6 @@ class Modality(ABC):
         return []
 
     @abstractmethod
-    def write_samples(self, x: np.ndarray, path: Path) -> str:
-        """Write samples where ``sample --out`` says (checked already); returns what it wrote."""
+    def write_samples(self, x: np.ndarray, path: Path, meta: dict[str, str]) -> str:
+        """Write samples where ``sample --out`` says (checked already), with ``meta`` (the
+        run and its step) where the format holds text; returns what it wrote."""

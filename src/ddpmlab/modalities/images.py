@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from ddpmlab.config import RunConfig
 from ddpmlab.data.images import (
@@ -25,7 +26,7 @@ from ddpmlab.data.images import (
     resolve_images,
     to_unit,
 )
-from ddpmlab.fileio import write_atomic
+from ddpmlab.fileio import save_npy, write_atomic
 from ddpmlab.modalities.base import Modality
 
 # Settings chosen by measurement for each built-in set (bench/README.md, "Images"); a folder
@@ -139,27 +140,36 @@ class Images(Modality):
         x = torch.from_numpy(np.ascontiguousarray(self.data.heldout[:n], dtype=np.float32))
         return x, {"decoder": "discretized", "levels": self.data.levels}, 0.0
 
-    def write_samples(self, x: np.ndarray, path: Path) -> str:
-        """``.npy``: (N, C, H, W) float32 in [0, 1]; ``.png``: one grid; a folder: one PNG each."""
-        if path.suffix == ".npy":
-            write_atomic(path, lambda tmp: np.save(tmp, x.astype(np.float32)))
+    def write_samples(self, x: np.ndarray, path: Path, meta: dict[str, str]) -> str:
+        """``.npy``: (N, C, H, W) float32 in [0, 1]; ``.png``: one grid, each image pixel a
+        square of pixels as in the figures; a folder: one PNG each, at the images' size. The
+        PNGs carry ``meta`` as text chunks."""
+        suffix = path.suffix.lower()
+        if suffix == ".npy":
+            write_atomic(path, functools.partial(save_npy, x.astype(np.float32)))
             return f"{len(x)} images ({x.shape[1]}x{x.shape[2]}x{x.shape[3]}, [0, 1])"
-        if path.suffix == ".png":
+        if suffix == ".png":
             # imported here: viz loads matplotlib, which every other sample file does without
-            from ddpmlab.viz.images import tile
-            write_atomic(path, lambda tmp: _png(tile(x), tmp))
-            return f"a grid of {len(x)} images"
+            from ddpmlab.viz.images import grid_scale, tile
+            k = grid_scale(x.shape[2])  # nearest: each pixel a k x k square
+            mosaic = tile(x).repeat(k, axis=0).repeat(k, axis=1)
+            write_atomic(path, functools.partial(_png, mosaic, meta=meta))
+            return f"a grid of {len(x)} images, each pixel {k} x {k}"
         path.mkdir(exist_ok=True)
         for image, file in zip(x, self.output_files(path, len(x)), strict=True):
-            write_atomic(file, functools.partial(_png, image.transpose(1, 2, 0)))
+            write_atomic(file, functools.partial(_png, image.transpose(1, 2, 0), meta=meta))
         return f"{len(x)} PNG files"
 
     def output_files(self, path: Path, n: int) -> list[Path]:
         return [path / f"{i:06d}.png" for i in range(n)]
 
 
-def _png(pixels: np.ndarray, path: Path) -> None:
-    """(H, W, C) floats in [0, 1] -> an 8-bit grey or RGB PNG."""
+def _png(pixels: np.ndarray, path: Path, meta: dict[str, str]) -> None:
+    """(H, W, C) floats in [0, 1] -> an 8-bit grey or RGB PNG with ``meta`` as text."""
     a = np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
-    Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).save(path, format="PNG")
+    info = PngInfo()
+    for key, value in meta.items():
+        info.add_text(key, value)
+    Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).save(path, format="PNG",
+                                                               pnginfo=info)
 

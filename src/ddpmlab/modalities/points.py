@@ -8,6 +8,7 @@ come back in the data's own coordinates (float64). Scored by ``ddpmlab.metrics.p
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 
 from ddpmlab.config import RunConfig
 from ddpmlab.data import TOY2D, PointSet, Standardizer, resolve
-from ddpmlab.fileio import write_atomic
+from ddpmlab.fileio import save_npy, write_atomic
 from ddpmlab.modalities.base import Modality
 
 
@@ -81,9 +82,11 @@ class Points(Modality):
         log_det = float(np.log(self.scaler.std).sum())
         return torch.from_numpy(z).to(torch.float32), {"decoder": "gaussian"}, log_det
 
-    def write_samples(self, x: np.ndarray, path: Path) -> str:
-        if path.suffix == ".npy":
-            write_atomic(path, lambda tmp: np.save(tmp, x))
+    def write_samples(self, x: np.ndarray, path: Path, meta: dict[str, str]) -> str:
+        """``.npy``: (N, 2) float64; ``.csv``: a header x,y and a row per point (neither
+        format holds ``meta``)."""
+        if path.suffix.lower() == ".npy":
+            write_atomic(path, functools.partial(save_npy, x))
         else:
             write_atomic(path, lambda tmp: np.savetxt(tmp, x, fmt="%.8g", delimiter=",",
                                                       header="x,y", comments=""))

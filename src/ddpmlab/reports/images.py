@@ -28,7 +28,9 @@ class ImageReport(Report):
         x0 = torch.from_numpy(np.ascontiguousarray(train[:8], dtype=np.float32))
         frames = self.forward_frames(x0, seed)
         vi.plot_image_forward([(n, self.kind.to_data(x[:1])) for n, x in frames],
-                              out / "forward.png")
+                              out / "forward.png",
+                              title=f"forward process q(x_t | x_0) over t = 0 .. "
+                              f"{self.run.schedule.T} steps")
         vi.plot_image_forward([(n, self.kind.to_data(x)) for n, x in frames[::2]],
                               out / "forward_rows.png")
         progress = self.run.snapshots()

@@ -31,13 +31,18 @@ class PointReport(Report):
         viz.plot_points(data, out / "data.png", title=self.data.name)
         x0 = torch.from_numpy(self.kind.scaler.transform(data)).to(torch.float32)
         frames = [(n, self.kind.to_data(x)) for n, x in self.forward_frames(x0, seed)]
-        viz.plot_forward_grid([(0, data), *frames[1:]], out / "forward.png")
+        viz.plot_forward_grid([(0, data), *frames[1:]], out / "forward.png",
+                              title=f"forward process q(x_t | x_0): {self.data.name} noised "
+                              f"over t = 0 .. {self.run.schedule.T} steps")
         progress = self.run.snapshots()
         if progress:
             # one frame for every panel, holding the data and every state, x_T's noise included
             limits = viz.frame_limits([data, *(f for _, fr in progress for _, f in fr)],
                                       margin=0.05)
-            viz.plot_training_progress(progress, out / "training.png", limits=limits)
+            viz.plot_training_progress(
+                progress, out / "training.png", limits=limits,
+                title="reverse process p(x_t) (columns: diffusion steps t left) of the model "
+                "after each number of training steps (rows)")
             for name, (step, frames_s) in zip(("begin", "middle", "end"), progress,
                                               strict=False):
                 viz.plot_reverse_process(frames_s, out / f"reverse_{name}.png",
@@ -47,7 +52,9 @@ class PointReport(Report):
         viz.plot_score_field(levels, out / "score.png", viz.frame_limits(
             [lv.grid for lv in levels]), rows=list(levels[0].fields),
             suptitle="score s(x, t) = -eps_hat / sqrt(1 - alpha_bar_t), standardised units"
-            + (" (cos error: mean 1 - cos over the noised held-out data)" if errors else ""))
+            + (" (cos error: mean 1 - cos over the noised held-out data)" if errors else ""),
+            note=None if errors else "no exact row: the exact score is known in closed form "
+            "only for a Gaussian mixture (gaussians8)")
         _, samples = self.animate(self.gif_n, seed, out / "reverse.gif")
         viz.plot_samples_over_data(samples, data, out / "samples.png",
                                    title=f"{len(samples)} samples over the data")

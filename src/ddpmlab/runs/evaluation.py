@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class Evaluation:
     repeats: independent draws averaged (draw i against reference set i mod m).
     seed: the first draw's sampling seed (draw i uses seed + i).
     kind: the run's modality (``points``, ``images``), which says how to print it.
+    sampling_seconds: the wall time of drawing the samples (not of the metrics).
     """
 
     metrics: dict[str, dict[str, float | None]]
@@ -60,6 +62,7 @@ class Evaluation:
     repeats: int
     seed: int = 0
     kind: str = "points"
+    sampling_seconds: float | None = None
 
     def __str__(self) -> str:
         return EVALUATORS[self.kind].table(self.metrics, self.n, self.repeats)
@@ -96,7 +99,8 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     independent real samples of the same size. Values and floors are averaged over the
     draws, because one W1 between two 2,000-point sets moves with the reference set alone.
     n and repeats default to the evaluator's (``Evaluator.eval_size``: 3 x 2,000 points;
-    1,000 images in draws of half the held-out set at most). The floors are computed once
+    1,000 images, or five per held-out image if fewer, in draws of half the held-out set at
+    most). The floors are computed once
     per ``run`` (:attr:`Run.floors`). ``meanwhile()`` is called once the samples are drawn,
     while the metrics are computed (the train command draws its figures then). A conditional
     run draws class ``cls`` (``"all"``: an equal share of each) at guidance weight
@@ -109,10 +113,10 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     repeats = evaluator.eval_size[1] if repeats is None else repeats
     sets = evaluator.reference_sets(n)
     n, m = len(sets[0]), len(sets)
-    K = run.check_sampler(spec)
+    run.check_sampler(spec)
     how = spec.describe(run.schedule.T, spec.spacing or run.spacing(spec.name))
-    bar = feedback.bar(repeats * K, f"evaluating: {repeats} draw{'s' * (repeats > 1)} of "
-                       f"{n:,} samples ({how})")
+    bar = feedback.bar(repeats * n, f"evaluating: {repeats} draw{'s' * (repeats > 1)} of "
+                       f"{n:,} samples ({how})", unit="sample")
 
     def draw(i: int) -> np.ndarray:
         return run.sample(n, seed + i, spec, bar=bar, cls=cls, guidance=guidance)
@@ -127,19 +131,22 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     # hold the GIL almost throughout, which would stall a torch sampler beside them.
     # several processes gather each draw: one at a time, so the ranks' collectives match
     threads = 1 if distributed.current().many else min(repeats, 4)
+    start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool, bar:
         samples = list(pool.map(draw, range(repeats)))
+    seconds = time.perf_counter() - start
     if not distributed.current().main:
-        return Evaluation({}, n, repeats, seed, run.kind.name)
-    feedback.status(f"computing the metrics of {repeats} draw{'s' * (repeats > 1)} and their "
-                    "floors")
-    with ThreadPoolExecutor(max_workers=1 if meanwhile else min(repeats, 4)) as pool:
+        return Evaluation({}, n, repeats, seed, run.kind.name, seconds)
+    with ThreadPoolExecutor(max_workers=1 if meanwhile else min(repeats, 4)) as pool, \
+            feedback.bar(repeats, "metrics and their floors", unit="draw") as metrics_bar:
         scoring = [pool.submit(evaluate, i, x) for i, x in enumerate(samples)]
+        for job in scoring:
+            job.add_done_callback(lambda _: metrics_bar.update())
         if meanwhile is not None:
             meanwhile()
         result = (evaluator.average([job.result() for job in scoring])
                   | evaluator.pooled(samples))
-    return Evaluation(result, n, repeats, seed, run.kind.name)
+    return Evaluation(result, n, repeats, seed, run.kind.name, seconds)
 
 
 def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: int = 0,
@@ -150,7 +157,7 @@ def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: i
     shared equally: 6,000 points, 1,000 images) in each of the evaluator's ``class_draws``
     independent sets, drawn with ``sampler`` at ``guidance``; each class's metrics beside
     the floor of real data of the same size. Returns ``{"guidance", "n", "draws", "seed",
-    "sampler", "steps", "classes": {...}, "overall": {...}}``.
+    "sampler", "steps", "sampling_seconds", "classes": {...}, "overall": {...}}``.
     """
     spec = SamplerSpec.of(sampler)
     names = run.classes
@@ -162,7 +169,9 @@ def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: i
     if per < 2:
         raise UserError(f"--n must be at least 2 samples per class, got {per}")
     draws = evaluator.class_draws
+    start = time.perf_counter()
     x = run.sample(per * draws * len(names), seed, spec, cls="all", guidance=guidance)
+    seconds = time.perf_counter() - start
     labels = run.labels(per * draws * len(names), "all")
     assert labels is not None
     if not distributed.current().main:  # rank 0 computes the metrics
@@ -170,7 +179,7 @@ def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: i
     feedback.status(f"computing the per-class metrics of {len(x):,} samples")
     result = evaluator.per_class(x, labels, seed, draws)
     return {"guidance": guidance, "n": per, "draws": draws, "seed": seed, "sampler": spec.name,
-            "steps": spec.steps or run.schedule.T, **result}
+            "steps": spec.steps or run.schedule.T, "sampling_seconds": seconds, **result}
 
 
 def evaluate_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: int = 0,

@@ -79,19 +79,20 @@ def load_checkpoint(path: Path) -> checkpoint.Checkpoint:
     return ckpt
 
 
-def resume_config(path: str | os.PathLike[str]) -> tuple[RunConfig, bool]:
-    """The configuration to continue run ``path`` with, and whether a checkpoint holds its state.
+def resume_config(path: str | os.PathLike[str]) -> tuple[RunConfig, int | None]:
+    """The configuration to continue run ``path`` with, and the step its checkpoint holds.
 
     The checkpoint's configuration, with the :data:`RESUMABLE` train settings of config.json
     (a ``steps`` raised there by hand is honoured); any other difference is refused. A run
     killed before its first checkpoint has only config.json: it starts again from step 0
-    (``(config, False)``).
+    (``(config, None)``).
     """
     path = Path(path)
     if (path / CKPT).is_file():
-        config = load_checkpoint(path).config
+        ckpt = load_checkpoint(path)
+        config = ckpt.config
         if not (path / CONFIG).is_file():
-            return config, True
+            return config, ckpt.step
         edited = read_config(path / CONFIG).get("train", {})
         ours = to_dict(config)["train"]
         for key, value in ours.items():
@@ -100,9 +101,10 @@ def resume_config(path: str | os.PathLike[str]) -> tuple[RunConfig, bool]:
                                 f"run was trained with {value!r}; only "
                                 f"{', '.join('train.' + k for k in RESUMABLE)} may change on "
                                 "resume (put it back, or use --steps)")
-        return replace(config, {"train": {k: edited[k] for k in RESUMABLE if k in edited}}), True
+        resumed = replace(config, {"train": {k: edited[k] for k in RESUMABLE if k in edited}})
+        return resumed, ckpt.step
     if (path / CONFIG).is_file():
-        return from_dict(RunConfig, read_config(path / CONFIG)), False
+        return from_dict(RunConfig, read_config(path / CONFIG)), None
     raise UserError(f"nothing to resume in {path} (no {CKPT} or {CONFIG}); "
                     "train it without --resume")
 

@@ -23,9 +23,10 @@ from ddpmlab.accel.mlp import sampling_denoiser
 from ddpmlab.config import RunConfig
 from ddpmlab.devices import resolve_device
 from ddpmlab.errors import UserError
+from ddpmlab.fileio import exclusive
 from ddpmlab.modalities import Modality, modality_named
 from ddpmlab.models import build_network
-from ddpmlab.runs.layout import CKPT, DATA, SNAPSHOTS, load_checkpoint, load_npz
+from ddpmlab.runs.layout import CKPT, CONFIG, DATA, SNAPSHOTS, load_checkpoint, load_npz
 from ddpmlab.samplers import SamplerSpec, check, default_spacing, reverse_chain, sampler_named
 from ddpmlab.samplers.guidance import class_labels, guided
 from ddpmlab.samplers.ode import network_field, ode_sample
@@ -147,8 +148,8 @@ class Run:
         A conditional run samples class ``cls`` (an index or a name; ``"all"``: an equal
         share of each, in class order, :meth:`labels`) with classifier-free guidance of
         weight ``guidance`` (0: plain conditional sampling); ``cls=None`` samples its
-        unconditional model. Shows a bar of the sampling steps, or advances ``bar`` (one
-        shared by several draws) by one per step and block.
+        unconditional model. Shows a bar over the samples, or advances ``bar`` (one shared
+        by several draws, counting samples), moving with every step.
 
         The samples come in blocks of ``kind.sample_block`` rows, block b drawn by its own
         generator (:func:`block_seed`), so the same seed on the same device gives the same
@@ -168,17 +169,20 @@ class Run:
         starts = range(0, n, block)[group.rank::group.world]  # this rank's blocks
         own = bar is None
         if bar is None:
-            bar = feedback.bar(len(starts) * K, f"sampling {n:,} {self.kind.unit}")
+            mine_n = sum(min(block, n - start) for start in starts)
+            bar = feedback.bar(mine_n, f"sampling {n:,} {self.kind.unit} ({spec.name}, {K} "
+                               "steps)", unit=self.kind.unit.rstrip("s"))
 
         def draw(start: int) -> np.ndarray:
             rows = min(block, n - start)
             g = torch.Generator(self.device).manual_seed(block_seed(seed, start // block))
             labels = None if y is None else y[start:start + rows]
-            x = None
+            x, shown = None, 0
             for i, (_, state) in enumerate(self._chain((rows, *self.kind.shape), g, spec,
                                                        labels, guidance)):
-                bar.update(i > 0)  # the first state is x_T, before any step
-                x = state
+                done = rows * i // K  # the first state is x_T, before any step
+                bar.update(done - shown)
+                shown, x = done, state
             assert x is not None  # a chain yields x_T at least
             return self.kind.to_data(x.cpu())
 
@@ -201,7 +205,7 @@ class Run:
         x = ode_sample(ode_field, self.schedule, (n, *self.kind.shape), rtol=spec.rtol,
                        atol=spec.atol, generator=g).x0
         if bar is not None:
-            bar.update()
+            bar.update(n)
         return self.kind.to_data(x.cpu())
 
     def snapshots(self) -> list[tuple[int, list[tuple[int, np.ndarray]]]]:
@@ -250,8 +254,16 @@ def open_run(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
     if not path.is_dir():
         raise UserError(f"run directory not found: {path} (train one with `ddpmlab train`)")
     if not (path / CKPT).is_file():
+        if (path / CONFIG).is_file():  # a run whose training has not checkpointed yet
+            with exclusive(path):  # refused while that training runs: "in use"
+                pass
+            raise UserError(f"{path} has no checkpoint: its training stopped before the first "
+                            f"one; continue it with `ddpmlab train --out {path} --resume`")
         raise UserError(f"{path} is not a ddpmlab run (no {CKPT}); "
                         "give a folder written by `ddpmlab train`")
+    if not (path / CONFIG).is_file():
+        raise UserError(f"{path / CONFIG} is missing: the run is damaged; put it back, or "
+                        "train the run again")
     ckpt = load_checkpoint(path)
     kind = restore_kind(path, ckpt)
     config = ckpt.config

@@ -51,17 +51,18 @@ def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = 
               device: str | torch.device = "cpu") -> Run:
     """Train a model into run directory ``out``; write checkpoint, losses, snapshots, metrics.
 
-    Everything that can fail on user input (data, names, sizes) is checked before the first
-    file is written; ``on_start(description)`` is called once training is about to begin.
-    The checkpoint and loss.csv are rewritten every ``train.checkpoint_every`` steps, at the
-    end, and on Ctrl-C or SIGTERM (at the end of the step in progress); ``resume=True``
-    continues from the checkpoint in ``out`` (temporary files left by a killed run are
-    deleted first, and snapshots taken after the checkpoint are taken again), bit for bit as
-    if the run had not stopped. A new run refuses an ``out`` that holds a run, or other files
-    unless ``force=True`` (they are left alone). ``out`` is locked for the whole call
+    Everything that can fail on user input (data, names, sizes) is checked before the first file
+    is written; ``on_start(description)`` is called once training is about to begin. The
+    checkpoint and loss.csv are rewritten every ``train.checkpoint_every`` steps, at the end,
+    and on Ctrl-C or SIGTERM (at the end of the step in progress); ``resume=True`` continues
+    from the checkpoint in ``out`` (temporary files left by a killed run are deleted first, and
+    snapshots taken after the checkpoint are taken again), bit for bit as if the run had not
+    stopped; on a run that has reached ``train.steps`` it changes nothing (``on_start`` says so)
+    and returns the run. A new run refuses an ``out`` that holds a run, or other files unless
+    ``force=True`` (they are left alone). ``out`` is locked for the whole call
     (``ddpmlab.fileio.exclusive``): a second process on it is refused. ``progress=False`` shows
-    no bar or status line; ``evaluate=False`` skips metrics.json, ``figures=False`` the
-    figures. ``device``: where to train and sample ("cpu", "cuda", "auto"); the checkpoint
+    no bar or status line; ``evaluate=False`` skips metrics.json, ``figures=False`` the figures.
+    ``device``: where to train and sample ("cpu", "cuda", "auto"); the checkpoint
     holds CPU tensors either way.
     """
     out = Path(out)
@@ -70,6 +71,12 @@ def train_run(config: RunConfig, out: str | os.PathLike[str], *, resume: bool = 
     with feedback.shown(progress and feedback.enabled() and group.main):
         trainer, kind, resumed = distributed.together(
             lambda: _prepare(config, out, resume, force, device))
+        if resumed and trainer.step >= config.train.steps:  # complete: nothing is rewritten
+            if on_start is not None and group.main:
+                on_start(f"{out} is complete: it has trained {trainer.step} of "
+                         f"{config.train.steps} steps; nothing to do (raise --steps to train "
+                         "further)")
+            return open_run(out, trainer.device)
         if not group.main:  # trains its share of every step; rank 0 writes the run
             trainer.fit()
             distributed.together(lambda: None)  # rank 0 has saved the last checkpoint

@@ -245,7 +245,7 @@ def plot_sweep(rows: Sequence[dict], path: str | os.PathLike[str]) -> Path:
         raise ValueError("rows is empty")
     name = (rows[0].get("ratio_name") or "").upper()
     panels = [("1nna", "1-NNA (0.5 ideal)"), ("ratio", f"{name} / floor (1 = real data)"),
-              ("seconds", "seconds")]
+              ("seconds", "sampling seconds")]
     panels = [p for p in panels if all(r[p[0]] is not None for r in rows)]
     fig = _figure(11.0 * len(panels) / 3, 3.4, layout="constrained")
     for i, (key, label) in enumerate(panels):

@@ -155,7 +155,7 @@ def _panels_figure(
     return fig
 
 
-def _grid_scale(h: int) -> int:
+def grid_scale(h: int) -> int:
     """Output pixels per image pixel in :func:`plot_image_grid`: 5 for 8 x 8, 2 for 28 x 28."""
     return max(1, math.ceil(40 / h))
 
@@ -165,7 +165,7 @@ def _grid_figure(images: np.ndarray, title: str | None, nrow: int | None) -> Fig
     """Build :func:`plot_image_grid`'s figure: the mosaic at an integer scale, pixel-exact."""
     arr = _images(images, "images")
     mosaic = tile(arr, nrow)
-    k = _grid_scale(arr.shape[2])
+    k = grid_scale(arr.shape[2])
     mh, mw = mosaic.shape[0] * k, mosaic.shape[1] * k
     margin, top = 6, 26 if title else 6
     wpx = max(mw + 2 * margin, 240 if title else 0)
@@ -211,7 +211,7 @@ def plot_image_grid(
 
 
 @_styled
-def _forward_figure(frames: Sequence[ImageFrame]) -> Figure:
+def _forward_figure(frames: Sequence[ImageFrame], title: str | None = None) -> Figure:
     """Build :func:`plot_image_forward`'s figure."""
     checked = _image_frames(frames, "frames")
     n = checked[0][1].shape[0]
@@ -221,21 +221,22 @@ def _forward_figure(frames: Sequence[ImageFrame]) -> Figure:
         cells: list[list[Cell | None]] = [
             list(single[0][r : r + cols]) for r in range(0, len(checked), cols)
         ]
-        return _panels_figure(cells, min_side=1.0)
+        return _panels_figure(cells, title, min_side=1.0)
     top_titled = [[(cell[0] if r == 0 else None, cell[1]) for cell in row]
                   for r, row in enumerate(single)]
-    return _panels_figure(top_titled, min_side=0.7)
+    return _panels_figure(top_titled, title, min_side=0.7)
 
 
 @_styled
-def plot_image_forward(frames: Sequence[ImageFrame], path: str | os.PathLike[str]) -> Path:
+def plot_image_forward(frames: Sequence[ImageFrame], path: str | os.PathLike[str],
+                       title: str | None = None) -> Path:
     """The forward process q(x_t | x_0): ``frames`` of ``(t, images (N, C, H, W))``.
 
     With N = 1, one panel per frame titled q(x_t), on rows of 5 (20 frames: 4 x 5). With
     N > 1, one row per image and one column per frame, step titles on the top row. Every frame
     must have the same shape.
     """
-    return _save(_forward_figure(frames), path)
+    return _save(_forward_figure(frames, title), path)
 
 
 def _rows(cells: Sequence[list[tuple[int, np.ndarray]]]) -> list[list[Cell]]:

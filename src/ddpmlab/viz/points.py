@@ -284,13 +284,14 @@ def plot_training_progress(
     title: str | None = None,
     limits: Limits | None = None,
 ) -> Path:
-    """One reverse-chain row per ``(training_step, frames)`` snapshot, labelled "step N".
+    """One reverse-chain row per ``(training_step, frames)`` snapshot, labelled "after N
+    training steps" (the columns are diffusion steps).
 
     All panels share ``limits``, by default the box of every point of every snapshot's frames
     plus a 5 % margin (:func:`frame_limits`).
     """
     rows = [
-        (f"step {int(step)}", _frames(frames, f"snapshots[{r}] frames"))
+        (f"after {int(step)}\ntraining steps", _frames(frames, f"snapshots[{r}] frames"))
         for r, (step, frames) in enumerate(snapshots)
     ]
     return _save(_progress_figure(rows, title, limits), path)
