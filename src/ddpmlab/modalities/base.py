@@ -93,6 +93,11 @@ class Modality(ABC):
     def shape(self) -> tuple[int, ...]:
         """The shape of one sample, as the network takes it: (dim,) or (C, H, W)."""
 
+    @property
+    def network_rows(self) -> int | None:
+        """Rows per network evaluation when sampling (None: ``accel.mlp.SAMPLING_ROWS``)."""
+        return None
+
     @abstractmethod
     def model_input(self) -> np.ndarray:
         """The training data in model space, (N, *shape) float32."""

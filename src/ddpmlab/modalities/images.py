@@ -10,6 +10,7 @@ pixels in [0, 1], ``(N, C, H, W)`` float32. x0_hat is clipped to [-1, 1] in ever
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from ddpmlab.data.images import (
 from ddpmlab.fileio import save_npy, write_atomic
 from ddpmlab.modalities.base import Modality
 
+NETWORK_VALUES = 40_000  # pixels a sampling batch holds (see Images.network_rows)
 # Settings chosen by measurement for each built-in set (bench/README.md, "Images"); a folder
 # or an array gets the digits' (its size permitting: a U-Net level halves it).
 _LEAN = {"channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": [],
@@ -122,6 +124,15 @@ class Images(Modality):
     @property
     def shape(self) -> tuple[int, ...]:
         return self.data.shape
+
+    @property
+    def network_rows(self) -> int:
+        """A power of two near NETWORK_VALUES / (C H W): the U-Net is fastest on a CPU when a
+        batch's activations stay in cache, 512 images of 8 x 8, 128 of 16 x 16, 64 of 28 x 28
+        (bench/image_sampling.py)."""
+        c, h, w = self.shape
+        return int(min(self.sample_block, max(16, 2 ** round(math.log2(NETWORK_VALUES
+                                                                        / (c * h * w))))))
 
     def model_input(self) -> np.ndarray:
         return np.ascontiguousarray(self.data.train, dtype=np.float32)

@@ -62,8 +62,11 @@ class Run:
     @property
     def denoiser(self) -> Callable[..., torch.Tensor]:
         """The network as the samplers call it, ``(x_t, t, y=None) -> output``
-        (``ddpmlab.accel.mlp.sampling_denoiser``)."""
-        return sampling_denoiser(self.model)
+        (``ddpmlab.accel.mlp.sampling_denoiser``), over at most ``kind.network_rows`` rows
+        at a time."""
+        if self.kind.network_rows is None:
+            return sampling_denoiser(self.model)
+        return sampling_denoiser(self.model, self.kind.network_rows)
 
     @property
     def classes(self) -> tuple[str, ...] | None:

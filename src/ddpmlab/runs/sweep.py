@@ -4,6 +4,8 @@ figure."""
 
 from __future__ import annotations
 
+import time
+
 from ddpmlab import feedback, viz
 from ddpmlab.errors import UserError
 from ddpmlab.fileio import exclusive, write_json
@@ -15,6 +17,7 @@ from ddpmlab.samplers import SAMPLERS, STEPPED, SamplerSpec
 
 SWEEP, GUIDANCE = "sweep.json", "guidance.json"
 WARM_UP = 64  # samples each sampler draws before the timed cells
+RETIME_BELOW = 2.0  # seconds under which a cell's sampling is timed twice more (the best kept)
 SECONDS_NOTE = ("seconds: drawing the cell's samples, after a warm-up of every sampler "
                 "(the metrics are not counted)")
 
@@ -77,9 +80,16 @@ def _warm_up(run: Run, samplers: tuple[str, ...], spacing: str | None, seed: int
 
 def _score_row(run: Run, n: int | None, seed: int, repeats: int, spec: SamplerSpec) -> dict:
     result = score(run, n, seed, repeats, spec)
+    seconds = result.sampling_seconds
+    assert seconds is not None
+    if result.repeats == 1 and seconds < RETIME_BELOW:  # mostly noise: the best of three
+        for _ in range(2):
+            start = time.perf_counter()
+            run.sample(result.n, seed, spec)
+            seconds = min(seconds, time.perf_counter() - start)
     m = result.metrics
     nna, ratio = EVALUATORS[run.kind.name].headline(m)
-    return {"n": result.n, "repeats": result.repeats, "seconds": result.sampling_seconds,
+    return {"n": result.n, "repeats": result.repeats, "seconds": seconds,
             "1nna": m[nna]["value"],
             "1nna_floor": m[nna]["floor"], "ratio_name": ratio,
             "ratio": None if ratio is None else m[ratio]["ratio"]}
