@@ -102,7 +102,8 @@ def test_sample_writes_an_array_a_grid_and_a_folder(image_run: Path, tmp_path: P
     assert main(["sample", str(image_run), "--n", "6", "--out", str(tmp_path / "g.png"),
                  "--quiet"]) == 0
     with Image.open(tmp_path / "g.png") as grid:
-        assert grid.size == (3 * 8 + 2, 2 * 8 + 1)  # 3 columns, 2 rows, 1-pixel gaps
+        # 3 columns, 2 rows, 1-pixel gaps, each pixel a 5 x 5 square as in the figures
+        assert grid.size == (5 * (3 * 8 + 2), 5 * (2 * 8 + 1))
     folder = tmp_path / "each"
     assert main(["sample", str(image_run), "--n", "6", "--out", str(folder), "--quiet"]) == 0
     files = sorted(folder.iterdir())

@@ -23,7 +23,7 @@ def _job(name: str) -> Callable[..., None]:
     """The function behind a subcommand, ``module`` (its ``run``) or ``module:function`` of
     ddpmlab.cli. Imported on use: evaluation and figures load scipy, scikit-learn, POT and
     matplotlib, which would more than double the start-up of ``sample`` (bench/README.md,
-    "Start-up")."""
+    "The optimiser and start-up")."""
     module, _, function = name.partition(":")
     job: Callable[..., None] = getattr(importlib.import_module(f"ddpmlab.cli.{module}"),
                                        function or "run")

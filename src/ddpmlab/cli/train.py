@@ -9,6 +9,7 @@ from ddpmlab import distributed
 from ddpmlab.cli.settings import train_request
 from ddpmlab.runs.evaluation import read_evaluation
 from ddpmlab.runs.layout import FIGURES, METRICS
+from ddpmlab.runs.run import open_run
 from ddpmlab.runs.training import train_run
 
 
@@ -16,6 +17,7 @@ def run(args: argparse.Namespace) -> None:
     request = distributed.together(lambda: train_request(args))  # a refusal said once
     config, out, step = distributed.from_main(request)  # not two fresh folders
     if step is not None and step >= config.train.steps:  # a complete run: left as it is
+        open_run(out)  # but refused like any other if damaged
         if distributed.current().main:
             print(f"{out} is complete: it has trained {step} of {config.train.steps} steps; "
                   "nothing to do (raise --steps to train further)", file=sys.stderr)

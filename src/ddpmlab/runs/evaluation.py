@@ -138,7 +138,8 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     if not distributed.current().main:
         return Evaluation({}, n, repeats, seed, run.kind.name, seconds)
     with ThreadPoolExecutor(max_workers=1 if meanwhile else min(repeats, 4)) as pool, \
-            feedback.bar(repeats, "metrics and their floors", unit="draw") as metrics_bar:
+            feedback.bar(repeats, f"computing the metrics of {repeats} "
+                         f"draw{'s' * (repeats > 1)} and their floors", unit="draw") as metrics_bar:
         scoring = [pool.submit(evaluate, i, x) for i, x in enumerate(samples)]
         for job in scoring:
             job.add_done_callback(lambda _: metrics_bar.update())
