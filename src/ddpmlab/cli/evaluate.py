@@ -13,7 +13,7 @@ from ddpmlab.runs import likelihood
 from ddpmlab.runs.evaluation import evaluate_classes, evaluate_run, score
 from ddpmlab.runs.layout import CLASSES, FIGURES, METRICS
 from ddpmlab.runs.run import Run, open_run
-from ddpmlab.samplers import SamplerSpec
+from ddpmlab.samplers import SamplerSpec, describe
 
 
 def _silent(*args: object) -> None:
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> None:
         say(f"written to {opened.path / METRICS}")
     else:  # another sampler: printed, metrics.json keeps the default sampler's numbers
         say(score(opened, args.n, args.seed, args.repeats, spec))
-        how = spec.describe(opened.schedule.T, spec.spacing or opened.spacing(spec.name))
+        how = describe(spec, opened.schedule.T, opened.spacing(spec.name))
         say(f"({how}; metrics.json keeps the default sampler's numbers)")
     if opened.classes is not None:  # a conditional run: each class at --guidance too
         result = evaluate_classes(opened, args.guidance, args.n_class, args.seed, spec)

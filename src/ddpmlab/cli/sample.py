@@ -8,7 +8,7 @@ import sys
 from ddpmlab import distributed
 from ddpmlab.cli.settings import check_new_file, positive, sampler_spec
 from ddpmlab.runs.run import Run, open_run
-from ddpmlab.samplers import SamplerSpec
+from ddpmlab.samplers import SamplerSpec, describe
 
 
 def run(args: argparse.Namespace) -> None:
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> None:
     x = opened.sample(args.n, args.seed, spec, cls=args.cls, guidance=args.guidance)
     if main:
         meta = {"ddpmlab-run": str(opened.path), "ddpmlab-step": f"{opened.step} of {target}",
-                "ddpmlab-sampler": spec.describe(opened.schedule.T,
-                                                 spec.spacing or opened.spacing(spec.name)),
+                "ddpmlab-sampler": describe(spec, opened.schedule.T,
+                                            opened.spacing(spec.name)),
                 "ddpmlab-seed": str(args.seed)}
         print(f"wrote {opened.kind.write_samples(x, args.out, meta)} to {args.out}")

@@ -26,7 +26,7 @@ from ddpmlab.metrics import EVALUATORS, Evaluator
 from ddpmlab.modalities import Modality
 from ddpmlab.runs.layout import CLASSES, METRICS
 from ddpmlab.runs.run import Cls, Floors, Run
-from ddpmlab.samplers import SamplerSpec
+from ddpmlab.samplers import SamplerSpec, describe
 
 
 def evaluator_for(kind: Modality) -> Evaluator:
@@ -114,7 +114,7 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     sets = evaluator.reference_sets(n)
     n, m = len(sets[0]), len(sets)
     run.check_sampler(spec)
-    how = spec.describe(run.schedule.T, spec.spacing or run.spacing(spec.name))
+    how = describe(spec, run.schedule.T, run.spacing(spec.name))
     bar = feedback.bar(repeats * n, f"evaluating: {repeats} draw{'s' * (repeats > 1)} of "
                        f"{n:,} samples ({how})", unit="sample")
 

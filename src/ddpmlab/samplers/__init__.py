@@ -10,11 +10,37 @@ from ddpmlab.samplers.ddim import ddim_chain, ddim_sample, ddim_step
 from ddpmlab.samplers.ddpm import ddpm_chain, ddpm_sample
 from ddpmlab.samplers.dpm_solver import dpm_solver_chain, dpm_solver_sample
 from ddpmlab.samplers.ode import network_field, ode_nll, ode_sample
-from ddpmlab.samplers.registry import SAMPLERS, STEPPED, check, reverse_chain, sampler_named
+from ddpmlab.samplers.registry import (
+    SAMPLERS,
+    STEPPED,
+    check,
+    describe,
+    reverse_chain,
+    sampler_named,
+)
 from ddpmlab.samplers.spacing import DEFAULT_SPACING, SPACINGS, default_spacing, timesteps
 from ddpmlab.samplers.spec import SamplerSpec
 
-__all__ = ["DEFAULT_SPACING", "SAMPLERS", "SPACINGS", "STEPPED", "SamplerSpec", "check",
-           "ddim_chain", "ddim_sample", "ddim_step", "ddpm_chain", "ddpm_sample",
-           "default_spacing", "dpm_solver_chain", "dpm_solver_sample", "network_field",
-           "ode_nll", "ode_sample", "reverse_chain", "sampler_named", "timesteps"]
+__all__ = [
+    "DEFAULT_SPACING",
+    "SAMPLERS",
+    "SPACINGS",
+    "STEPPED",
+    "SamplerSpec",
+    "check",
+    "ddim_chain",
+    "ddim_sample",
+    "ddim_step",
+    "ddpm_chain",
+    "ddpm_sample",
+    "default_spacing",
+    "describe",
+    "dpm_solver_chain",
+    "dpm_solver_sample",
+    "network_field",
+    "ode_nll",
+    "ode_sample",
+    "reverse_chain",
+    "sampler_named",
+    "timesteps",
+]

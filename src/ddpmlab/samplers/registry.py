@@ -86,6 +86,17 @@ def check(spec: SamplerSpec, T: int, alpha_bar64: np.ndarray, spacing: str) -> i
     return K
 
 
+def describe(spec: SamplerSpec, T: int, spacing: str) -> str:
+    """The request in words, for tables and messages: "ddim, 20 steps (linspace)";
+    ``spacing``: the one used when the spec names none."""
+    if not sampler_named(spec.name).stepped:
+        return f"{spec.name}, rtol {spec.rtol:g}, atol {spec.atol:g}"
+    if spec.steps is None and spec.spacing is None and not spec.eta:
+        return f"{spec.name}, {T} steps"
+    eta = f", eta {spec.eta:g}" if spec.eta else ""
+    return f"{spec.name}, {spec.steps or T} steps ({spec.spacing or spacing}{eta})"
+
+
 def reverse_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...],
                   spec: SamplerSpec, *, prediction: str, variance: str,
                   generator: torch.Generator | None, clip: bool = False) -> Chain:

@@ -34,12 +34,3 @@ class SamplerSpec:
     def of(cls, sampler: str | SamplerSpec) -> SamplerSpec:
         """A spec from a sampler name (its defaults) or a spec itself."""
         return sampler if isinstance(sampler, SamplerSpec) else cls(sampler)
-
-    def describe(self, T: int, spacing: str) -> str:
-        """In words, for tables and messages: "ddim, 20 steps (linspace)"."""
-        if self.steps is None and self.spacing is None and self.name != "ode" and not self.eta:
-            return f"{self.name}, {T} steps"
-        if self.name == "ode":
-            return f"ode, rtol {self.rtol:g}, atol {self.atol:g}"
-        eta = f", eta {self.eta:g}" if self.eta else ""
-        return f"{self.name}, {self.steps or T} steps ({spacing}{eta})"
