@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ddpmlab import __version__, distributed
 from ddpmlab.cli.settings import ALIASES, FLAGS, METAVARS, seed_type
@@ -56,7 +56,12 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with its errors in ddpmlab's form: one line on stderr, exit status 2."""
+    """argparse, with its errors in ddpmlab's form: one line on stderr, exit status 2; and no
+    abbreviated flags, where a typo in a longer one could set another (``--step``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         main = distributed.launched().main  # under torchrun, said once, by rank 0
@@ -117,15 +122,15 @@ def _add_seed(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = Parser(add_help=False, allow_abbrev=False)
+    common = Parser(add_help=False)
     common.add_argument("--quiet", action="store_true",
                         help="no progress bar or status line on stderr")
-    p = Parser(prog="ddpmlab", allow_abbrev=False,
+    p = Parser(prog="ddpmlab",
                description="Denoising diffusion probabilistic models, every step shown.")
     p.add_argument("--version", action="version", version=f"ddpmlab {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    t = sub.add_parser("train", parents=[common], allow_abbrev=False,
+    t = sub.add_parser("train", parents=[common],
                        help="train a model on points or images and write a run directory",
                        description="Train a DDPM on 2-D points or on images; writes RUN/ with "
                        "checkpoint, metrics and figures.")
@@ -150,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(t)
     t.set_defaults(job="train")
 
-    s = sub.add_parser("sample", parents=[common], allow_abbrev=False,
+    s = sub.add_parser("sample", parents=[common],
                        help="draw samples from a trained run")
     s.add_argument("run", type=Path, metavar="RUN", help="run directory")
     s.add_argument("--n", "--number", dest="n", type=int, default=1000,
@@ -166,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(s)
     s.set_defaults(job="sample")
 
-    e = sub.add_parser("evaluate", parents=[common], allow_abbrev=False,
+    e = sub.add_parser("evaluate", parents=[common],
                        help="sample quality beside the real-vs-real floor")
     e.add_argument("run", type=Path, metavar="RUN", help="run directory")
     e.add_argument("--n", "--number", dest="n", type=int, default=None,
@@ -190,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(e)
     e.set_defaults(job="evaluate")
 
-    w = sub.add_parser("sweep", parents=[common], allow_abbrev=False,
+    w = sub.add_parser("sweep", parents=[common],
                        help="sampler x number of steps: quality and seconds")
     w.add_argument("run", type=Path, metavar="RUN", help="run directory")
     w.add_argument("--samplers", nargs="+", default=None, metavar="SAMPLER",
@@ -211,14 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seed(w)
     w.set_defaults(job="sweep")
 
-    f = sub.add_parser("figures", parents=[common], allow_abbrev=False,
+    f = sub.add_parser("figures", parents=[common],
                        help="re-make every figure of a run")
     f.add_argument("run", type=Path, metavar="RUN", help="run directory")
     _add_seed(f)
     _add_class(f, guidance=1.0, cls=False)
     f.set_defaults(job="draw:figures")
 
-    a = sub.add_parser("animate", parents=[common], allow_abbrev=False,
+    a = sub.add_parser("animate", parents=[common],
                        help="write the reverse diffusion as a GIF")
     a.add_argument("run", type=Path, metavar="RUN", help="run directory")
     a.add_argument("--n", "--number", dest="n", type=int, default=None,
