@@ -81,9 +81,8 @@ def test_figures_and_animate_remake_files(tiny_copy: Path, tmp_path: Path) -> No
 
 
 def test_seed_config_trains(tmp_path: Path) -> None:
-    config = Path(__file__).parents[1] / "configs" / "seed.toml"
     out = tmp_path / "seed"
-    assert main(["train", "--config", str(config), "--out", str(out), "--steps", "30",
+    assert main(["train", "--config", "seed", "--out", str(out), "--steps", "30",
                  "--quiet", "--no-figures"]) == 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["model"]["name"] == "seed_mlp" and saved["diffusion"]["timesteps"] == 150
