@@ -411,3 +411,9 @@ def test_no_eval_skips_the_evaluation(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert main(["train", "moons", "--out", str(out), *TINY, "--no-eval"]) == 0
     assert not (out / "metrics.json").exists() and (out / "figures" / "samples.png").is_file()
+
+
+def test_an_unknown_preset_names_the_presets(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--config", "sead", "--out", str(tmp_path / "r")]) == 2
+    assert "config file not found: sead (presets: seed)" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
