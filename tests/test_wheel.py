@@ -6,15 +6,19 @@ run from a temporary folder where no file of the checkout is in reach."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
-from test_tutorial import TUTORIAL, assert_figures
+from helpers import TUTORIAL, assert_figures
+
+import ddpmlab
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,3 +78,13 @@ def test_a_tutorial_runs_from_any_folder(installed: Path, tmp_path: Path) -> Non
     done = run(installed / "python", script, cwd=tmp_path, env=env)
     assert "whole tutorial:" in done.stdout  # it reached its last cell
     assert_figures(tmp_path / "tutorial_figures")
+
+
+def test_the_version_is_said_alike_everywhere() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert ddpmlab.__version__ == version
+    citation = (ROOT / "CITATION.cff").read_text()
+    assert re.search(rf"^version: {re.escape(version)}$", citation, re.MULTILINE)
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## \[{re.escape(version)}\] - \d{{4}}-\d\d-\d\d$", changelog,
+                     re.MULTILINE)
