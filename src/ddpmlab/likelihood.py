@@ -190,7 +190,8 @@ def hybrid_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
                 generator: torch.Generator | None = None, antithetic: bool = False,
                 prediction: str = "eps", vlb_weight: float = 0.001, *,
                 drawn: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-                target: torch.Tensor | None = None) -> torch.Tensor:
+                target: torch.Tensor | None = None, decoder: str = "gaussian",
+                levels: int = 256) -> torch.Tensor:
     """L_hybrid = L_simple + lambda L_vlb for a ``learned_range`` network, a scalar.
 
     Nichol & Dhariwal 2021, Sec. 3.1. The denoiser returns (B, 2D): the mean part (trained by
@@ -208,6 +209,10 @@ def hybrid_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
     ``target``: the MSE's target in place of the example's own (a stable target,
     :func:`ddpmlab.diffusion.stable_target`); the VLB term keeps the example's x0, whose
     spread about E[x_0 | x_t] is what teaches the variance to be wider than beta~_t.
+    ``decoder``, ``levels``: the t = 0 term's decoder, as :func:`vlb_term` (images: the
+    discretised decoder on the data's levels, as improved-diffusion's ``_vb_terms_bpd``
+    trains it, so that L_0 is trained on the bin's probability mass that the bound reports,
+    not on a density; points: ``gaussian``).
     """
     schedule = schedule.to(x0.device)
     t, eps, x_t = drawn or draw_training_inputs(schedule, x0, generator, antithetic)
@@ -217,6 +222,6 @@ def hybrid_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
         target = target_for(schedule, prediction, x0, eps, t)
     mse = (target - mean_out).square().mean()
     frozen = torch.cat([mean_out.detach(), v], dim=1)  # N&D Sec. 3.1: stop-gradient on the mean
-    vb = vlb_term(schedule, x0, x_t, t, frozen, prediction=prediction,
-                  variance="learned_range") / (x0[0].numel() * math.log(2))  # bits per dim
+    vb = vlb_term(schedule, x0, x_t, t, frozen, prediction=prediction, variance="learned_range",
+                  decoder=decoder, levels=levels) / (x0[0].numel() * math.log(2))  # bits/dim
     return mse + vlb_weight * schedule.T * vb.mean()
