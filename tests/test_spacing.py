@@ -12,7 +12,7 @@ from helpers import err, gaussian_eps, replay
 
 from ddpmlab.errors import UserError
 from ddpmlab.samplers import DEFAULT_SPACING, SPACINGS, ddpm_chain, default_spacing, timesteps
-from ddpmlab.samplers.spacing import LOGSNR_START
+from ddpmlab.samplers.spacing import LOGSNR_START, most_steps
 from ddpmlab.schedules import SCHEDULES, NoiseSchedule, make_schedule
 
 torch.set_num_threads(1)
@@ -170,6 +170,8 @@ def test_unknown_spacing_lists_the_valid_ones():
 def test_respaced_schedule_keeps_alpha_bar_at_the_visited_steps(name, K):
     s = make_schedule(name, 50)
     for spacing in SPACINGS:
+        if K > most_steps(50, spacing, s.alpha_bar64):
+            continue  # the official grid drops the cosine schedule's last timesteps
         t, _ = timesteps(50, K, spacing, s.alpha_bar64)
         r = s.respaced(t)
         if K == 50:  # every step visited: the schedule itself, its own betas unchanged
