@@ -91,8 +91,8 @@ def test_image_bound_matches_calc_bpd_loop_with_and_without_clipping(name: str) 
         their_terms = REF[f"{key}{tag}__vb"].astype(np.float64)[:, ::-1].mean(0)
         np.testing.assert_allclose(bound.terms / (bound.dims * math.log(2)), their_terms,
                                    rtol=2e-6, atol=1e-5)
-        assert bound.bits_per_dim == pytest.approx(theirs, abs=1e-4 if clip else 1e-3,
-                                                   rel=0 if clip else 1e-6)
+        # unclipped, this network's cosine bound is 384 bits/dim: float32's 1e-6 relative
+        assert bound.bits_per_dim == pytest.approx(theirs, abs=1e-4, rel=0 if clip else 1e-6)
     assert bounds["noclip"] - bounds["clip"] > 1.0  # clipping matters for this network
 
 
