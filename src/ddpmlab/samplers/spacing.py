@@ -140,8 +140,8 @@ def _official_logsnr_grid(alpha_bar: np.ndarray, K: int) -> np.ndarray:
     N = _official_length(lam)
     if K > N:
         raise UserError(f"the logsnr_official spacing visits at most {N} timesteps on this "
-                        f"schedule (lambda >= {OFFICIAL_LAMBDA_MIN} there), got --steps {K}; "
-                        "use fewer steps or another --spacing")
+                        f"schedule (lambda >= {OFFICIAL_LAMBDA_MIN} there), not {K}; give "
+                        f"--steps {N} or fewer, or another --spacing")
     if K == 1:
         return np.array([N - 1], dtype=np.int64)
     target = np.linspace(lam[N - 1], lam[0], K)  # get_time_steps('logSNR'), N + 1 points
