@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> None:
     def check() -> tuple[Run, SamplerSpec]:
         check_size(args)
         spec = sampler_spec(args)
+        if args.unclipped_bound and not (args.nll or args.exact_nll):
+            raise UserError("--unclipped-bound applies to the bound; add --nll")
         if group.many and (args.nll or args.exact_nll):
             raise UserError("--nll and --exact-nll run in one process; start them without "
                             "torchrun")
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> None:
             print(class_table(result))
             print(f"written to {opened.path / CLASSES}")
     if args.nll or args.exact_nll:
-        bound = likelihood.run_bound(opened, args.n, args.seed)
+        bound = likelihood.run_bound(opened, args.n, args.seed,
+                                     clip=False if args.unclipped_bound else None)
         print(likelihood.format_bound(bound))
         print(f"written to {opened.path / likelihood.NLL} and "
               f"{opened.path / FIGURES / 'nll_terms.png'}")

@@ -84,7 +84,12 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
 def _add_spacing(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spacing", choices=SPACINGS, default=None,
                    help="which K of the T timesteps are visited (default: linspace; logsnr "
-                   "for dpm_solver; leading for an eps-prediction run)")
+                   "for dpm_solver; leading for an eps-prediction run). logsnr is ddpmlab's "
+                   "grid: t = T-1, then uniform in log-SNR from lambda = -2, and DPM-Solver++ "
+                   "steps first order into its last timestep below 18 steps; logsnr_official "
+                   "is the official DPM-Solver's: uniform from its start (lambda >= -5.1) to "
+                   "t = 0, rounded to timesteps, first order there below 11 steps (the "
+                   "official steps = K - 1 with denoise_to_zero)")
 
 
 def _add_eta(p: argparse.ArgumentParser) -> None:
@@ -184,7 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "samples in all)")
     _add_sampler_flags(e)
     e.add_argument("--nll", action="store_true", help="also the negative log-likelihood bound "
-                   "in nats and bits per dimension (figure: RUN/figures/nll_terms.png)")
+                   "in nats and bits per dimension (figure: RUN/figures/nll_terms.png); on "
+                   "images each reverse step's x0_hat is clipped to [-1, 1] by default, as the "
+                   "samplers do and as improved-diffusion's calc_bpd_loop reports its bits/dim")
+    e.add_argument("--unclipped-bound", action="store_true",
+                   help="--nll on images with x0_hat not clipped: the bound of the network's "
+                   "raw Gaussian steps, which the samplers do not take (points are never "
+                   "clipped)")
     _add_class(e, cls=False)
     e.add_argument("--n-class", type=int, default=None, metavar="N",
                    help="a conditional run's samples per class in each set (points: 3 "

@@ -110,7 +110,8 @@ def _prepare(config: RunConfig, out: Path, resume: bool, force: bool,
     labels = kind.labels()
     trainer = Trainer(config, torch.from_numpy(kind.model_input()), resume_from=ckpt,
                       device=resolve_device(device), classes=len(kind.class_names or ()),
-                      labels=None if labels is None else torch.from_numpy(labels))
+                      labels=None if labels is None else torch.from_numpy(labels),
+                      decoder=kind.decoder())
     if main:
         make_run_directory(out)
     return trainer, kind, ckpt is not None

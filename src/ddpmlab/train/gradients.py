@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -127,12 +128,14 @@ def _with_labels(model: nn.Module, y: torch.Tensor, x: torch.Tensor,
 
 
 class Autograd(Backend):
-    """Autograd's gradient of the MSE, or of the hybrid loss of a learned variance."""
+    """Autograd's gradient of the MSE, or of the hybrid loss of a learned variance, whose
+    t = 0 term uses ``decoder`` (``likelihood.hybrid_loss``'s decoder and levels)."""
 
     def __init__(self, config: RunConfig, schedule: NoiseSchedule, model: nn.Module,
-                 reduced: torch.Tensor) -> None:
+                 reduced: torch.Tensor, decoder: dict[str, Any] | None = None) -> None:
         super().__init__(config, schedule, model, reduced)
         self.rows = distributed.share(config.train.batch_size, self.group)
+        self.decoder = decoder or {"decoder": "gaussian"}
 
     def gradient(self, batch: Batch) -> torch.Tensor:
         r, d = self.rows, self.config.diffusion
@@ -145,7 +148,7 @@ class Autograd(Backend):
                                 batch.eps_target[r], batch.t[r])
             loss = hybrid_loss(self.schedule, model, batch.x0[r], prediction=d.prediction,
                                vlb_weight=d.vlb_weight, target=target,
-                               drawn=(batch.t[r], batch.eps[r], batch.x_t[r]))
+                               drawn=(batch.t[r], batch.eps[r], batch.x_t[r]), **self.decoder)
         else:  # Ho et al. 2020, Algorithm 1 (with the chosen target)
             loss = diffusion_loss(self.schedule, model, batch.x0_target[r],
                                   prediction=d.prediction,
@@ -168,9 +171,11 @@ class Autograd(Backend):
 
 
 def backend_for(config: RunConfig, schedule: NoiseSchedule, model: nn.Module,
-                reduced: torch.Tensor, autograd: bool = False) -> Backend:
-    """The hand-derived backend where it covers the model and the loss, else autograd."""
+                reduced: torch.Tensor, autograd: bool = False, *,
+                decoder: dict[str, Any] | None = None) -> Backend:
+    """The hand-derived backend where it covers the model and the loss, else autograd (with
+    the data's ``decoder`` for a learned variance's t = 0 term)."""
     if (not autograd and accel_mlp.supports(model)
             and config.diffusion.variance != "learned_range"):
         return HandDerived(config, schedule, model, reduced)
-    return Autograd(config, schedule, model, reduced)
+    return Autograd(config, schedule, model, reduced, decoder)

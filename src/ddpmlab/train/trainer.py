@@ -113,6 +113,8 @@ class Trainer:
     Algorithm 1), drawn from the training generator after the batch. An unconditional run
     draws nothing more.
     ``resume_from`` continues a checkpoint.
+    ``decoder``: the data's decoder p(x_0 | x_1) (``Modality.decoder``), for the t = 0 term
+    of a learned variance's hybrid loss (None: a Gaussian density, for continuous data).
     ``autograd=True`` computes every gradient with autograd, the reference the tests compare
     the hand-derived gradients with.
     ``device``: where everything lives and runs (a name is read by :func:`resolve_device`).
@@ -124,7 +126,8 @@ class Trainer:
     def __init__(self, config: RunConfig, x_train: torch.Tensor,
                  resume_from: checkpoint.Checkpoint | None = None, *,
                  autograd: bool = False, device: str | torch.device = "cpu",
-                 labels: torch.Tensor | None = None, classes: int = 0) -> None:
+                 labels: torch.Tensor | None = None, classes: int = 0,
+                 decoder: dict[str, Any] | None = None) -> None:
         if config.model.conditional and (labels is None or classes < 2):
             raise UserError("--conditional needs data with two classes or more (moons, "
                             "circles, gaussians8, spirals, digits, mnist, a --label-column, an "
@@ -157,7 +160,8 @@ class Trainer:
         if self.group.world > config.train.batch_size:
             raise UserError(f"--batch-size {config.train.batch_size} cannot be shared by "
                             f"{self.group.world} processes; give each at least one example")
-        self.gradients = backend_for(config, self.schedule, self.model, self.reduced, autograd)
+        self.gradients = backend_for(config, self.schedule, self.model, self.reduced, autograd,
+                                     decoder=decoder)
         self.caught: list[int] = []  # signals that asked to stop (fit), sent to the others
         self.stop = False  # some rank asked to stop during the last step
         self.optimizer = FlatAdam(self.params, self.flat, self.grad_flat, config.train.lr)
