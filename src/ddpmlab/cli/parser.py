@@ -14,6 +14,7 @@ from ddpmlab.data import TOY2D
 from ddpmlab.data.images import IMAGE_SETS
 from ddpmlab.modalities import default_config
 from ddpmlab.samplers import SAMPLERS, SPACINGS
+from ddpmlab.samplers.flow_fields import FLOW_SPACINGS
 from ddpmlab.samplers.spec import RTOL
 
 
@@ -69,8 +70,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=SAMPLERS, default="ddpm",
-                   help=", ".join(f"{name} ({s.summary})" for name, s in SAMPLERS.items()))
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help=", ".join(f"{name} ({s.summary})" for name, s in SAMPLERS.items())
+                   + " (default: ddpm; euler for a flow run)")
     p.add_argument("--steps", type=int, default=None, metavar="K",
                    help="sampling steps K in 1..T (default: all T; not ode)")
     _add_spacing(p)
@@ -82,9 +84,10 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_spacing(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--spacing", choices=SPACINGS, default=None,
+    p.add_argument("--spacing", choices=(*SPACINGS, *FLOW_SPACINGS), default=None,
                    help="which K of the T timesteps are visited (default: linspace; logsnr "
-                   "for dpm_solver; leading for an eps-prediction run)")
+                   "for dpm_solver; leading for an eps-prediction run); euler and heun: "
+                   "uniform (default) or shifted times")
 
 
 def _add_eta(p: argparse.ArgumentParser) -> None:
