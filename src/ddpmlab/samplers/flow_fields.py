@@ -100,11 +100,19 @@ def flow_chain(step: Step, denoiser: Denoiser, schedule: NoiseSchedule,
     if x_T is None:
         x_T = torch.randn(shape, generator=generator, device=device)
     x = x_T * math.sqrt(span.variance) if span.variance != 1.0 else x_T.clone()
+    return step_along(step, field, grid, x, T)
+
+
+def step_along(step: Step, field: VelocityField, grid: np.ndarray, x: torch.Tensor,
+               T: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(n, x)`` from x (B, *D) at grid[0] through every time of ``grid`` (decreasing
+    to 0) by ``step``: n = round(T t / grid[0]) (T first, 0 at the end). Any field may be
+    stepped: a closed form (``flow.mixture_velocity``) as well as a run's."""
     yield T, x
     for t, t_next in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True):
         with torch.inference_mode():
             x = step(field, x, t, t_next)
-        yield round(T * t_next / span.start), x
+        yield round(T * t_next / grid[0]), x
 
 
 def ode_field_for(denoiser: Denoiser, schedule: NoiseSchedule, *, objective: str,
