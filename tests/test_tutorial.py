@@ -28,6 +28,7 @@ FIGURES = {
     *(f"digits_{net}_{kind}" for net in ("seed_unet", "unet")
       for kind in ("training.png", "samples.png")),
     "digits_seed_unet.gif", "digits_unet.gif",
+    "flow_paths.png",
 }
 
 
