@@ -54,7 +54,7 @@ def _layer(module: str) -> str:
 
 #: what each part of the package may import (besides itself); nothing imports cli, runs
 #: only cli, the package's lazy exports and the reports' drawing
-MATHS = {"errors", "schedules", "diffusion", "likelihood", "mixture"}
+MATHS = {"errors", "schedules", "diffusion", "likelihood", "mixture", "flow", "objectives"}
 BASE = {"errors", "config", "feedback", "fileio", "distributed", "devices", "checkpoint"}
 ALLOWED = {
     "errors": set(),
@@ -63,6 +63,8 @@ ALLOWED = {
     "diffusion": {"schedules"},
     "likelihood": {"diffusion", "schedules", "errors"},
     "mixture": {"diffusion"},
+    "flow": {"diffusion", "mixture"},
+    "objectives": {"diffusion", "flow", "schedules", "errors"},
     "samplers": MATHS,
     "models": {"config", "errors"},
     "accel": {"models"},

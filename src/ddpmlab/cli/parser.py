@@ -14,6 +14,7 @@ from ddpmlab.data import TOY2D
 from ddpmlab.data.images import IMAGE_SETS
 from ddpmlab.modalities import default_config
 from ddpmlab.samplers import SAMPLERS, SPACINGS
+from ddpmlab.samplers.flow_fields import FLOW_SPACINGS
 from ddpmlab.samplers.spec import RTOL
 
 
@@ -69,8 +70,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=SAMPLERS, default="ddpm",
-                   help=", ".join(f"{name} ({s.summary})" for name, s in SAMPLERS.items()))
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help=", ".join(f"{name} ({s.summary})" for name, s in SAMPLERS.items())
+                   + " (default: ddpm; euler for a flow run)")
     p.add_argument("--steps", type=int, default=None, metavar="K",
                    help="sampling steps K in 1..T (default: all T; not ode)")
     _add_spacing(p)
@@ -82,14 +84,15 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_spacing(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--spacing", choices=SPACINGS, default=None,
+    p.add_argument("--spacing", choices=(*SPACINGS, *FLOW_SPACINGS), default=None,
                    help="which K of the T timesteps are visited (default: linspace; logsnr "
                    "for dpm_solver; leading for an eps-prediction run). logsnr is ddpmlab's "
                    "grid: t = T-1, then uniform in log-SNR from lambda = -2, and DPM-Solver++ "
                    "steps first order into its last timestep below 18 steps; logsnr_official "
                    "is the official DPM-Solver's: uniform from its start (lambda >= -5.1) to "
                    "t = 0, rounded to timesteps, first order there below 11 steps (the "
-                   "official steps = K - 1 with denoise_to_zero)")
+                   "official steps = K - 1 with denoise_to_zero); euler and heun: uniform "
+                   "(default) or shifted times")
 
 
 def _add_eta(p: argparse.ArgumentParser) -> None:

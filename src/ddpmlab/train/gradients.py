@@ -28,9 +28,9 @@ from torch import nn
 from ddpmlab import distributed
 from ddpmlab.accel import mlp as accel_mlp
 from ddpmlab.config import RunConfig
-from ddpmlab.diffusion import diffusion_loss, target_for
 from ddpmlab.errors import UserError
 from ddpmlab.likelihood import hybrid_loss
+from ddpmlab.objectives import objective_named
 from ddpmlab.schedules import NoiseSchedule
 
 
@@ -61,6 +61,14 @@ class Backend:
         self.reduced = reduced
         self.grad = reduced[:-2]  # the flat gradient every parameter's .grad is a view of
         self.group = distributed.current()
+        self.objective = objective_named(config.diffusion.objective)
+
+    def target(self, batch: Batch) -> torch.Tensor:
+        """What the network is trained towards on this process's rows: the objective's target
+        (the DDPM's ``prediction``, or the flow's velocity) of the (stable) x0 and eps."""
+        r = self.rows
+        return self.objective.target(self.schedule, self.config.diffusion.prediction,
+                                     batch.x0_target[r], batch.eps_target[r], batch.t[r])
 
     def gradient(self, batch: Batch) -> torch.Tensor | None:
         """This process's part of dL/dtheta into ``grad``; its part of the loss, or None
@@ -103,10 +111,9 @@ class HandDerived(Backend):
         self.rows = slice(first * rows, stop * rows)
 
     def gradient(self, batch: Batch) -> None:
-        r, d = self.rows, self.config.diffusion
+        r = self.rows
         with torch.inference_mode():  # no autograd bookkeeping at all
-            target = target_for(self.schedule, d.prediction, batch.x0_target[r],
-                                batch.eps_target[r], batch.t[r])
+            target = self.target(batch)
             self.leaf_parts[:, -2] = accel_mlp.mse_and_grads(
                 self.model, batch.x_t[r], batch.t[r], target, self.leaf_grads, self.tensors,
                 None if batch.y is None else batch.y[r], leaves=len(self.leaf_parts),
@@ -142,17 +149,14 @@ class Autograd(Backend):
         self.grad.zero_()
         model = (self.model if batch.y is None
                  else functools.partial(_with_labels, self.model, batch.y[r]))
+        target = self.target(batch)
         if d.variance == "learned_range":  # Nichol & Dhariwal 2021, Sec. 3.1
             # the VLB term on the example's own x0, the MSE on the (stable) target
-            target = target_for(self.schedule, d.prediction, batch.x0_target[r],
-                                batch.eps_target[r], batch.t[r])
             loss = hybrid_loss(self.schedule, model, batch.x0[r], prediction=d.prediction,
                                vlb_weight=d.vlb_weight, target=target,
                                drawn=(batch.t[r], batch.eps[r], batch.x_t[r]), **self.decoder)
-        else:  # Ho et al. 2020, Algorithm 1 (with the chosen target)
-            loss = diffusion_loss(self.schedule, model, batch.x0_target[r],
-                                  prediction=d.prediction,
-                                  drawn=(batch.t[r], batch.eps_target[r], batch.x_t[r]))
+        else:  # Ho et al. 2020, Algorithm 1 (Ho Eq. 14 with the chosen target); Lipman Eq. 23
+            loss = (target - model(batch.x_t[r], batch.t[r])).square().mean()
         loss.backward()  # into the zeroed views of grad
         return loss.detach()
 

@@ -37,9 +37,9 @@ from ddpmlab import checkpoint, distributed, feedback
 from ddpmlab.accel.adam import FlatAdam, flatten_parameters, views_of
 from ddpmlab.config import RunConfig
 from ddpmlab.devices import resolve_device
-from ddpmlab.diffusion import draw_training_inputs, stable_target
 from ddpmlab.errors import UserError
 from ddpmlab.models import build_network
+from ddpmlab.objectives import objective_named
 from ddpmlab.schedules import make_schedule
 from ddpmlab.train.gradients import Batch, backend_for
 
@@ -141,6 +141,7 @@ class Trainer:
         # built on the CPU (float64 maths), its constants moved once; itself on the CPU
         self.schedule = make_schedule(config.diffusion.schedule,
                                       config.diffusion.timesteps).to(self.device)
+        self.objective = objective_named(config.diffusion.objective)  # DDPM or flow
         with torch.random.fork_rng():
             torch.manual_seed(config.train.seed)  # the network's initial weights, on the CPU
             self.model = build_network(config, tuple(x_train.shape[1:]),
@@ -239,8 +240,8 @@ class Trainer:
                             generator=self.generator, device=self.device)
         x0 = self.x_train.index_select(0, idx)
         y = None if self.labels is None else self._drop(self.labels.index_select(0, idx))
-        # lines 3-4: t ~ Uniform, eps ~ N(0, I), x_t = q_sample(x0, t, eps)
-        t, eps, x_t = draw_training_inputs(self.schedule, x0, self.generator, d.antithetic)
+        # lines 3-4: t ~ Uniform, eps ~ N(0, I), x_t = q_sample(x0, t, eps) (or the flow's path)
+        t, eps, x_t = self.objective.draw(self.schedule, x0, self.generator, d.antithetic)
         x0_target, eps_target = self._stable(x0, y, t, eps, x_t)
         # line 5: the gradient of the loss, this rank's rows, summed over the ranks
         batch = Batch(x0, t, eps, x_t, y, x0_target, eps_target)
@@ -283,8 +284,8 @@ class Trainer:
             assert self.labels is not None
             allowed = (self.labels.index_select(0, idx) == y.unsqueeze(1)) | \
                 (y == self.classes).unsqueeze(1)
-        return stable_target(self.schedule, x0, eps, x_t, t, self.x_train.index_select(0, idx),
-                             allowed)
+        return self.objective.stable(self.schedule, x0, eps, x_t, t,
+                                     self.x_train.index_select(0, idx), allowed)
 
     def _drop(self, y: torch.Tensor) -> torch.Tensor:
         """Labels y (B,) with each replaced by the "no class" token (``classes``) with
