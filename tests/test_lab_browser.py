@@ -148,7 +148,7 @@ def test_train_then_reverse_and_two_samplers(page: Page,
 
 
 def test_an_existing_run_opens(page: Page, lab_server: tuple[str, Path, Any]) -> None:
-    address, runs, _ = lab_server
+    runs = lab_server[1]
     config = ddpmlab.default_config("gaussians8", {
         "data": {"n_train": 500, "heldout": 200}, "diffusion": {"timesteps": 20},
         "train": {"steps": 30, "batch_size": 64}})

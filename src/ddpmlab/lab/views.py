@@ -83,8 +83,8 @@ class Data:
 
     def view(self) -> dict[str, Any]:
         return {"label": self.label, "kind": self.kind.name,
-                "count": len(self.kind.data.train), **payload(self.kind, self.kind.data.train[
-                    :len(self.x0)])}
+                "count": len(self.kind.data.train),
+                **payload(self.kind, self.kind.to_data(self.x0))}
 
     def forward(self, schedule: str, T: int, t: int) -> dict[str, Any]:
         """Samples of q(x_t | x_0) at timestep t in 0..T-1 (Ho et al. 2020, Eq. 4)."""
@@ -133,7 +133,8 @@ class RunView:
 
     def summary(self) -> dict[str, Any]:
         run, d = self.run, self.run.config.diffusion
-        real = run.kind.data.train[:SHOWN if run.kind.name == "points" else IMAGES_SHOWN]
+        shown = SHOWN if run.kind.name == "points" else IMAGES_SHOWN
+        real = run.kind.to_data(torch.from_numpy(run.kind.model_input()[:shown]))
         return {"name": self.name, "kind": run.kind.name, "step": run.step,
                 "steps": run.config.train.steps, "T": run.schedule.T,
                 "schedule": d.schedule, "data": run.kind.data.name,

@@ -77,8 +77,9 @@ function setupDrawing() {
   c.addEventListener("pointermove", (e) => {
     if (!down) return;
     const p = pos(e);
-    ctx.strokeStyle = "#000"; ctx.lineWidth = 14; ctx.lineCap = "round";
+    ctx.strokeStyle = ctx.fillStyle = "#000"; ctx.lineWidth = 14;
     ctx.beginPath(); ctx.moveTo(...last); ctx.lineTo(...p); ctx.stroke();
+    ctx.beginPath(); ctx.arc(...p, 7, 0, 2 * Math.PI); ctx.fill();  // a pen's tip
     last = p;
   });
   c.addEventListener("pointerup", () => { down = false; });
@@ -217,10 +218,12 @@ async function compareSamplers() {
   try { out = await api("POST", "/api/samplers", { samplers: names, steps: +$("sampler-steps").value }); } finally { $("samplers-state").textContent = ""; }
   const box = $("sampler-results");
   box.innerHTML = "";
+  if (S.run && S.run.kind === "images") out.unshift({ sampler: I18n.t("real"), seconds: 0, metrics: {}, n: S.run.real.images.n, images: S.run.real.images });
   for (const r of out) {
     const card = document.createElement("div");
     card.className = "sampler";
-    card.innerHTML = `<h3>${r.sampler}${r.steps ? ", K = " + r.steps : ""} — ${r.seconds.toFixed(2)} ${I18n.t("seconds")}</h3><canvas class="plot"></canvas>${metricsTable(r.metrics)}<p class="note">n = ${r.n}</p>`;
+    const time = r.seconds ? ` — ${r.seconds.toFixed(2)} ${I18n.t("seconds")}` : "";
+    card.innerHTML = `<h3>${r.sampler}${r.steps ? ", K = " + r.steps : ""}${time}</h3><canvas class="plot"></canvas>${metricsTable(r.metrics)}<p class="note">n = ${r.n}</p>`;
     box.appendChild(card);
     showSamples(card.querySelector("canvas"), r, S.run && S.run.real.points);
   }
