@@ -125,6 +125,8 @@ def screenshots(page: Page, folder: Path) -> None:
     shot("training")
     page.click("#tabs button[data-tab='reverse']")
     page.fill("#k", "150")
+    page.wait_for_function("() => (window.labDrawn.score || {count: 0}).count > 0",
+                           timeout=LIMIT)
     page.wait_for_timeout(1500)
     shot("reverse")
     page.click("#tabs button[data-tab='samplers']")
@@ -139,7 +141,7 @@ def screenshots(page: Page, folder: Path) -> None:
     page.click("#tabs button[data-tab='data']")
     box = page.locator("#draw").bounding_box()
     assert box is not None
-    page.mouse.move(box["x"] + 60, box["y"] + 60)
+    page.mouse.move(box["x"] + 208, box["y"] + 128)
     page.mouse.down()
     for k in range(60):  # a circle
         a = 2 * math.pi * k / 59

@@ -44,7 +44,7 @@ function latest(fetcher) {
 
 // ---------------------------------------------------------------- data
 function showSamples(canvas, obj, over, b) {
-  if (obj.images) { Plot.images(canvas, obj.images, 8); return null; }
+  if (obj.images) { Plot.images(canvas, obj.images, 4); return null; }
   const layers = over ? [{ xy: over, color: COLORS.data, r: 1.4 }] : [];
   layers.push({ xy: obj.points, color: COLORS.points, r: 1.8 });
   return Plot.scatter(canvas, { layers, b });
@@ -132,7 +132,7 @@ function metricsTable(metrics) {
 async function startTraining(body) {
   S.since = -1;
   $("preview-plot").getContext("2d").clearRect(0, 0, 9999, 9999);
-  $("train-metrics").innerHTML = "";
+  $("train-metrics").innerHTML = ""; S.metrics = null;
   showTraining(await api("POST", "/api/train", body));
   poll();
 }
@@ -149,7 +149,7 @@ function showTraining(st) {
     showSamples($("preview-plot"), st.preview, S.data && S.data.points);
     drawn("preview");
   }
-  if (st.metrics) $("train-metrics").innerHTML = metricsTable(st.metrics);
+  if (st.metrics) { S.metrics = st.metrics; $("train-metrics").innerHTML = metricsTable(st.metrics); }
 }
 
 async function poll() {
@@ -214,8 +214,13 @@ const scoreAt = latest(async (t) => {
 async function compareSamplers() {
   const names = [...document.querySelectorAll("#sampler-choice input:checked")].map((e) => e.value);
   $("samplers-state").textContent = I18n.t("working");
-  let out;
-  try { out = await api("POST", "/api/samplers", { samplers: names, steps: +$("sampler-steps").value }); } finally { $("samplers-state").textContent = ""; }
+  try { S.samplers = await api("POST", "/api/samplers", { samplers: names, steps: +$("sampler-steps").value }); } finally { $("samplers-state").textContent = ""; }
+  showSamplers();
+}
+
+function showSamplers() {
+  if (!S.samplers) return;
+  const out = [...S.samplers];
   const box = $("sampler-results");
   box.innerHTML = "";
   if (S.run && S.run.kind === "images") out.unshift({ sampler: I18n.t("real"), seconds: 0, metrics: {}, n: S.run.real.images.n, images: S.run.real.images });
@@ -238,7 +243,13 @@ function setupTabs() {
       for (const v of document.querySelectorAll(".view")) v.classList.toggle("on", v.id === b.dataset.tab);
     };
   }
-  const lang = (l) => { I18n.set(l); $("lang-en").classList.toggle("on", l === "en"); $("lang-fr").classList.toggle("on", l === "fr"); if (curves) refreshForward(); };
+  const lang = (l) => {
+    I18n.set(l);
+    $("lang-en").classList.toggle("on", l === "en"); $("lang-fr").classList.toggle("on", l === "fr");
+    if (curves) refreshForward();
+    if (S.metrics) $("train-metrics").innerHTML = metricsTable(S.metrics);
+    showSamplers();
+  };
   $("lang-en").onclick = () => lang("en");
   $("lang-fr").onclick = () => lang("fr");
   lang(I18n.lang);

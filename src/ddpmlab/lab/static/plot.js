@@ -3,7 +3,7 @@
 "use strict";
 
 const Plot = (() => {
-  const PAD = 34;
+  const PAD = 40;
 
   function setup(canvas) {
     const ratio = window.devicePixelRatio || 1;
@@ -42,15 +42,15 @@ const Plot = (() => {
     return out;
   }
 
-  function frame(ctx, w, h, b, fmt = (v) => String(v)) {
+  function frame(ctx, w, h, b, fmtY = (v) => String(v)) {
     const sx = (x) => PAD + (x - b[0]) / (b[1] - b[0]) * (w - PAD - 8);
     const sy = (y) => h - PAD + 4 - (y - b[2]) / (b[3] - b[2]) * (h - PAD - 4);
     ctx.strokeStyle = "#bbb"; ctx.fillStyle = "#555"; ctx.lineWidth = 1;
     ctx.strokeRect(PAD, 4, w - PAD - 8, h - PAD);
     ctx.textAlign = "center";
-    for (const v of ticks(b[0], b[1])) ctx.fillText(fmt(v), sx(v), h - PAD + 18);
+    for (const v of ticks(b[0], b[1])) ctx.fillText(String(v), sx(v), h - PAD + 18);
     ctx.textAlign = "right";
-    for (const v of ticks(b[2], b[3])) ctx.fillText(fmt(v), PAD - 4, sy(v) + 4);
+    for (const v of ticks(b[2], b[3])) ctx.fillText(fmtY(v), PAD - 4, sy(v) + 4);
     return { sx, sy };
   }
 
@@ -122,7 +122,7 @@ const Plot = (() => {
     if (x1 === x0) x1 = x0 + 1;
     const pad = (y1 - y0) * 0.05 || 0.5;
     const b = [x0, x1, y0 - pad, y1 + pad];
-    const { sx, sy } = frame(ctx, w, h, b, (v) => opts.logy ? "1e" + v : String(v));
+    const { sx, sy } = frame(ctx, w, h, b, (v) => opts.logy ? Math.pow(10, v).toPrecision(2) : String(v));
     series.forEach((s, k) => {
       ctx.strokeStyle = s.color; ctx.lineWidth = 1.8; ctx.beginPath();
       s.ys.forEach((y, i) => {
@@ -130,8 +130,8 @@ const Plot = (() => {
         ctx[i === 0 ? "moveTo" : "lineTo"](sx(x), sy(tf(y)));
       });
       ctx.stroke();
-      ctx.fillStyle = s.color; ctx.textAlign = "left";
-      if (s.label) ctx.fillText(s.label, PAD + 8, 18 + 14 * k);
+      ctx.fillStyle = s.color; ctx.textAlign = "right";
+      if (s.label) ctx.fillText(s.label, w - 14, 18 + 14 * k);
     });
     if (opts.mark !== undefined) {
       ctx.strokeStyle = "#d33"; ctx.setLineDash([4, 3]); ctx.beginPath();
