@@ -63,7 +63,11 @@ def start_lab(runs: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 def train_in_page(page: Page, steps: int) -> dict[str, Any]:
-    """Press train; the page's own times (ms) to the first live samples and to the metrics."""
+    """Press train; the page's own times (ms) to the first live samples and to the metrics.
+    Pressed once the lab's worker has imported torch and ddpmlab (``trainer_ready``), which
+    it does while the page is read, beforehand."""
+    page.wait_for_function("() => fetch('/api/state').then(r => r.json())"
+                           ".then(s => s.trainer_ready)", timeout=LIMIT, polling=200)
     page.click("#tabs button[data-tab='train']")
     page.fill("#steps", str(steps))
     before = page.evaluate("(window.labDrawn.preview || {count: 0}).count")
@@ -178,29 +182,35 @@ def main() -> None:
         cli_s, cli_out = cli_seconds(runs, args.steps)
         loads.append(load())
         proc, address = start_lab(runs / "lab")
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(address)
-        page.wait_for_selector("body[data-ready='1']")
-        moves = slider(page, args.moves)
-        first = train_in_page(page, args.steps)
-        loads.append(load())
-        page.click("#tabs button[data-tab='reverse']")
-        page.wait_for_function("() => (window.labDrawn.reverse || {count: 0}).count > 0")
-        if args.screenshots is not None:
-            screenshots(page, args.screenshots)
-            page.select_option("#shape", "swiss_roll")
-            page.click("#use-shape")
-        memory = [rss_mb(proc.pid)]
-        for _ in range(args.trainings):
-            train_in_page(page, args.memory_steps)
+        try:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(address)
+            page.wait_for_selector("body[data-ready='1']")
+            moves = slider(page, args.moves)
+            first = train_in_page(page, args.steps)
+            loads.append(load())
             page.click("#tabs button[data-tab='reverse']")
-            page.wait_for_timeout(2000)  # the run opened and its chain drawn
-            memory.append(rss_mb(proc.pid))
-        loads.append(load())
-        browser.close()
-        proc.terminate()
-        proc.wait(60)
+            page.wait_for_function("() => (window.labDrawn.reverse || {count: 0}).count > 0",
+                                   timeout=LIMIT)
+            if args.screenshots is not None:
+                screenshots(page, args.screenshots)
+                page.click("#tabs button[data-tab='data']")
+                page.select_option("#shape", "swiss_roll")
+                page.click("#use-shape")
+            memory = [rss_mb(proc.pid)]
+            for _ in range(args.trainings):
+                train_in_page(page, args.memory_steps)
+                page.click("#tabs button[data-tab='reverse']")
+                page.wait_for_function("() => document.getElementById('run-label')"
+                                       ".textContent.includes(' / ')", timeout=LIMIT)
+                page.wait_for_timeout(2000)  # its reverse chain drawn
+                memory.append(rss_mb(proc.pid))
+            loads.append(load())
+            browser.close()
+        finally:
+            proc.terminate()  # a training in progress saves its checkpoint first
+            proc.wait(60)
     metrics = first["status"]["metrics"]
     quantiles = statistics.quantiles(moves, n=20)
     rows = [

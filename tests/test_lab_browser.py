@@ -117,6 +117,9 @@ def test_train_then_reverse_and_two_samplers(page: Page,
     page.click("#use-shape")
     page.wait_for_function("() => document.getElementById('data-label').textContent"
                            ".startsWith('moons')")
+    tab(page, "forward")
+    page.fill("#T", "50")  # the training takes the forward view's schedule and T
+    page.dispatch_event("#T", "change")
     tab(page, "train")
     page.fill("#steps", "300")
     page.click("#train-start")
@@ -126,7 +129,7 @@ def test_train_then_reverse_and_two_samplers(page: Page,
     assert "W1" in page.inner_text("#train-metrics")
     name = page.input_value("#runs")
     run = ddpmlab.open_run(lab_server[1] / name)  # what `ddpmlab sample` opens
-    assert run.step == 300 and run.sample(5).shape == (5, 2)
+    assert run.step == 300 and run.schedule.T == 50 and run.sample(5).shape == (5, 2)
     tab(page, "reverse")
     page.wait_for_function("() => document.getElementById('run-label').textContent"
                            f".startsWith('{name}')")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ddpmlab import feedback
 from ddpmlab.errors import UserError
 from ddpmlab.lab import LOOPBACK, serve
 
@@ -31,7 +32,8 @@ def run(args: argparse.Namespace) -> None:
         print(f"ddpmlab lab: {address} (runs in {runs}/; Ctrl-C stops it)", flush=True)
 
     try:
-        serve(runs, args.run, args.host, args.port, on_ready=ready)
+        with feedback.shown(False):  # the page shows the progress; the terminal its address
+            serve(runs, args.run, args.host, args.port, on_ready=ready)
     except OSError as e:
         if e.errno == 98:  # EADDRINUSE
             raise UserError(f"port {args.port} is in use; choose another with --port") from None

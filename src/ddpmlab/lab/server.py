@@ -25,6 +25,7 @@ from ddpmlab.lab.views import curves
 STATIC = {"index.html": "text/html", "lab.js": "text/javascript", "plot.js": "text/javascript",
           "i18n.js": "text/javascript", "lab.css": "text/css"}
 MAX_JSON = 64 * 1024  # bytes of a JSON request
+DRAIN = 8 * MAX_UPLOAD  # bytes of a refused body read and dropped
 SCHEDULES = ("cosine", "linear", "linear_unscaled", "sigmoid")
 
 
@@ -50,7 +51,8 @@ def routes(lab: Lab) -> dict[tuple[str, str], Callable[[dict[str, Any], bytes], 
         return {"shapes": list(SHAPES), "schedules": list(SCHEDULES),
                 "samplers": list(SAMPLERS), "source_schedule": list(SOURCE_SCHEDULE),
                 "runs": lab.run_names(), "data": lab.data.view(), "run": view,
-                "training": lab.status(), "max_upload": MAX_UPLOAD}
+                "training": lab.status(), "max_upload": MAX_UPLOAD,
+                "trainer_ready": lab.worker.ready()}
 
     def forward(q: dict[str, Any], _: bytes) -> Any:
         name, T = _schedule(q)
@@ -108,6 +110,17 @@ def make_handler(lab: Lab, hosts: set[str]) -> type[BaseHTTPRequestHandler]:
         def _json(self, code: int, value: Any) -> None:
             self._send(code, json.dumps(value).encode(), "application/json")
 
+        def _discard(self, size: int) -> None:
+            """Read a refused body (so the browser gets the answer, not a reset) up to
+            DRAIN bytes; past that the connection is closed."""
+            self.close_connection = True
+            left = size if size <= DRAIN else 0
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+
         def _serve(self, method: str) -> None:
             if self.headers.get("Host", "") not in hosts:
                 return self._json(403, {"error": "this lab answers on its own address only"})
@@ -126,7 +139,7 @@ def make_handler(lab: Lab, hosts: set[str]) -> type[BaseHTTPRequestHandler]:
                 fields: dict[str, Any] = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 body = b""
                 if size > (MAX_UPLOAD if url.path == "/api/upload" else MAX_JSON):
-                    self.close_connection = True  # the body is left unread
+                    self._discard(size)
                     raise UserError(f"the request is too large (at most "
                                     f"{MAX_UPLOAD // 1024 // 1024} MB for an upload)")
                 if size:

@@ -28,6 +28,7 @@ UPLOAD_SUFFIXES = {"points": (".csv", ".txt", ".npy"), "picture": (".png", ".jpg
 SHAPES = (*TOY2D, "digits")  # mnist is left out: its first use downloads it
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 WORD = re.compile(r"[\w -]{1,24}")
+PREVIEW_EVERY = 0.5  # seconds between two live previews of a training
 SOURCE_SCHEDULE = ("sigmoid", 150)  # the source text's schedule (DESIGN, "Known slips")
 
 
@@ -133,9 +134,9 @@ class Lab:
                 if not 1 <= steps <= 100_000:
                     raise UserError(f"steps must be in 1..100000, got {steps}")
                 out, total = self.new_run_path(label), steps
-                # a checkpoint every 1/40 of the steps (at most 100): the live samples' pace
+                # a checkpoint every 1/80 of the steps (at most 50): the live samples' pace
                 job = {"source": source, "out": str(out), "overrides": {
-                    "train": {"steps": steps, "checkpoint_every": max(1, min(100, steps // 40))},
+                    "train": {"steps": steps, "checkpoint_every": max(1, min(50, steps // 80))},
                     "diffusion": {"schedule": schedule, "timesteps": T}}}
             if not self.worker.running():
                 self.worker = Worker()
@@ -167,14 +168,18 @@ class Lab:
             if t["state"] == "running" and not worker.running():
                 t["state"], t["message"] = "error", "the training process ended unexpectedly"
             path = self.runs / t["run"]
-            out: dict[str, Any] = {k: v for k, v in t.items() if k not in ("worker", "mtime")}
+            out: dict[str, Any] = {k: v for k, v in t.items()
+                                   if k not in ("worker", "mtime", "sampled")}
             out["elapsed"] = round(time.time() - t["started"], 2)
             out["loss"] = read_loss(path / LOSS)
             out.pop("preview", None)
             mtime = (path / CKPT).stat().st_mtime_ns if (path / CKPT).is_file() else None
-            if mtime is not None and mtime != t.get("mtime"):
-                try:  # sampled once per checkpoint, whoever asks
-                    t["preview"], t["mtime"] = preview(path), mtime
+            # sampled once per checkpoint, whoever asks, at most every PREVIEW_EVERY seconds
+            # (the training has the other core)
+            if mtime is not None and mtime != t.get("mtime") and \
+                    time.time() - t.get("sampled", 0.0) >= PREVIEW_EVERY:
+                try:
+                    t["preview"], t["mtime"], t["sampled"] = preview(path), mtime, time.time()
                 except (UserError, OSError):  # the checkpoint is being replaced: next poll
                     pass
             if "preview" in t:

@@ -41,6 +41,7 @@ def _say(**event: Any) -> None:
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _stop)
+    _say(event="ready")  # imported: a job starts at once
     try:
         line = sys.stdin.readline()
     except KeyboardInterrupt:  # stopped while waiting for a job
@@ -91,6 +92,10 @@ class Worker:
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
+
+    def ready(self) -> bool:
+        """Whether the process has imported what training needs."""
+        return any(e["event"] == "ready" for e in self.events)
 
     def running(self) -> bool:
         return self.proc.poll() is None
