@@ -78,8 +78,11 @@ ALLOWED = {
     "reports": BASE | MATHS | {"samplers", "data", "modalities", "viz"},
     "runs": BASE | MATHS | {"samplers", "models", "accel", "train", "data", "metrics",
                             "modalities", "viz", "reports"},
-    "cli": BASE | {"samplers", "data", "metrics", "modalities", "runs", "train",
+    "cli": BASE | {"samplers", "data", "metrics", "modalities", "runs", "train", "lab",
                    "ddpmlab"},  # the package root: its __version__
+    # the public API (the package root), the run directory's files, the CLI's loaders
+    # (modalities), and the parameterisation that turns the network's output into a score
+    "lab": {"ddpmlab", "errors", "runs", "data", "modalities", "diffusion"},
     "__main__": {"cli"},
 }
 

@@ -248,4 +248,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GIF path (default: RUN/figures/reverse.gif)")
     a.add_argument("--force", action="store_true", help="replace --out if it exists")
     a.set_defaults(job="draw:gif")
+
+    b = sub.add_parser("lab", parents=[common],
+                       help="the lab: a local web app to draw data, train and sample live",
+                       description="Serve the lab on 127.0.0.1 (the optional extra "
+                       "ddpmlab[lab]): data, the forward process, live training, the reverse "
+                       "process and the samplers, in French or English.")
+    b.add_argument("run", type=Path, nargs="?", metavar="RUN",
+                   help="a run directory to open (its folder becomes the runs folder)")
+    b.add_argument("--runs", type=Path, default=Path("runs"), metavar="DIR",
+                   help="the folder the lab trains into and lists runs from (default: runs)")
+    b.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0: any free)")
+    b.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                   "127.0.0.1, this machine only; another needs --expose)")
+    b.add_argument("--expose", action="store_true", help="allow a --host other machines can "
+                   "reach (a warning is printed: the lab has no password)")
+    b.set_defaults(job="lab")
     return p
