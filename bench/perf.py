@@ -5,7 +5,7 @@
 
 Waits until the machine is quiet (under 10 % of the CPU busy) before it starts, then measures:
 
-1. training throughput at the source text's configuration (configs/seed.toml): the text's
+1. training throughput at the source text's configuration (`--config seed`): the text's
    loop as written (bench/source_loop.py: DataLoader, its loss, Adam, clip_grad_norm_,
    zero_grad; its periodic sampling costed apart) against ``Trainer.train_step`` as
    ``ddpmlab train`` runs it (hand-derived gradients, and autograd for comparison), and
@@ -105,7 +105,7 @@ def peak_flops(threads: int, size: int = 2048, repeats: int = 5) -> float:
 def seed_config():
     from ddpmlab.config import RunConfig, from_dict, load_toml
 
-    return from_dict(RunConfig, load_toml(ROOT / "configs" / "seed.toml"))
+    return from_dict(RunConfig, load_toml("seed"))
 
 
 def trainer_for(config, autograd: bool = False):

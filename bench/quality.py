@@ -60,7 +60,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--data", nargs="*", default=["swiss_roll", "moons", "circles", "heart.csv"])
     p.add_argument("--seed-config", action="store_true",
-                   help="also train configs/seed.toml (the source text's setup, ~1 min)")
+                   help="also train --config seed (the source text's setup, ~1 min)")
     p.add_argument("--train-args", default="",
                    help="extra flags for every default-settings run, e.g. '--batch-size 256'")
     p.add_argument("--out", default="quality.json", help="file name under bench/results")
@@ -70,7 +70,7 @@ def main() -> None:
         tmp_path = Path(tmp)
         jobs = [(d, args.train_args.split()) for d in args.data]
         if args.seed_config:
-            jobs.append(("swiss_roll", ["--config", str(ROOT / "configs" / "seed.toml")]))
+            jobs.append(("swiss_roll", ["--config", "seed"]))
         for data, extra in jobs:
             source = str(far_away_csv(tmp_path / data)) if data.endswith(".csv") else data
             label = "seed.toml" if "--config" in extra else data

@@ -17,7 +17,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory):
     """A trained tiny run directory, shared and read-only: a test that writes into it fails
-    at the end of the session (use ``tiny_copy`` to change a run)."""
+    at the end of the test run (use ``tiny_copy`` to change a run)."""
     from ddpmlab.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "tiny"

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 import ddpmlab
@@ -227,3 +228,33 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
         for p in model.parameters():
             p.copy_(0.2 * torch.randn(p.shape, generator=g))
     return model
+
+
+TUTORIAL = Path(__file__).parents[1] / "docs" / "tutorial"
+# Every figure of the course, under its name there where it has one (curve, q, curve_150_*,
+# reversediffusion*), and those the tutorial adds.
+FIGURES = {
+    "curve.png", "q.png", "schedules.png",
+    "curve_150_1.png", "curve_150_2.png", "curve_150_3.png",
+    "training_defaults.png", "samples_course.png", "samples_defaults.png",
+    "reversediffusion.gif", "reversediffusioncircles.gif", "reversediffusionmoons.gif",
+    "nll_terms.png", "nll_terms_learned.png", "variances.png",
+    "digits_data.png", "digits_forward.png",
+    *(f"digits_{net}_{kind}" for net in ("seed_unet", "unet")
+      for kind in ("training.png", "samples.png")),
+    "digits_seed_unet.gif", "digits_unet.gif",
+}
+
+
+def assert_figures(folder: Path) -> None:
+    """Every promised figure is in ``folder`` and is a valid PNG or (animated) GIF."""
+    written = {p.name for p in folder.iterdir()}
+    assert written == FIGURES, (f"missing {sorted(FIGURES - written)}, "
+                                f"unexpected {sorted(written - FIGURES)}")
+    for name in sorted(FIGURES):
+        with Image.open(folder / name) as img:
+            assert img.format == Path(name).suffix[1:].upper(), name
+            assert img.width > 100 and img.height > 100, name
+            if img.format == "GIF":
+                assert img.n_frames > 10, name
+            img.verify()

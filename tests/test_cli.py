@@ -81,9 +81,8 @@ def test_figures_and_animate_remake_files(tiny_copy: Path, tmp_path: Path) -> No
 
 
 def test_seed_config_trains(tmp_path: Path) -> None:
-    config = Path(__file__).parents[1] / "configs" / "seed.toml"
     out = tmp_path / "seed"
-    assert main(["train", "--config", str(config), "--out", str(out), "--steps", "30",
+    assert main(["train", "--config", "seed", "--out", str(out), "--steps", "30",
                  "--quiet", "--no-figures"]) == 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["model"]["name"] == "seed_mlp" and saved["diffusion"]["timesteps"] == 150
@@ -412,3 +411,9 @@ def test_no_eval_skips_the_evaluation(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert main(["train", "moons", "--out", str(out), *TINY, "--no-eval"]) == 0
     assert not (out / "metrics.json").exists() and (out / "figures" / "samples.png").is_file()
+
+
+def test_an_unknown_preset_names_the_presets(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--config", "sead", "--out", str(tmp_path / "r")]) == 2
+    assert "config file not found: sead (presets: seed)" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

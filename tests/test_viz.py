@@ -148,7 +148,7 @@ def fraction_outside(pts: np.ndarray, lim: tuple[float, float, float, float]) ->
 def test_frame_limits_hold_every_point_of_standard_normal_noise() -> None:
     frames = standard_normal_chain()
     x_T, data = frames[0][1], frames[-1][1]
-    assert fraction_outside(x_T, viz.limits_for(data, margin=0.1)) > 0.05  # the issue
+    assert fraction_outside(x_T, viz.limits_for(data, margin=0.1)) > 0.05  # data limits cut noise
     lim = viz.frame_limits([data, *frames], margin=0.02)  # arrays and frames mixed
     assert all(fraction_outside(p, lim) == 0.0 for _, p in frames)
     assert np.isclose(lim[1] - lim[0], lim[3] - lim[2])  # square, as limits_for

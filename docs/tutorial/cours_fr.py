@@ -65,12 +65,12 @@ SETTINGS = merge({"train": {"threads": 1}},
                  {"data": {"heldout": 400}, "diffusion": {"timesteps": 20},
                   "train": {"steps": 20}} if FAST else {})
 EVAL = {"n": 200, "repeats": 1} if FAST else {}
+# les figures : docs/tutorial/figures dans le dépôt, ./tutorial_figures ailleurs
 HERE = Path.cwd()
-ROOT = next((p for p in (HERE, *HERE.parents) if (p / "configs" / "seed.toml").is_file()),
-            None)
-if ROOT is None:
-    sys.exit("run this tutorial from inside the ddpmlab checkout (it reads configs/seed.toml)")
-OUT = Path(os.environ.get("DDPMLAB_TUTORIAL_OUT", ROOT / "docs" / "tutorial" / "figures"))
+CHECKOUT = next((p / "docs" / "tutorial" for p in (HERE, *HERE.parents)
+                 if (p / "docs" / "tutorial").is_dir()), None)
+OUT = Path(os.environ.get("DDPMLAB_TUTORIAL_OUT",
+                          CHECKOUT / "figures" if CHECKOUT else HERE / "tutorial_figures"))
 OUT.mkdir(parents=True, exist_ok=True)
 WORK = Path(tempfile.mkdtemp(prefix="ddpmlab-tutorial-"))  # les modèles, effacés à la fin
 START = time.perf_counter()
@@ -384,7 +384,7 @@ assert abs(loss - float(cosine.alpha_bar.mean())) < 0.005
 # qu'obtiendrait un modèle parfait. 1-NNA : 0,5 signifie qu'on ne distingue pas les
 # échantillons des données ; W1 / plancher : 1 pour un modèle parfait.
 #
-# D'abord la configuration exacte du cours (`configs/seed.toml` : son MLP, ses $\beta_t$
+# D'abord la configuration exacte du cours (`--config seed` : son MLP, ses $\beta_t$
 # sigmoïdes, $T = 150$, batch 128, Adam $10^{-3}$, 4 000 époques de 8 batches). *Erreurs de la
 # boucle du cours :* son échantillonnage `if t%100==0` est placé dans la boucle sur les
 # batches, si bien qu'une époque sur cent échantillonne 8 fois, en gardant le graphe
@@ -407,7 +407,7 @@ def train(name: str, config: RunConfig):  # entraîne WORK/name avec ses figures
     return run
 
 
-seed_config = replace(RunConfig(), merge(load_toml(ROOT / "configs" / "seed.toml"), SETTINGS))
+seed_config = replace(RunConfig(), merge(load_toml("seed"), SETTINGS))
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", ScheduleWarning)  # le schéma du cours : averti plus haut
     seed_run = train("course", seed_config)

@@ -63,12 +63,12 @@ SETTINGS = merge({"train": {"threads": 1}},
                  {"data": {"heldout": 400}, "diffusion": {"timesteps": 20},
                   "train": {"steps": 20}} if FAST else {})
 EVAL = {"n": 200, "repeats": 1} if FAST else {}
+# the figures: docs/tutorial/figures inside the checkout, ./tutorial_figures elsewhere
 HERE = Path.cwd()
-ROOT = next((p for p in (HERE, *HERE.parents) if (p / "configs" / "seed.toml").is_file()),
-            None)
-if ROOT is None:
-    sys.exit("run this tutorial from inside the ddpmlab checkout (it reads configs/seed.toml)")
-OUT = Path(os.environ.get("DDPMLAB_TUTORIAL_OUT", ROOT / "docs" / "tutorial" / "figures"))
+CHECKOUT = next((p / "docs" / "tutorial" for p in (HERE, *HERE.parents)
+                 if (p / "docs" / "tutorial").is_dir()), None)
+OUT = Path(os.environ.get("DDPMLAB_TUTORIAL_OUT",
+                          CHECKOUT / "figures" if CHECKOUT else HERE / "tutorial_figures"))
 OUT.mkdir(parents=True, exist_ok=True)
 WORK = Path(tempfile.mkdtemp(prefix="ddpmlab-tutorial-"))  # run directories, removed at the end
 START = time.perf_counter()
@@ -370,7 +370,7 @@ assert abs(loss - float(cosine.alpha_bar.mean())) < 0.005
 # real samples of the same size, what a perfect model would score. 1-NNA: 0.5 means samples
 # and data cannot be told apart; W1 / floor: 1 is a perfect model.
 #
-# First the course's exact configuration (`configs/seed.toml`: its MLP, sigmoid betas,
+# First the course's exact configuration (`--config seed`: its MLP, sigmoid betas,
 # $T = 150$, batch 128, Adam $10^{-3}$, 4,000 epochs of 8 batches). *Slips in the course's
 # loop:* its `if t%100==0` sampling sits inside the batch loop, so every 100th epoch samples
 # 8 times, keeping the autograd graph (no `torch.no_grad`): sampling dominates its training
@@ -392,7 +392,7 @@ def train(name: str, config: RunConfig):  # train WORK/name with its figures, th
     return run
 
 
-seed_config = replace(RunConfig(), merge(load_toml(ROOT / "configs" / "seed.toml"), SETTINGS))
+seed_config = replace(RunConfig(), merge(load_toml("seed"), SETTINGS))
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", ScheduleWarning)  # the course's schedule: warned above
     seed_run = train("course", seed_config)

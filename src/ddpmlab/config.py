@@ -17,6 +17,8 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -339,14 +341,26 @@ def upgrade(saved: dict[str, Any]) -> dict[str, Any]:
     return {**saved, "model": nested}
 
 
+#: configurations shipped inside the package (src/ddpmlab/presets/NAME.toml), named on the
+#: command line as ``--config NAME``: ``seed`` is the source text's own configuration
+PRESETS = ("seed",)
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file into a dict (checked later by :func:`from_dict`)."""
-    path = Path(path)
+    """Read a TOML config file, or a preset of :data:`PRESETS` by its name, into a dict
+    (checked later by :func:`from_dict`).
+
+    A name without the ``.toml`` suffix that is a preset is the packaged file, so the source
+    text's configuration works from an installed wheel as from the checkout."""
+    source: Path | Traversable = Path(path)
+    if str(path) in PRESETS:
+        source = resources.files("ddpmlab") / "presets" / f"{path}.toml"
     try:
-        with path.open("rb") as f:
+        with source.open("rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
-        raise UserError(f"config file not found: {path}") from None
+        hint = "" if Path(path).suffix else f" (presets: {', '.join(PRESETS)})"
+        raise UserError(f"config file not found: {path}{hint}") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path} is not valid TOML: {e}") from None
 

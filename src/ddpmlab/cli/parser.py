@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "or an .npy/.npz array (N, H, W) or (N, C, H, W)")
     t.add_argument("--out", type=Path, metavar="RUN",
                    help="run directory (default: runs/DATA, made unique)")
-    t.add_argument("--config", type=Path, metavar="FILE.toml", help="TOML file with [data] "
-                   "[diffusion] [model] [train] tables; flags override it")
+    t.add_argument("--config", metavar="FILE.toml|seed", help="TOML file with [data] "
+                   "[diffusion] [model] [train] tables, or `seed`: the source text's own "
+                   "configuration, shipped with ddpmlab; flags override it")
     add_config_flags(t)
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its "
                    "checkpoint (from step 0 if it was stopped before its first one); the "

@@ -1,12 +1,12 @@
 # Pinned to commit 2a762a1, the last commit before the package's top layer was restructured,
-# where it ran as bench/fourth_round_probe.py (this file is that one, with this header): it
+# where it ran from bench/ under another name (this file is that one, with this header): it
 # imports ddpmlab.run and calls Run.sample with positional steps, which no longer exist.
 # To run it there:
 #
 #     git worktree add /tmp/ddpmlab-2a762a1 2a762a1
 #     export PYTHONPATH=/tmp/ddpmlab-2a762a1/src:/tmp/ddpmlab-2a762a1/bench
 #     python -m ddpmlab.cli train heart.csv --seed 1 --out RUN   # or swiss_roll --seed 0
-#     python experiments/fourth_round_probe.py heart RUN
+#     python experiments/ode_gap_probe.py heart RUN
 #
 # (that commit's bench/ on the path: it imports `law` from its bench/exact_reference.py; the
 # heart.csv file is bench/quality.py's far_away_csv.)
@@ -14,10 +14,10 @@
 """The probes of bench/README.md, "What the held-out evaluation can resolve"
 (results/few_steps_probes.txt).
 
-    python experiments/fourth_round_probe.py heart RUN        # ddpmlab train heart.csv --seed 1
-    python experiments/fourth_round_probe.py floor
-    python experiments/fourth_round_probe.py fitted_grid RUN  # ddpmlab train swiss_roll --seed 0
-    python experiments/fourth_round_probe.py empirical RUN    # the same run
+    python experiments/ode_gap_probe.py heart RUN        # ddpmlab train heart.csv --seed 1
+    python experiments/ode_gap_probe.py floor
+    python experiments/ode_gap_probe.py fitted_grid RUN  # ddpmlab train swiss_roll --seed 0
+    python experiments/ode_gap_probe.py empirical RUN    # the same run
 
 heart.csv is `quality.far_away_csv`'s file (the few-step table's user CSV).
 
