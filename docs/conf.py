@@ -27,6 +27,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",
     "ddpmlab_docs",
 ]
 
@@ -37,9 +38,8 @@ exclude_patterns = ["_build", "tutorial/*.ipynb", "**/.ipynb_checkpoints"]
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 
-# MathJax is served with the site (mathjax_path below) when it is installed locally; else
-# the formulas stay readable TeX source, never a request to a CDN.
-mathjax_path = "mathjax/tex-chtml.js"
+# sphinx-mathjax-offline copies MathJax into the site and points mathjax_path at it: the
+# formulas render without a request to a CDN.
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"

@@ -10,7 +10,7 @@ none of what they show is copied by hand:
 - ``tutorials/course_en.md``, ``tutorials/cours_fr.md`` from the jupytext tutorials
   (:mod:`.tutorials`),
 - ``_generated/tables/<result>.mdinc`` from ``bench/results/*.json`` (:mod:`.results`),
-  included by the result pages.
+  included by the result pages, and ``results/all.md``, the list of every result file.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ def generate(docs: Path = DOCS) -> None:
     write(docs / "reference" / "modules.md", api.modules_page())
     for name in tutorials.SCRIPTS:
         write(docs / "tutorials" / f"{name}.md", tutorials.page(docs / "tutorial" / f"{name}.py"))
-    for name, text in results.snippets(docs.parent / "bench" / "results").items():
+    measured = docs.parent / "bench" / "results"
+    for name, text in results.snippets(measured).items():
         write(docs / "_generated" / "tables" / f"{name}.mdinc", text)
+    write(docs / "results" / "all.md", results.catalogue_page(measured, docs / "results"))
 
 
 def _on_builder_inited(app: Any) -> None:

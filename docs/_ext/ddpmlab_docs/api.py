@@ -13,6 +13,7 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import re
 from pathlib import Path
 
 # Entry points with nothing to document beyond the command line (documented there).
@@ -121,7 +122,7 @@ def constants(module: str) -> dict[str, str]:
 def _constants(module: str) -> str:
     entries = []
     for name, comment in constants(module).items():
-        text = comment.replace("*", "\\*").replace("|", "\\|").replace("`", "``")
+        text = re.sub(r"(?<!`)`(?!`)", "``", comment.replace("*", "\\*").replace("|", "\\|"))
         entries.append(f".. py:data:: {module}.{name}\n\n   {text}\n" if text else
                        f".. py:data:: {module}.{name}\n")
     return "```{eval-rst}\n" + "\n".join(entries) + "```\n" if entries else ""

@@ -14,6 +14,7 @@ Each file becomes ``_generated/tables/<stem>.mdinc`` (every table of the file) a
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,33 @@ def snippets(folder: Path) -> dict[str, str]:
     return out
 
 
-def catalogue(folder: Path) -> list[tuple[str, list[str]]]:
-    """(file, titles of its tables) for every result file: the index page's list."""
-    return [(p.name, [t["title"] for t in tables(p)]) for p in sorted(folder.glob("*.json"))]
+
+
+def catalogue_page(folder: Path, pages: Path) -> str:
+    """``results/all.md``: every result file, its tables and the pages that show them; a
+    file no page includes (a new one in the "tables" format) is shown here in full."""
+    shown: dict[str, list[str]] = {}
+    for page in sorted(pages.glob("*.md")):
+        if page.name == "all.md":
+            continue
+        text = page.read_text(encoding="utf-8")
+        for stem in {m.split("-")[0] if m.rsplit("-", 1)[-1].isdigit() else m
+                     for m in _INCLUDED.findall(text)}:
+            shown.setdefault(stem, []).append(page.stem)
+    out = ["# Every result file\n",
+           "Each file of `bench/results/`, the tables it holds and the pages that show them. "
+           "A file that no page shows yet is rendered here in full, so every measurement "
+           "appears on the site.\n"]
+    for path in sorted(folder.glob("*.json")):
+        out.append(f"## `{path.name}`\n")
+        where = shown.get(path.stem)
+        titles = [t["title"] for t in tables(path)]
+        if where:
+            links = ", ".join(f"[{p}]({p}.md)" for p in sorted(where))
+            out.append("\n".join(f"- {t}" for t in titles) + f"\n\nShown in: {links}.\n")
+        else:
+            out.append(f"```{{include}} ../_generated/tables/{path.stem}.mdinc\n```\n")
+    return "\n".join(out)
+
+
+_INCLUDED = re.compile(r"_generated/tables/([\w-]+)\.mdinc")
