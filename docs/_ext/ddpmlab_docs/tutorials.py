@@ -12,6 +12,14 @@ import re
 from pathlib import Path
 
 SCRIPTS = {"course_en": "English", "cours_fr": "français"}
+SOURCE = {
+    "course_en": "*Source:* {link} (a jupytext script: `jupytext --to ipynb {name}` makes it "
+                 "a notebook). The figures below are those of a full run, committed in "
+                 "`docs/tutorial/figures/`.\n",
+    "cours_fr": "*Source :* {link} (un script jupytext : `jupytext --to ipynb {name}` en "
+                "fait un notebook). Les figures ci-dessous sont celles d'une exécution "
+                "complète, conservées dans `docs/tutorial/figures/`.\n",
+}
 _FIGURE = re.compile(r"""(?:show\(|keep\([^\n]*?,\s*)f?["']([\w{}]+\.(?:png|gif))["']\)""")
 _CELL = re.compile(r"^# %%(.*)$", re.M)
 
@@ -50,10 +58,9 @@ def page(script: Path) -> str:
         if kind == "markdown":
             out.append(source + "\n")
             if first:
-                out.append(f"*Source:* {{download}}`{script.name} <../tutorial/{script.name}>`"
-                           " (a jupytext script: `jupytext --to ipynb "
-                           f"{script.name}` makes it a notebook). The figures below are "
-                           "those of a full run, committed in `docs/tutorial/figures/`.\n")
+                out.append(SOURCE[script.stem].format(
+                    link=f"{{download}}`{script.name} <../tutorial/{script.name}>`",
+                    name=script.name))
                 first = False
             continue
         out.append(f"```python\n{source}\n```\n")
