@@ -23,7 +23,7 @@ from ddpmlab.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-RAW_ROLE = re.compile(r":(?:func|class|meth|data|mod|attr|obj|exc):`")
+RAW_ROLE = re.compile(r":(?:py:)?(?:func|class|meth|data|mod|attr|obj|exc|const):")
 
 
 class Page(HTMLParser):

@@ -16,6 +16,8 @@ import pkgutil
 import re
 from pathlib import Path
 
+from .common import unrole
+
 # Entry points with nothing to document beyond the command line (documented there).
 SKIPPED = {"ddpmlab.__main__", "ddpmlab.cli.__main__"}
 
@@ -42,8 +44,8 @@ def public() -> dict[str, str]:
 
 def _summary(obj: object) -> str:
     doc = inspect.getdoc(obj) if _kind(obj) != "data" else None
-    first = (doc or "").split("\n\n")[0]
-    return " ".join(first.split()).replace("|", "\\|")
+    first = " ".join((doc or "").split("\n\n")[0].split())
+    return unrole(first).replace("|", "\\|")
 
 
 def _data(full: str, obj: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,3 +25,13 @@ def code(text: str) -> str:
     """Inline code that survives backticks inside it."""
     text = " ".join(str(text).split())
     return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+_ROLE = re.compile(r":[\w:]+:`(~?)([^`<]+?)(?: <[^>]+>)?`")
+
+
+def unrole(text: str) -> str:
+    """Docstring text for a Markdown page: a role (which Markdown would show raw) becomes the
+    name it points to, as code (the last part only where the role says ``~``)."""
+    return _ROLE.sub(lambda m: f"`{m.group(2).split('.')[-1] if m.group(1) else m.group(2)}`",
+                     text)

@@ -10,7 +10,7 @@ import re
 import typing
 from typing import Any
 
-from .common import code, table
+from .common import code, table, unrole
 
 _FIELD = re.compile(r"^    ([a-z_]+): (.*)$")
 KINDS = {"points": "swiss_roll", "digits": "digits", "mnist": "mnist"}
@@ -63,8 +63,9 @@ def _section(cls: type, path: tuple[str, ...], defaults: dict[str, Any]) -> list
         values = {kind: _shown(_value(c, (*path, f.name))) for kind, c in defaults.items()}
         shown = (next(iter(values.values())) if len(set(values.values())) == 1 else
                  "; ".join(f"{v} ({k})" for k, v in values.items()))
-        rows.append([code(f.name), code(_type(hints[f.name])), shown, docs.get(f.name, "")])
-    summary = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0]
+        rows.append([code(f.name), code(_type(hints[f.name])), shown,
+                     unrole(docs.get(f.name, ""))])
+    summary = unrole(inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0])
     out = [f"## `[{'.'.join(path)}]`\n", f"{' '.join(summary.split())} "
            f"({{py:class}}`~ddpmlab.config.{cls.__name__}`)\n",
            table(["key", "type", "default", "meaning"], rows)]
