@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +18,6 @@ from PIL import Image
 import ddpmlab
 from ddpmlab import checkpoint
 from ddpmlab.cli import main
-from ddpmlab.cli.parser import build_parser
 from ddpmlab.config import replace
 from ddpmlab.metrics import METRICS
 from ddpmlab.train import Trainer
@@ -380,16 +377,6 @@ def test_a_file_given_as_run_is_named_as_such(tmp_path: Path, capsys) -> None:
     (tmp_path / "notes.txt").write_text("x")
     assert main(["figures", str(tmp_path / "notes.txt")]) == 2
     assert "notes.txt is a file, not a run directory" in capsys.readouterr().err
-
-
-def test_readme_usage_block_matches_the_parser() -> None:
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    block = readme.split("## Command line\n\n```text\n", 1)[1].split("```", 1)[0]
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    expected = [" ".join(p.format_usage().split()[1:]) for p in sub.choices.values()]
-    got = [" ".join(cmd.split()) for cmd in re.split(r"\n(?=ddpmlab )", block.strip())]
-    assert got == expected
 
 
 # --- feedback ---------------------------------------------------------------------------

@@ -147,9 +147,10 @@ def test_a_run_without_its_config_is_refused(tmp_path: Path, capsys) -> None:
     assert not (run / "metrics.json").exists()
 
 
-def test_the_readme_says_a_runs_own_figures_are_redrawn_freely() -> None:
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
-    assert "A run's own figures (RUN/figures/) are derived files" in readme
+def test_the_docs_say_a_runs_own_figures_are_redrawn_freely() -> None:
+    page = Path(__file__).parents[1] / "docs" / "reference" / "formats.md"
+    assert "A run's own figures (RUN/figures/) are derived files" in " ".join(
+        page.read_text().split())
 
 
 # --- messages, help and flags -------------------------------------------------------------
