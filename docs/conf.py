@@ -49,7 +49,7 @@ autosummary_generate = False
 # Types of other libraries appear in signatures; without intersphinx (the site is built
 # offline) they cannot link, so nitpicky mode checks only ddpmlab's own references.
 nitpick_ignore_regex = [
-    (r"py:.*", r"(torch|numpy|np|pathlib|collections|typing|argparse|os|io|enum|"
+    (r"py:.*", r"(torch|numpy|np|pathlib|collections|typing|argparse|os|io|enum|http|socketserver|"
                r"dataclasses|matplotlib|PIL|types|abc|concurrent|contextlib|tomllib|tqdm|nn|scipy|"
                r"sklearn|ot|safetensors)(\..*)?"),
     # private helpers and type variables are named in docstrings but not documented

@@ -26,14 +26,14 @@ Tensors = tuple[torch.Tensor, torch.Tensor]
 class Objective:
     """One objective: each function takes the run's schedule (a flow reads only its T).
 
-    draw(schedule, x0, generator, antithetic) -> (t, eps, x_t): a batch's draws.
-    noise(schedule, x0, t, eps) -> x_t: the forward path at timesteps t (B,) int64.
-    target(schedule, prediction, x0, eps, t) -> what the network is trained to output.
-    stable(schedule, x0, eps, x_t, t, reference, allowed) -> (x0~, eps~): the stable target
-        field on the objective's path.
-    eps_x0(schedule, x_t, t, output, prediction, clip) -> (eps_hat, x0_hat) of an output.
-    coefficients(schedule, t) -> (a_t, s_t): x_t = a_t x_0 + s_t eps at timestep t.
-    default_sampler: what a run samples with unless told.
+    - ``draw(schedule, x0, generator, antithetic) -> (t, eps, x_t)``: a batch's draws.
+    - ``noise(schedule, x0, t, eps) -> x_t``: the forward path at timesteps t (B,) int64.
+    - ``target(schedule, prediction, x0, eps, t)``: what the network is trained to output.
+    - ``stable(schedule, x0, eps, x_t, t, reference, allowed) -> (x0~, eps~)``: the stable
+      target field on the objective's path.
+    - ``eps_x0(schedule, x_t, t, output, prediction, clip) -> (eps_hat, x0_hat)`` of an output.
+    - ``coefficients(schedule, t) -> (a_t, s_t)``: x_t = a_t x_0 + s_t eps at timestep t.
+    - ``default_sampler``: what a run samples with unless told.
     """
 
     summary: str
