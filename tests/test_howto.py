@@ -6,9 +6,8 @@ command that needs two machines or a GPU, or that serves until stopped, goes in 
 short form appends flags that shrink the work and win over the page's own (argparse keeps
 the last): 30 training steps at T = 50 (training's snapshots sample the whole chain) on one
 thread (two collapse when other processes share the cores), no figures or evaluation
-during training, 50 samples, evaluations of 200. What a page
-promises about files and refusals is checked by the commands themselves: a failing one
-fails the test.
+during training, 50 samples, evaluations of 200. What a page promises about files and
+refusals is checked by the commands themselves: a failing one fails the test.
 """
 
 from __future__ import annotations
