@@ -4,6 +4,7 @@ diffusers reference numbers. Shared constants and functions are in helpers.py.""
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +44,22 @@ def ref() -> dict[str, np.ndarray]:
     """The project's copy of shared/reference/diffusers_ref.npz (tests/data/make_subset.py)."""
     with np.load(REF_PATH) as f:
         return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="module")
+def lab_server(tmp_path_factory: pytest.TempPathFactory):
+    """A lab (``ddpmlab.lab``) served in a thread on a free port of 127.0.0.1, with a runs
+    folder of its own: (address, runs folder, the Lab)."""
+    from ddpmlab.lab.server import make_server
+    from ddpmlab.lab.state import Lab
+
+    runs = tmp_path_factory.mktemp("lab")
+    lab = Lab(runs)
+    server = make_server(lab, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", runs, lab
+    server.shutdown()
+    thread.join()
+    server.server_close()
+    lab.close()

@@ -120,8 +120,9 @@ def assert_same_run(reference: Path, run: Path, steps: int | None = None,
     """Two run directories hold the same run bit for bit: every checkpoint tensor (model,
     EMA, optimiser state, generator), the checkpoint's step, configuration and metadata
     (losses, modality), loss.csv, data.npz, config.json, every snapshot, and the samples the
-    two runs draw (each sampler kind: ancestral, deterministic; a conditional run's classes
-    with guidance too). ``steps``: the step both must have reached."""
+    two runs draw (each sampler kind: ancestral, deterministic; a flow run's Euler and Heun; a
+    conditional run's classes with guidance too). ``steps``: the step both must have
+    reached."""
     ta, tb = load_file(reference / CKPT), load_file(run / CKPT)
     assert ta.keys() == tb.keys()
     differ = [k for k in ta if not torch.equal(ta[k], tb[k])]
@@ -141,10 +142,11 @@ def assert_same_run(reference: Path, run: Path, steps: int | None = None,
             assert sorted(fa.files) == sorted(fb.files)
             assert all(np.array_equal(fa[k], fb[k]) for k in fa.files)
     ra, rb = ddpmlab.open_run(reference), ddpmlab.open_run(run)
+    other = "heun" if ra.objective == "flow" else "ddim"  # a deterministic few-step sampler
     requests: list[dict[str, Any]] = [
-        {"sampler": "ddpm"}, {"sampler": ddpmlab.SamplerSpec("ddim", steps=5)}]
+        {"sampler": None}, {"sampler": ddpmlab.SamplerSpec(other, steps=5)}]
     if ra.classes is not None:
-        requests.append({"sampler": "ddpm", "cls": "all", "guidance": 1.0})
+        requests.append({"sampler": None, "cls": "all", "guidance": 1.0})
     for request in requests:
         np.testing.assert_array_equal(ra.sample(sample_n, 3, **request),
                                       rb.sample(sample_n, 3, **request))
@@ -243,6 +245,7 @@ FIGURES = {
     *(f"digits_{net}_{kind}" for net in ("seed_unet", "unet")
       for kind in ("training.png", "samples.png")),
     "digits_seed_unet.gif", "digits_unet.gif",
+    "flow_paths.png",
 }
 
 

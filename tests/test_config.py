@@ -14,12 +14,13 @@ import pytest
 import torch
 from helpers import small_config
 
-from ddpmlab import diffusion, models, schedules
+from ddpmlab import diffusion, models, objectives, schedules
 from ddpmlab.config import (
     DiffusionConfig,
     LrSchedule,
     ModelConfig,
     ModelName,
+    Objective,
     Prediction,
     RunConfig,
     Schedule,
@@ -67,6 +68,7 @@ REGISTRIES = {
     "variance": (Variance, diffusion.VARIANCES),
     "prediction": (Prediction, diffusion.PREDICTIONS),
     "model": (ModelName, models.MODELS),
+    "objective": (Objective, objectives.OBJECTIVES),
 }
 
 
@@ -101,6 +103,7 @@ def test_every_choice_builds_and_runs() -> None:
 NAMED = [("diffusion", DiffusionConfig, "schedule", "schedule"),
          ("diffusion", DiffusionConfig, "variance", "variance"),
          ("diffusion", DiffusionConfig, "prediction", "prediction"),
+         ("diffusion", DiffusionConfig, "objective", "objective"),
          ("model", ModelConfig, "name", "model"),
          ("train", TrainConfig, "lr_schedule", "lr schedule")]
 

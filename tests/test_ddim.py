@@ -14,6 +14,7 @@ from helpers import MU, N_STAT, STD, assert_gaussian_moments, dummy, err, final,
 from ddpmlab.diffusion import PREDICTIONS, mean_from_eps, reverse_mean, reverse_variance
 from ddpmlab.errors import UserError
 from ddpmlab.samplers import SPACINGS, ddim_chain, ddim_sample, ddim_step, ddpm_chain, timesteps
+from ddpmlab.samplers.spacing import most_steps
 from ddpmlab.schedules import NoiseSchedule, cosine_betas, make_schedule, sigmoid_betas
 
 torch.set_num_threads(1)
@@ -118,7 +119,7 @@ def test_every_sampler_is_finite_at_every_step_count(name, sampler):
     T, n = 50, 8
     s = make_schedule(name, T)
     for spacing in SPACINGS:
-        for K in range(1, T + 1):
+        for K in range(1, most_steps(T, spacing, s.alpha_bar64) + 1):
             chain = SAMPLERS[sampler](dummy, s, (n, 2), steps=K, spacing=spacing,
                                       generator=torch.Generator().manual_seed(K))
             check_chain(chain, K, int(timesteps(T, K, spacing, s.alpha_bar64)[0][0]), n)
@@ -138,7 +139,7 @@ def test_every_step_count_is_finite_for_x0_and_v_networks(prediction, sampler):
 @pytest.mark.parametrize("name", ["linear", "cosine"])
 def test_every_sampler_is_finite_at_T_1000_for_a_few_step_counts(name):
     s = make_schedule(name, 1000)
-    for K in [1, 2, 3, 61, 999]:
+    for K in [1, 2, 3, 61, 995]:  # 995: the most that logsnr_official visits on cosine
         for spacing in SPACINGS:
             for sampler in ("ddpm_small", "ddim_eta0", "ddim_eta1"):
                 chain = SAMPLERS[sampler](dummy, s, (4, 2), steps=K, spacing=spacing,
@@ -177,7 +178,7 @@ def test_deterministic_ddim_with_exact_eps_approaches_the_gaussian_as_K_grows(na
     mean_gap = {}
     for spacing in SPACINGS:
         std_gaps = []
-        for K in (10, 20, 50, 100, 250, 1000):
+        for K in (10, 20, 50, 100, 250, min(1000, most_steps(1000, spacing, ab))):
             m, sd = ddim_moments(ab, *timesteps(1000, K, spacing, s.alpha_bar64))
             mean_gap[spacing, K] = np.abs(m - MU).max()
             std_gaps.append(np.abs(sd / np.asarray(STD) - 1).max())

@@ -93,6 +93,41 @@ def test_the_bound_uses_the_datas_levels(image_run: Path, tmp_path: Path,
     result = run_bound(run, n=20)
     assert seen["decoder"] == "discretized" and seen["levels"] == 17  # digits: 17 grey levels
     assert result["decoder_kind"] == "discretized" and 0 < result["bits_per_dim"] < math.inf
+    # x0_hat clipped by default, as the image samplers and improved-diffusion's calc_bpd_loop
+    assert seen["clip"] is True and result["clip"] is True
+    raw = run_bound(run, n=20, clip=False)
+    assert seen["clip"] is False and raw["clip"] is False
+    assert raw["bits_per_dim"] != result["bits_per_dim"]  # a 12-step network leaves [-1, 1]
+    assert "x0_hat clipped" in likelihood.format_bound(result)
+    assert "x0_hat clipped" not in likelihood.format_bound(raw)
+
+
+def test_unclipped_bound_needs_nll(image_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = sorted(p.name for p in image_run.iterdir())
+    code = main(["evaluate", str(image_run), "--unclipped-bound", "--n", "8"])
+    one_line_error(capsys, code, "--unclipped-bound", "--nll")
+    assert sorted(p.name for p in image_run.iterdir()) == before
+
+
+@pytest.mark.parametrize("data, decoder", [("digits", {"decoder": "discretized", "levels": 17}),
+                                           ("moons", {"decoder": "gaussian"})])
+def test_a_learned_variance_trains_its_t0_term_on_the_datas_decoder(
+        data: str, decoder: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # improved-diffusion's _vb_terms_bpd: the discretised decoder on images, as the bound
+    from ddpmlab.train import gradients
+    seen: list[dict] = []
+    original = gradients.hybrid_loss
+
+    def spy(*args, **kwargs):
+        seen.append({k: kwargs[k] for k in ("decoder", "levels") if k in kwargs})
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(gradients, "hybrid_loss", spy)
+    size = IMAGE_TINY if data == "digits" else ["--hidden", "16", "--batch-size", "64",
+                                                "--quiet"]
+    assert main(["train", data, "--out", str(tmp_path / "r"), *size, "--steps", "2",
+                 "--variance", "learned_range", "--no-eval", "--no-figures"]) == 0
+    assert seen == [decoder, decoder]
 
 
 def test_sample_writes_an_array_a_grid_and_a_folder(image_run: Path, tmp_path: Path) -> None:

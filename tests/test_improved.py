@@ -65,7 +65,8 @@ def test_learned_variance_v_prediction_run_samples_with_every_sampler(learned_ru
     for args in (["--sampler", "ddpm"], ["--sampler", "ddpm", "--steps", "5"],
                  ["--sampler", "ddim", "--steps", "1"], ["--sampler", "ddim", "--eta", "1"],
                  ["--sampler", "dpm_solver", "--steps", "7"],
-                 ["--sampler", "dpm_solver", "--steps", "3", "--spacing", "trailing"]):
+                 ["--sampler", "dpm_solver", "--steps", "3", "--spacing", "trailing"],
+                 ["--sampler", "dpm_solver", "--steps", "7", "--spacing", "logsnr_official"]):
         out = tmp_path / "x.npy"
         assert main(["sample", str(learned_run), "--n", "40", "--out", str(out), *args,
                      "--force"]) == 0
@@ -106,10 +107,12 @@ def test_sweep_writes_a_row_per_sampler_and_step_count(learned_run: Path, capsys
     (["sample", "{run}", "--out", "{tmp}/x.npy", "--steps", "0"], "1..20"),
     (["sample", "{run}", "--out", "{tmp}/x.npy", "--steps", "21"], "1..20"),
     (["sample", "{run}", "--out", "{tmp}/x.npy", "--sampler", "ddim", "--eta", "-1"], "eta"),
-    (["sweep", "{run}", "--samplers", "euler"], "unknown sampler"),
+    (["sweep", "{run}", "--samplers", "rk4"], "unknown sampler"),
     (["sample", "{run}", "--out", "{tmp}/x.npy", "--sampler", "dpm_solver", "--eta", "1"],
      "--eta applies to --sampler ddim only"),
     (["sweep", "{run}", "--steps", "500"], "1..20"),
+    (["sample", "{run}", "--out", "{tmp}/x.npy", "--sampler", "dpm_solver", "--spacing",
+      "logsnr_official"], "--steps 19 or fewer"),
     (["train", "moons", "--out", "{tmp}/r", "--variance", "learned"], "unknown variance"),
     (["train", "moons", "--out", "{tmp}/r", "--prediction", "score"], "unknown prediction"),
 ])
@@ -127,8 +130,8 @@ def test_an_unknown_spacing_is_refused_by_name(learned_run: Path, tmp_path: Path
                                                capsys) -> None:
     with pytest.raises(SystemExit) as e:
         main(["sample", str(learned_run), "--out", str(tmp_path / "x.npy"), "--spacing",
-              "uniform"])
+              "geometric"])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert "--spacing: invalid choice: 'uniform'" in err and "\n" not in err
+    assert "--spacing: invalid choice: 'geometric'" in err and "\n" not in err
     assert not (tmp_path / "x.npy").exists()

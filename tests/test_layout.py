@@ -54,7 +54,7 @@ def _layer(module: str) -> str:
 
 #: what each part of the package may import (besides itself); nothing imports cli, runs
 #: only cli, the package's lazy exports and the reports' drawing
-MATHS = {"errors", "schedules", "diffusion", "likelihood", "mixture"}
+MATHS = {"errors", "schedules", "diffusion", "likelihood", "mixture", "flow", "objectives"}
 BASE = {"errors", "config", "feedback", "fileio", "distributed", "devices", "checkpoint"}
 ALLOWED = {
     "errors": set(),
@@ -63,6 +63,8 @@ ALLOWED = {
     "diffusion": {"schedules"},
     "likelihood": {"diffusion", "schedules", "errors"},
     "mixture": {"diffusion"},
+    "flow": {"diffusion", "mixture"},
+    "objectives": {"diffusion", "flow", "schedules", "errors"},
     "samplers": MATHS,
     "models": {"config", "errors"},
     "accel": {"models"},
@@ -76,8 +78,11 @@ ALLOWED = {
     "reports": BASE | MATHS | {"samplers", "data", "modalities", "viz"},
     "runs": BASE | MATHS | {"samplers", "models", "accel", "train", "data", "metrics",
                             "modalities", "viz", "reports"},
-    "cli": BASE | {"samplers", "data", "metrics", "modalities", "runs", "train",
+    "cli": BASE | {"samplers", "data", "metrics", "modalities", "runs", "train", "lab",
                    "ddpmlab"},  # the package root: its __version__
+    # the public API (the package root), the run directory's files, the CLI's loaders
+    # (modalities), and the parameterisation that turns the network's output into a score
+    "lab": {"ddpmlab", "errors", "runs", "data", "modalities", "diffusion"},
     "__main__": {"cli"},
 }
 

@@ -33,6 +33,9 @@ def expected() -> dict[str, np.ndarray]:
 ])
 def test_an_old_run_samples_what_it_sampled_then(kind, n, requests, expected) -> None:
     run = open_run(OLD / kind)
+    # a config saved without diffusion.objective is a DDPM's, sampled by default as then
+    assert run.objective == "ddpm" and run.default_sampler == "ddpm"
+    np.testing.assert_array_equal(run.sample(n, 3), expected[f"{kind}_ddpm"])
     for key, spec in requests.items():
         np.testing.assert_array_equal(run.sample(n, 3, spec), expected[f"{kind}_{key}"])
 

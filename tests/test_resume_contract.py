@@ -5,7 +5,8 @@ losses, the snapshots, the files and the samples (``helpers.assert_same_run``).
 One case per kind of run whose training state differs: each modality, the two gradient
 backends (hand-derived for the point MLPs, autograd for a learned variance and the
 U-Nets), labels with dropped classes, the stable target field on and off, each target and
-reverse variance, and the Python API beside the command line. Killed runs (SIGKILL, a lost
+reverse variance, each training objective (DDPM, flow matching), and the Python API beside
+the command line. Killed runs (SIGKILL, a lost
 process) are tests/test_reliability.py's and tests/test_distributed.py's."""
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ CASES = {
     # the U-Net on digits: eps target, dropout, clipping
     "images": ["digits", *IMAGES],
     "images-conditional": ["digits", *IMAGES, "--conditional"],
+    # flow matching: the velocity target on the flow's stable target field, hand-derived
+    "points-flow": ["moons", *POINTS, "--objective", "flow"],
+    # flow matching with labels (no learned variance: a flow has none)
+    "points-flow-conditional": ["gaussians8", *POINTS, "--conditional", "--objective", "flow"],
+    # flow matching on the U-Net through autograd, with clipping
+    "images-flow": ["digits", *IMAGES, "--objective", "flow"],
 }
 
 

@@ -12,7 +12,7 @@ from helpers import err, gaussian_eps, replay
 
 from ddpmlab.errors import UserError
 from ddpmlab.samplers import DEFAULT_SPACING, SPACINGS, ddpm_chain, default_spacing, timesteps
-from ddpmlab.samplers.spacing import LOGSNR_START
+from ddpmlab.samplers.spacing import LOGSNR_START, OFFICIAL_LAMBDA_MIN, most_steps
 from ddpmlab.schedules import SCHEDULES, NoiseSchedule, make_schedule
 
 torch.set_num_threads(1)
@@ -170,6 +170,8 @@ def test_unknown_spacing_lists_the_valid_ones():
 def test_respaced_schedule_keeps_alpha_bar_at_the_visited_steps(name, K):
     s = make_schedule(name, 50)
     for spacing in SPACINGS:
+        if K > most_steps(50, spacing, s.alpha_bar64):
+            continue  # the official grid drops the cosine schedule's last timesteps
         t, _ = timesteps(50, K, spacing, s.alpha_bar64)
         r = s.respaced(t)
         if K == 50:  # every step visited: the schedule itself, its own betas unchanged
@@ -232,9 +234,10 @@ def test_strided_ddpm_is_ddpm_on_the_respaced_schedule(spacing, variance):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("spacing", [sp for sp in SPACINGS if sp != "logsnr_official"])
 def test_ddpm_with_all_T_steps_is_unchanged(spacing):
     # steps = T visits every t whatever the spacing: the same draws and values as steps=None.
+    # (Not logsnr_official: it drops the last timesteps, below.)
     s = make_schedule("linear", 40)
     eps = gaussian_eps(s.alpha_bar)
     a = [x for _, x in ddpm_chain(eps, s, (16, 2), generator=torch.Generator().manual_seed(1))]
@@ -243,3 +246,19 @@ def test_ddpm_with_all_T_steps_is_unchanged(spacing):
     assert len(a) == len(b) == 41
     for x, y in zip(a, b, strict=True):
         assert torch.equal(x, y)
+
+
+def test_logsnr_official_drops_the_timesteps_below_its_lambda_floor_and_says_so():
+    # the official numerical_clip_alpha: lambda_t < -5.1 at the end of the schedule is cut
+    s = make_schedule("linear", 40)
+    ab = s.alpha_bar64
+    lam = 0.5 * (np.log(ab) - np.log1p(-ab))
+    kept = int((lam >= OFFICIAL_LAMBDA_MIN).sum())
+    assert kept == most_steps(40, "logsnr_official", ab) == 36 and lam[35] >= -5.1 > lam[36]
+    t, t_prev = timesteps(40, kept, "logsnr_official", ab)
+    np.testing.assert_array_equal(t, np.arange(kept - 1, -1, -1))  # K = N: every kept step
+    assert t_prev[-1] == -1
+    assert timesteps(40, 1, "logsnr_official", ab)[0].tolist() == [kept - 1]
+    with pytest.raises(UserError, match="visits at most 36 timesteps.*not 37.*--steps 36"):
+        timesteps(40, 37, "logsnr_official", ab)
+    assert most_steps(40, "logsnr", ab) == 40

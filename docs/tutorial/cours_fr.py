@@ -41,6 +41,7 @@ import torch
 from ddpmlab import evaluate_run, run_bound, train_run, viz
 from ddpmlab.config import RunConfig, load_toml, merge, replace
 from ddpmlab.data import resolve
+from ddpmlab.data.toy2d import GAUSSIANS8_CENTRES, GAUSSIANS8_STD
 from ddpmlab.diffusion import (
     eps_loss,
     mean_from_eps,
@@ -50,11 +51,16 @@ from ddpmlab.diffusion import (
     reverse_mean,
     split_output,
 )
+from ddpmlab.flow import mixture_velocity, network_velocity, path_sample
 from ddpmlab.likelihood import prior_kl
+from ddpmlab.mixture import GaussianMixture
 from ddpmlab.modalities import default_config
 from ddpmlab.models import build_model
 from ddpmlab.runs.likelihood import format_bound
 from ddpmlab.samplers import ddpm_chain, ddpm_sample
+from ddpmlab.samplers.euler import euler_step
+from ddpmlab.samplers.flow_fields import diffusion_velocity, flow_grid, step_along
+from ddpmlab.samplers.ode import mixture_field, network_field
 from ddpmlab.schedules import ScheduleWarning, make_schedule
 
 torch.set_num_threads(1)
@@ -606,6 +612,103 @@ for name, run in (("seed_unet", seed_unet_run), ("unet", unet_run)):
     keep(run, "training.png", f"digits_{name}_training.png")
     keep(run, "samples.png", f"digits_{name}_samples.png")
     keep(run, "reverse.gif", f"digits_{name}.gif")
+
+# %% [markdown]
+# ### De l'EDO de DDIM au flow matching
+#
+# L'échantillonneur de la section 9 tire un bruit neuf à chaque pas. DDIM (Song, Meng & Ermon
+# 2021, éq. 14) a montré que le même réseau définit aussi une EDO : avec
+# $\bar{\mathbf x} = \mathbf x_t / \sqrt{\bar\alpha_t}$ et
+# $\sigma = \sqrt{1/\bar\alpha_t - 1}$, $d\bar{\mathbf x} / d\sigma =
+# \boldsymbol\varepsilon_\theta$. Posons $t = \sigma / (1 + \sigma)$ et
+# $\mathbf x = (1 - t)\bar{\mathbf x}$ : alors
+# $\mathbf x = (1 - t)\hat{\mathbf x}_0 + t\hat{\boldsymbol\varepsilon}$ et
+#
+# $$\frac{d\mathbf x}{dt} = \hat{\boldsymbol\varepsilon} - \hat{\mathbf x}_0 .$$
+#
+# C'est l'EDO du flow matching (Lipman et al. 2023, éq. 22-23 avec $\sigma_\text{min} = 0$ ;
+# le rectified flow de Liu et al. 2023) : le chemin droit
+# $\mathbf x_t = (1 - t)\mathbf x_0 + t\boldsymbol\varepsilon$, $t \in [0, 1]$, et un réseau
+# entraîné par moindres carrés à prédire directement sa vitesse
+# $\mathbf u = \boldsymbol\varepsilon - \mathbf x_0$. Dans ddpmlab : `ddpmlab train DATA
+# --objective flow`, échantillonné par des pas d'Euler ou de Heun (`--sampler euler`,
+# `--sampler heun`, Karras et al. 2022, algorithme 1) sur une grille uniforme ou décalée, par
+# le solveur adaptatif (`--sampler ode`), avec sa vraisemblance exacte par le code de
+# `evaluate --exact-nll` ; la borne variationnelle et l'échantillonnage ancestral
+# appartiennent à la chaîne du DDPM et sont refusés.
+#
+# La v-prédiction de Salimans & Ho est la même vitesse dans une autre horloge : avec
+# $\mathbf x_t = \cos\phi\,\mathbf x_0 + \sin\phi\,\boldsymbol\varepsilon$
+# ($\cos\phi = \sqrt{\bar\alpha_t}$), $\mathbf v = d\mathbf x_t / d\phi =
+# \cos\phi\,\boldsymbol\varepsilon - \sin\phi\,\mathbf x_0$ ; comme
+# $\boldsymbol\varepsilon = \sin\phi\,\mathbf x_t + \cos\phi\,\mathbf v$ et
+# $\mathbf x_0 = \cos\phi\,\mathbf x_t - \sin\phi\,\mathbf v$ (leur annexe D),
+#
+# $$\mathbf u = \boldsymbol\varepsilon - \mathbf x_0 = (\sin\phi - \cos\phi)\,\mathbf x_t
+# + (\cos\phi + \sin\phi)\,\mathbf v .$$
+#
+# **Vérification.** (a) Pour gaussians8 la vitesse exacte est une forme close
+# (`flow.mixture_velocity`, tirée de `mixture.py`) ; le champ exact du DDPM écrit dans le
+# temps du flot lui est égal : une seule EDO, deux horloges. (b) Depuis le même bruit, cette
+# EDO dans les coordonnées propres du DDPM et dans celles du flot : les chemins du flot sont
+# presque droits, ceux de la diffusion s'écartent vers l'extérieur à mi-chemin, où son
+# $\mathbf x_t$ vaut celui du flot fois $1/\sqrt{(1-t)^2 + t^2}$, jusqu'à $\sqrt 2$ en
+# $t = 1/2$ ; des chemins plus droits laissent moins d'erreur aux quelques pas d'Euler.
+# (c) Le run par défaut prédit $\mathbf v$ : sa vitesse par la formule ci-dessus est celle que les
+# échantillonneurs de flot de ddpmlab suivent. (d) Un run de flot sur gaussians8 : sa vitesse
+# apprise contre la vitesse exacte, comme la figure du score compare les scores (moyenne de
+# $1 - \cos$ sur des points de test bruités ; en mode rapide, 20 pas d'entraînement, il a
+# peu appris).
+
+# %%
+scale = float(np.sqrt(2 + GAUSSIANS8_STD**2))  # gaussians8 standardised, as a run sees it
+mix = GaussianMixture.isotropic(GAUSSIANS8_CENTRES / scale, GAUSSIANS8_STD / scale)
+x = torch.randn(500, 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+for t in (0.1, 0.5, 0.9):  # (a) one ODE in two clocks
+    gap = float((diffusion_velocity(mixture_field(mix))(x, t)
+                 - mixture_velocity(mix)(x, t)).abs().max())
+    print(f"t = {t}: |DDPM's exact velocity - the flow's| at most {gap:.1e}")
+    assert gap < 1e-8
+x_T = torch.randn(40, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+grid = flow_grid(200, "uniform")  # (b) the same 40 noises, 200 Euler steps of the exact field
+flow_paths = np.stack([x.numpy() for _, x in
+                       step_along(euler_step, mixture_velocity(mix), grid, x_T, 200)])
+c = np.sqrt((1 - grid) ** 2 + grid**2)[:, None, None]  # x_vp = x_flow / c: the DDPM's own x_t
+viz.plot_trajectories({"DDPM's ODE in its x_t (variance preserving)": flow_paths / c,
+                       "flow matching: x_t = (1 - t) x_0 + t eps": flow_paths},
+                      mix.sample(2000, torch.Generator().manual_seed(9)).numpy(),
+                      OUT / "flow_paths.png", title="one ODE, two clocks, from the same noise")
+show("flow_paths.png")
+k = default_run.schedule.T // 2  # (c) a v-prediction run's velocity by the formula above
+ab = float(default_run.schedule.alpha_bar64[k])
+cos, sin = np.sqrt(ab), np.sqrt(1 - ab)
+z = torch.from_numpy(default_run.kind.scaler.transform(default_run.data.heldout[:500])).float()
+kk = torch.full((len(z),), k)
+x_k = q_sample(default_run.schedule, z, kk, torch.randn(z.shape, generator=g))
+with torch.inference_mode():
+    u = (sin - cos) * x_k + (cos + sin) * default_run.model(x_k, kk)
+    field = diffusion_velocity(network_field(default_run.model, default_run.schedule,
+                                             prediction="v"))
+    t_k = sin / (cos + sin)  # t = sigma / (1 + sigma), sigma = sin / cos
+    sampled = field(x_k / (cos + sin), t_k)  # the flow's x = x_t / (cos + sin)
+print(f"v-run at step {k + 1}: formula vs the flow samplers' velocity, max gap "
+      f"{float((u - sampled).abs().max()):.1e}")
+assert torch.allclose(u, sampled, atol=1e-4)
+flow_run = train("flow", default_config("gaussians8", merge(
+    {"diffusion": {"objective": "flow"}}, SETTINGS)))
+exact = GaussianMixture.isotropic(GAUSSIANS8_CENTRES, GAUSSIANS8_STD).affine(
+    flow_run.kind.scaler.mean, flow_run.kind.scaler.std)  # (d) in the run's model space
+z = torch.from_numpy(flow_run.kind.scaler.transform(flow_run.data.heldout[:1000])).float()
+learned = network_velocity(flow_run.model, flow_run.schedule.T)
+for n in (flow_run.schedule.T // 10, flow_run.schedule.T // 2):
+    t = n / flow_run.schedule.T  # a grid time: t_k = (k + 1) / T
+    x_t = path_sample(z, torch.randn(z.shape, generator=g), torch.full((len(z),), t))
+    with torch.inference_mode():
+        a, b = learned(x_t, t).double(), mixture_velocity(exact)(x_t.double(), t)
+    cos_error = float((1 - torch.nn.functional.cosine_similarity(a, b)).mean())
+    print(f"flow run, t = {t:.2f}: learned velocity against the exact one, "
+          f"mean 1 - cos {cos_error:.3f}")
+    assert np.isfinite(cos_error)
 
 # %% [markdown]
 # ### Bilan : la configuration du cours à côté des réglages de ddpmlab

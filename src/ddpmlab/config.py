@@ -32,6 +32,7 @@ Variance = Literal["fixed_small", "fixed_large", "learned_range"]
 Prediction = Literal["eps", "x0", "v"]
 ModelName = Literal["resmlp", "seed_mlp", "unet", "seed_unet"]
 LrSchedule = Literal["cosine", "constant"]
+Objective = Literal["ddpm", "flow"]
 
 
 def _choice(value: Any, kind: Any, where: str) -> Any:
@@ -87,6 +88,14 @@ class DataConfig:
 class DiffusionConfig(_Choices):
     """The forward process and the reverse variance (Ho et al. 2020, Sec. 2-3).
 
+    objective: ``ddpm`` (Ho et al. 2020: the noising chain of ``schedule``, the target
+        ``prediction``) or ``flow``: flow matching on the conditional optimal-transport path
+        x_t = (1 - t) x_0 + t eps, the network trained to predict the velocity eps - x_0
+        (Lipman et al. 2023, Eq. 22-23 with sigma_min = 0; Liu et al. 2023, Eq. 1), at the T
+        times t = (k + 1) / T of the timesteps k = 0..T-1 the networks embed
+        (``ddpmlab.flow``). A flow has no reverse variance and no noise schedule: ``schedule``,
+        ``prediction`` and ``variance`` do not apply to it (``learned_range`` is refused). A
+        config saved without it is a DDPM's.
     schedule: beta schedule name (see ``ddpmlab.schedules.SCHEDULES``).
     timesteps: T, the number of noising steps; timesteps are indexed 0..T-1.
     variance: ``fixed_small`` (sigma_t^2 = posterior variance beta~_t) or ``fixed_large``
@@ -111,6 +120,7 @@ class DiffusionConfig(_Choices):
 
     schedule: Schedule = "cosine"
     timesteps: int = 200
+    objective: Objective = "ddpm"
     variance: Variance = "fixed_small"
     prediction: Prediction = "v"
     antithetic: bool = False
@@ -371,6 +381,9 @@ def validate(config: RunConfig) -> RunConfig:
         (config.data.n_train >= 2, "data.n_train must be at least 2"),
         (config.data.heldout >= 2, "data.heldout must be at least 2"),
         (config.diffusion.timesteps >= 2, "diffusion.timesteps must be at least 2"),
+        (config.diffusion.objective != "flow" or config.diffusion.variance != "learned_range",
+         "the flow objective learns a velocity and has no reverse variance: drop "
+         "--variance learned_range (or train --objective ddpm)"),
         (config.diffusion.vlb_weight >= 0, "diffusion.vlb_weight must be >= 0"),
         (config.diffusion.stable_target >= 0, "diffusion.stable_target must be >= 0 "
          "(0: off)"),

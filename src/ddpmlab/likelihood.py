@@ -110,14 +110,15 @@ def prior_kl(schedule: NoiseSchedule, x0: torch.Tensor) -> torch.Tensor:
 
 def vlb_term(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
              output: torch.Tensor, *, prediction: str = "eps", variance: str = "fixed_small",
-             decoder: str = "gaussian", levels: int = 256) -> torch.Tensor:
+             decoder: str = "gaussian", levels: int = 256, clip: bool = False) -> torch.Tensor:
     """L_t for each sample, (B,) nats: the KL at t >= 1, the decoder NLL at t = 0.
 
     x0, x_t: (B, *D); t: (B,); output: the network's output at (x_t, t) (twice the channels
     for ``learned_range``). levels: the grey levels of x0 for the ``discretized`` decoder
     (:func:`discretized_gaussian_nll`), unused by ``gaussian``. Used for the bound and, with
     the mean part detached, as the VLB half of the hybrid loss (Nichol & Dhariwal 2021,
-    Sec. 3.1).
+    Sec. 3.1). ``clip``: the model's mean from x0_hat clamped to [-1, 1]
+    (:func:`ddpmlab.diffusion.reverse_mean`), the reverse step that the image samplers take.
     """
     check_timesteps(t, schedule.T)
     if decoder not in DECODERS:
@@ -126,7 +127,7 @@ def vlb_term(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: to
         check_levels(levels)
     schedule = schedule.to(x_t.device)
     mean_out, v = split_output(output, variance)
-    model_mean = reverse_mean(schedule, x_t, t, mean_out, prediction)
+    model_mean = reverse_mean(schedule, x_t, t, mean_out, prediction, clip=clip)
     model_log_var = reverse_log_variance(schedule, t, x_t, variance, v).expand_as(model_mean)
     true_mean, _ = q_posterior(schedule, x0, x_t, t)
     true_log_var = extract(schedule.posterior_log_variance, t, x_t).expand_as(true_mean)
@@ -164,10 +165,13 @@ class Bound:
 def nll_bound(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor, *,
               prediction: str = "eps", variance: str = "fixed_small",
               decoder: str = "gaussian", generator: torch.Generator | None = None,
-              levels: int = 256) -> Bound:
+              levels: int = 256, clip: bool = False) -> Bound:
     """The full bound on x0 (B, *D): every t evaluated once per sample (one x_t draw each).
 
     levels: the grey levels of x0 for the ``discretized`` decoder (see :func:`vlb_term`).
+    clip: the reverse steps' x0_hat clamped to [-1, 1] (images), as improved-diffusion's
+    ``calc_bpd_loop`` computes the bits per dimension it reports (``clip_denoised=True``).
+    The noise of step t is the generator's (t + 1)-th draw of x0's shape.
     """
     if decoder == "discretized":
         check_levels(levels)  # before T network calls
@@ -181,7 +185,8 @@ def nll_bound(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor, *,
             x_t = q_sample(schedule, x0, t, eps)
             terms[t_int] = float(vlb_term(schedule, x0, x_t, t, denoiser(x_t, t),
                                           prediction=prediction, variance=variance,
-                                          decoder=decoder, levels=levels).double().mean())
+                                          decoder=decoder, levels=levels,
+                                          clip=clip).double().mean())
         prior = float(prior_kl(schedule, x0).double().mean())
     return Bound(terms=terms, prior=prior, dims=int(np.prod(x0.shape[1:])))
 
@@ -190,7 +195,8 @@ def hybrid_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
                 generator: torch.Generator | None = None, antithetic: bool = False,
                 prediction: str = "eps", vlb_weight: float = 0.001, *,
                 drawn: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-                target: torch.Tensor | None = None) -> torch.Tensor:
+                target: torch.Tensor | None = None, decoder: str = "gaussian",
+                levels: int = 256) -> torch.Tensor:
     """L_hybrid = L_simple + lambda L_vlb for a ``learned_range`` network, a scalar.
 
     Nichol & Dhariwal 2021, Sec. 3.1. The denoiser returns (B, 2D): the mean part (trained by
@@ -208,6 +214,10 @@ def hybrid_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
     ``target``: the MSE's target in place of the example's own (a stable target,
     :func:`ddpmlab.diffusion.stable_target`); the VLB term keeps the example's x0, whose
     spread about E[x_0 | x_t] is what teaches the variance to be wider than beta~_t.
+    ``decoder``, ``levels``: the t = 0 term's decoder, as :func:`vlb_term` (images: the
+    discretised decoder on the data's levels, as improved-diffusion's ``_vb_terms_bpd``
+    trains it, so that L_0 is trained on the bin's probability mass that the bound reports,
+    not on a density; points: ``gaussian``).
     """
     schedule = schedule.to(x0.device)
     t, eps, x_t = drawn or draw_training_inputs(schedule, x0, generator, antithetic)
@@ -217,6 +227,6 @@ def hybrid_loss(schedule: NoiseSchedule, denoiser: Denoiser, x0: torch.Tensor,
         target = target_for(schedule, prediction, x0, eps, t)
     mse = (target - mean_out).square().mean()
     frozen = torch.cat([mean_out.detach(), v], dim=1)  # N&D Sec. 3.1: stop-gradient on the mean
-    vb = vlb_term(schedule, x0, x_t, t, frozen, prediction=prediction,
-                  variance="learned_range") / (x0[0].numel() * math.log(2))  # bits per dim
+    vb = vlb_term(schedule, x0, x_t, t, frozen, prediction=prediction, variance="learned_range",
+                  decoder=decoder, levels=levels) / (x0[0].numel() * math.log(2))  # bits/dim
     return mse + vlb_weight * schedule.T * vb.mean()

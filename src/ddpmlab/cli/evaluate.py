@@ -25,11 +25,15 @@ def run(args: argparse.Namespace) -> None:
 
     def check() -> tuple[Run, SamplerSpec]:
         check_size(args)
-        spec = sampler_spec(args)
+        if args.unclipped_bound and not (args.nll or args.exact_nll):
+            raise UserError("--unclipped-bound applies to the bound; add --nll")
         if group.many and (args.nll or args.exact_nll):
             raise UserError("--nll and --exact-nll run in one process; start them without "
                             "torchrun")
         opened = open_run(args.run, args.device)
+        spec = sampler_spec(args, opened.default_sampler)
+        if args.nll:
+            likelihood.check_bound(opened)
         if args.guidance and opened.classes is None:
             raise UserError(f"--guidance needs a conditional run; {opened.path} was trained "
                             "without classes (train one with --conditional)")
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace) -> None:
 
     opened, spec = distributed.together(check)  # a refusal said once
     say = print if group.main else _silent  # the other ranks draw their share of samples
-    if spec == SamplerSpec("ddpm", rtol=spec.rtol, atol=spec.atol):  # the saved evaluation
+    if spec == SamplerSpec(opened.default_sampler, rtol=spec.rtol, atol=spec.atol):  # saved
         say(evaluate_run(opened, args.n, args.seed, args.repeats))
         say(f"written to {opened.path / METRICS}")
     else:  # another sampler: printed, metrics.json keeps the default sampler's numbers
@@ -53,12 +57,14 @@ def run(args: argparse.Namespace) -> None:
                   "of each class")
             print(class_table(result))
             print(f"written to {opened.path / CLASSES}")
-    if args.nll or args.exact_nll:
-        bound = likelihood.run_bound(opened, args.n, args.seed)
+    bound = None
+    if args.nll or (args.exact_nll and opened.objective == "ddpm"):  # a flow has no bound
+        bound = likelihood.run_bound(opened, args.n, args.seed,
+                                     clip=False if args.unclipped_bound else None)
         print(likelihood.format_bound(bound))
         print(f"written to {opened.path / likelihood.NLL} and "
               f"{opened.path / FIGURES / 'nll_terms.png'}")
-        if args.exact_nll:
-            exact = likelihood.run_exact_nll(opened, args.n, args.seed, spec.rtol, spec.atol)
-            print(likelihood.format_exact_nll(exact, bound))
-            print(f"written to {opened.path / likelihood.EXACT_NLL}")
+    if args.exact_nll:
+        exact = likelihood.run_exact_nll(opened, args.n, args.seed, spec.rtol, spec.atol)
+        print(likelihood.format_exact_nll(exact, bound))
+        print(f"written to {opened.path / likelihood.EXACT_NLL}")

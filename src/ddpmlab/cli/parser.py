@@ -14,6 +14,7 @@ from ddpmlab.data import TOY2D
 from ddpmlab.data.images import IMAGE_SETS
 from ddpmlab.modalities import default_config
 from ddpmlab.samplers import SAMPLERS, SPACINGS
+from ddpmlab.samplers.flow_fields import FLOW_SPACINGS
 from ddpmlab.samplers.spec import RTOL
 
 
@@ -69,8 +70,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=SAMPLERS, default="ddpm",
-                   help=", ".join(f"{name} ({s.summary})" for name, s in SAMPLERS.items()))
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help=", ".join(f"{name} ({s.summary})" for name, s in SAMPLERS.items())
+                   + " (default: ddpm; euler for a flow run)")
     p.add_argument("--steps", type=int, default=None, metavar="K",
                    help="sampling steps K in 1..T (default: all T; not ode)")
     _add_spacing(p)
@@ -82,9 +84,15 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_spacing(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--spacing", choices=SPACINGS, default=None,
+    p.add_argument("--spacing", choices=(*SPACINGS, *FLOW_SPACINGS), default=None,
                    help="which K of the T timesteps are visited (default: linspace; logsnr "
-                   "for dpm_solver; leading for an eps-prediction run)")
+                   "for dpm_solver; leading for an eps-prediction run). logsnr is ddpmlab's "
+                   "grid: t = T-1, then uniform in log-SNR from lambda = -2, and DPM-Solver++ "
+                   "steps first order into its last timestep below 18 steps; logsnr_official "
+                   "is the official DPM-Solver's: uniform from its start (lambda >= -5.1) to "
+                   "t = 0, rounded to timesteps, first order there below 11 steps (the "
+                   "official steps = K - 1 with denoise_to_zero); euler and heun: uniform "
+                   "(default) or shifted times")
 
 
 def _add_eta(p: argparse.ArgumentParser) -> None:
@@ -184,7 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "samples in all)")
     _add_sampler_flags(e)
     e.add_argument("--nll", action="store_true", help="also the negative log-likelihood bound "
-                   "in nats and bits per dimension (figure: RUN/figures/nll_terms.png)")
+                   "in nats and bits per dimension (figure: RUN/figures/nll_terms.png); on "
+                   "images each reverse step's x0_hat is clipped to [-1, 1] by default, as the "
+                   "samplers do and as improved-diffusion's calc_bpd_loop reports its bits/dim")
+    e.add_argument("--unclipped-bound", action="store_true",
+                   help="--nll on images with x0_hat not clipped: the bound of the network's "
+                   "raw Gaussian steps, which the samplers do not take (points are never "
+                   "clipped)")
     _add_class(e, cls=False)
     e.add_argument("--n-class", type=int, default=None, metavar="N",
                    help="a conditional run's samples per class in each set (points: 3 "
@@ -234,4 +248,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GIF path (default: RUN/figures/reverse.gif)")
     a.add_argument("--force", action="store_true", help="replace --out if it exists")
     a.set_defaults(job="draw:gif")
+
+    b = sub.add_parser("lab", parents=[common],
+                       help="the lab: a local web app to draw data, train and sample live",
+                       description="Serve the lab on 127.0.0.1 (the optional extra "
+                       "ddpmlab[lab]): data, the forward process, live training, the reverse "
+                       "process and the samplers, in French or English.")
+    b.add_argument("run", type=Path, nargs="?", metavar="RUN",
+                   help="a run directory to open (its folder becomes the runs folder)")
+    b.add_argument("--runs", type=Path, default=Path("runs"), metavar="DIR",
+                   help="the folder the lab trains into and lists runs from (default: runs)")
+    b.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0: any free)")
+    b.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                   "127.0.0.1, this machine only; another needs --expose)")
+    b.add_argument("--expose", action="store_true", help="allow a --host other machines can "
+                   "reach (a warning is printed: the lab has no password)")
+    b.set_defaults(job="lab")
     return p

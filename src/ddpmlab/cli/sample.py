@@ -14,8 +14,8 @@ from ddpmlab.samplers import SamplerSpec, describe
 def run(args: argparse.Namespace) -> None:
     def check() -> tuple[Run, SamplerSpec]:
         positive("--n", args.n)
-        spec = sampler_spec(args)
         opened = open_run(args.run, args.device)
+        spec = sampler_spec(args, opened.default_sampler)
         opened.check_sampler(spec)
         opened.labels(args.n, args.cls)  # an unknown class, or one on an unconditional run
         if distributed.current().main:  # the one that writes

@@ -55,6 +55,9 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
                 "seed_unet (images); the default suits the data"),
     "--width": ("model", "width", int, "width of the network: hidden units of an MLP, "
                 "channels at full resolution of a U-Net"),
+    "--objective": ("diffusion", "objective", str, "training objective: ddpm (default) or "
+                    "flow (flow matching on the conditional optimal-transport path, the "
+                    "velocity as target: Lipman et al. 2023)"),
     "--schedule": ("diffusion", "schedule", str,
                    "beta schedule: linear, linear_unscaled, cosine or sigmoid"),
     "--timesteps": ("diffusion", "timesteps", int, "T, the number of diffusion steps"),
@@ -76,7 +79,7 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
 FLAG_OF = {(section, name): flag for flag, (section, name, _, _) in FLAGS.items()}
 METAVARS = {"--steps": "N", "--seed": "S", "--batch-size": "B", "--threads": "K",
             "--leaves": "L", "--checkpoint-every": "N", "--width": "W", "--timesteps": "T",
-            "--model": "NAME", "--schedule": "NAME", "--variance": "NAME",
+            "--model": "NAME", "--objective": "NAME", "--schedule": "NAME", "--variance": "NAME",
             "--prediction": "NAME", "--stable-target": "M", "--cond-drop": "P",
             "--label-column": "COL", "--font": "PATH"}
 ALIASES = {"--width": ("--hidden",)}  # --hidden: the MLPs' word for their width
@@ -186,7 +189,11 @@ def train_request(args: argparse.Namespace) -> tuple[RunConfig, Path, int | None
                         f"({', '.join([*TOY2D, *IMAGE_SETS])}), a .csv/.txt/.npy file of "
                         "points, a PNG/JPEG silhouette or text:WORD to draw points from, or "
                         "a folder of images or an .npy/.npz array of them")
-    settings, _ = settings_from(args)
+    settings, origin = settings_from(args)
+    diffusion = settings.get("diffusion", {})
+    if diffusion.get("objective") == "flow" and "prediction" in diffusion:
+        raise UserError(f"{origin['diffusion', 'prediction']} does not apply to the flow "
+                        "objective: its network predicts the velocity eps - x_0; drop it")
     source = settings.get("data", {}).get("source", RunConfig().data.source)
     config = validate(default_config(source, settings))
     return config, args.out or fresh_out(
@@ -243,7 +250,7 @@ def tolerances(args: argparse.Namespace) -> tuple[float, float]:
     """(--rtol, --atol), checked; refused where no ODE is solved (--sampler ode,
     --exact-nll)."""
     for name in ("rtol", "atol"):
-        adaptive = not SAMPLERS[args.sampler].stepped
+        adaptive = args.sampler is not None and not SAMPLERS[args.sampler].stepped
         if getattr(args, name) is not None and not (adaptive or getattr(args, "exact_nll",
                                                                          False)):
             raise UserError(f"--{name} applies to --sampler ode and --exact-nll only; drop it "
@@ -256,9 +263,11 @@ def tolerances(args: argparse.Namespace) -> tuple[float, float]:
 
 
 
-def sampler_spec(args: argparse.Namespace) -> SamplerSpec:
-    """The sampling request of ``sample`` and ``evaluate``: --sampler, --steps, --spacing,
-    --eta and the ODE's --rtol and --atol, each refused where it does not apply."""
-    eta = eta_of(args, (args.sampler,))
+def sampler_spec(args: argparse.Namespace, default: str) -> SamplerSpec:
+    """The sampling request of ``sample`` and ``evaluate``: --sampler (``default``, the run's,
+    when not given), --steps, --spacing, --eta and the ODE's --rtol and --atol, each refused
+    where it does not apply."""
+    name = args.sampler or default
+    eta = eta_of(args, (name,))
     rtol, atol = tolerances(args)
-    return SamplerSpec(args.sampler, args.steps, args.spacing, eta, rtol, atol)
+    return SamplerSpec(name, args.steps, args.spacing, eta, rtol, atol)

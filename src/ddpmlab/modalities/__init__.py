@@ -40,6 +40,11 @@ def default_config(source: str, overrides: dict[str, Any] | None = None) -> RunC
     measured defaults (:meth:`Modality.defaults`, those of a conditional run when
     ``overrides`` turn ``model.conditional`` on) over them, then ``overrides``."""
     conditional = bool((overrides or {}).get("model", {}).get("conditional"))
-    measured = merge(modality_for(source).defaults(source, conditional),
-                     {"data": {"source": source}})
+    defaults = modality_for(source).defaults(source, conditional)
+    if (overrides or {}).get("diffusion", {}).get("objective") == "flow":
+        # the DDPM's measured variance and target do not apply to a flow (a velocity)
+        rest = {k: v for k, v in defaults.get("diffusion", {}).items()
+                if k not in ("variance", "prediction")}
+        defaults = {**defaults, "diffusion": rest}
+    measured = merge(defaults, {"data": {"source": source}})
     return replace(RunConfig(), merge(measured, overrides or {}))

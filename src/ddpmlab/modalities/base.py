@@ -111,6 +111,12 @@ class Modality(ABC):
         """The training data in a few words, for the start line."""
 
     @abstractmethod
+    def decoder(self) -> dict[str, Any]:
+        """The decoder p(x_0 | x_1) of the data, as ``nll_bound`` and ``hybrid_loss`` take it:
+        a density for continuous data, the discretised decoder on the data's levels for
+        quantised data (Ho et al. 2020, Eq. 13)."""
+
+    @abstractmethod
     def bound_inputs(self, n: int) -> tuple[torch.Tensor, dict[str, Any], float]:
         """(x0 in model space, nll_bound's decoder options, log |Jacobian| of data -> model
         space summed over one sample's dimensions) for the likelihood bound on n held-out."""

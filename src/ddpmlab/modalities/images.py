@@ -144,12 +144,18 @@ class Images(Modality):
         c, h, w = self.shape
         return f"{self.data.name} ({len(self.data.train):,} images {c}x{h}x{w})"
 
-    def bound_inputs(self, n: int) -> tuple[torch.Tensor, dict[str, Any], float]:
+    def decoder(self) -> dict[str, Any]:
         """Discretised decoder on the data's own grid of levels (Ho et al. 2020, Eq. 13): the
         bound is then a probability mass, in bits per dimension comparable with published
-        8-bit figures (no change of variables: masses do not change with the scale)."""
+        8-bit figures; the hybrid loss trains its t = 0 term on the same mass, as
+        improved-diffusion's ``_vb_terms_bpd`` does."""
+        return {"decoder": "discretized", "levels": self.data.levels}
+
+    def bound_inputs(self, n: int) -> tuple[torch.Tensor, dict[str, Any], float]:
+        """The held-out images and :meth:`decoder` (no change of variables: masses do not
+        change with the scale)."""
         x = torch.from_numpy(np.ascontiguousarray(self.data.heldout[:n], dtype=np.float32))
-        return x, {"decoder": "discretized", "levels": self.data.levels}, 0.0
+        return x, self.decoder(), 0.0
 
     def write_samples(self, x: np.ndarray, path: Path, meta: dict[str, str]) -> str:
         """``.npy``: (N, C, H, W) float32 in [0, 1]; ``.png``: one grid, each image pixel a

@@ -75,12 +75,16 @@ class Points(Modality):
     def describe(self) -> str:
         return f"{self.data.name} ({len(self.data.train)} points)"
 
+    def decoder(self) -> dict[str, Any]:
+        """A Gaussian density: points are continuous."""
+        return {"decoder": "gaussian"}
+
     def bound_inputs(self, n: int) -> tuple[torch.Tensor, dict[str, Any], float]:
         """The network models standardised points z = (x - mean) / std, so -log p(x) =
         -log p(z) + sum_d log std_d (change of variables)."""
         z = self.scaler.transform(self.data.heldout[:n])
         log_det = float(np.log(self.scaler.std).sum())
-        return torch.from_numpy(z).to(torch.float32), {"decoder": "gaussian"}, log_det
+        return torch.from_numpy(z).to(torch.float32), self.decoder(), log_det
 
     def write_samples(self, x: np.ndarray, path: Path, meta: dict[str, str]) -> str:
         """``.npy``: (N, 2) float64; ``.csv``: a header x,y and a row per point (neither

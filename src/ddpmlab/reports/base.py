@@ -11,8 +11,8 @@ import torch
 
 from ddpmlab import feedback
 from ddpmlab.config import RunConfig
-from ddpmlab.diffusion import q_sample
 from ddpmlab.modalities import Modality
+from ddpmlab.objectives import objective_named
 from ddpmlab.samplers.frames import chain_frames, frame_steps
 from ddpmlab.schedules import NoiseSchedule
 
@@ -30,10 +30,10 @@ class Drawable(Protocol):
 
     def labels(self, n: int, cls: Any) -> np.ndarray | None: ...
 
-    def sample(self, n: int, seed: int = 0, sampler: Any = "ddpm", *, cls: Any = None,
+    def sample(self, n: int, seed: int = 0, sampler: Any = None, *, cls: Any = None,
                guidance: float = 0.0, bar: Any = None) -> np.ndarray: ...
 
-    def chain(self, n: int, seed: int = 0, sampler: Any = "ddpm", *, cls: Any = None,
+    def chain(self, n: int, seed: int = 0, sampler: Any = None, *, cls: Any = None,
               guidance: float = 0.0) -> Iterator[tuple[int, np.ndarray]]: ...
 
     def snapshots(self) -> list[tuple[int, list[tuple[int, np.ndarray]]]]: ...
@@ -51,13 +51,15 @@ class Report:
     def forward_frames(self, x0: torch.Tensor, seed: int,
                        count: int = 20) -> list[tuple[int, torch.Tensor]]:
         """q(x_n | x_0) of model-space ``x0`` at ``count`` step counts n from 0 (x0 itself) to
-        T, one noise draw each (``frame_steps``); n steps applied is timestep n - 1."""
+        T, one noise draw each (``frame_steps``); n steps applied is timestep n - 1 (a flow
+        run's path at t = n / T)."""
         g = torch.Generator().manual_seed(seed)
         frames = [(0, x0)]
+        noise = objective_named(self.run.config.diffusion.objective).noise
         for n in frame_steps(self.run.schedule.T, count)[1:]:
             t = torch.full((len(x0),), n - 1, dtype=torch.long)
             eps = torch.randn(x0.shape, generator=g)
-            frames.append((n, q_sample(self.run.schedule, x0, t, eps)))
+            frames.append((n, noise(self.run.schedule, x0, t, eps)))
         return frames
 
     def streamed(self, n: int, seed: int,

@@ -12,8 +12,9 @@ import torch
 
 from ddpmlab import viz
 from ddpmlab.data.toy2d import GAUSSIANS8_CENTRES, GAUSSIANS8_STD
-from ddpmlab.diffusion import predict_eps_x0, q_sample, split_output
+from ddpmlab.diffusion import split_output
 from ddpmlab.mixture import GaussianMixture
+from ddpmlab.objectives import objective_named
 from ddpmlab.reports.base import Report
 from ddpmlab.viz import ScoreLevel
 
@@ -81,32 +82,36 @@ class PointReport(Report):
         -eps_hat / sqrt(1 - ab_t) (Song et al. 2021, Sec. 3.2 with Ho Eq. 11's eps) and, for a
         known mixture, the exact one (``GaussianMixture.noised``). Returns the panels and, for
         a known mixture, the mean cosine error 1 - cos(learned, exact) over the noised data
-        at each t."""
+        at each t. A flow run's path x_t = a x_0 + s eps (a = 1 - t, s = t) is c times the
+        DDPM's at alpha_bar = a^2 / c^2, c = sqrt(a^2 + s^2), so its score is the mixture's
+        there at x / c, over c, and the learned one -eps_hat / s, eps_hat = x + a u_hat."""
 
         T, d = self.run.schedule.T, self.run.config.diffusion
+        objective = objective_named(d.objective)
         z = torch.from_numpy(self.kind.scaler.transform(self.data.heldout[:SCORE_N])).float()
         g = torch.Generator().manual_seed(seed)
         steps = sorted({min(T - 1, max(0, round(f * T) - 1)) for f in SCORE_FRACTIONS})
-        noised = {t: q_sample(self.run.schedule, z, torch.full((len(z),), t), torch.randn(
-            z.shape, generator=g)) for t in steps}
+        noised = {t: objective.noise(self.run.schedule, z, torch.full((len(z),), t),
+                                     torch.randn(z.shape, generator=g)) for t in steps}
         lim = viz.frame_limits([z.numpy(), *(x.numpy() for x in noised.values())], quantile=0.005)
         axis = [np.linspace(lim[0], lim[1], SCORE_GRID), np.linspace(lim[2], lim[3], SCORE_GRID)]
         grid = torch.from_numpy(np.stack(np.meshgrid(*axis), -1).reshape(-1, 2)).float()
         exact = self.exact_mixture()
         levels, errors = [], {}
         for t, x_t in noised.items():
-            ab = float(self.run.schedule.alpha_bar[t])
+            a_t, s_t = objective.coefficients(self.run.schedule, t)  # x_t = a x_0 + s eps
+            c = math.hypot(a_t, s_t)  # 1 for the DDPM
             x = torch.cat([grid, x_t])
             device = self.run.device
             tt = torch.full((len(x),), t, device=device)
             output = split_output(self.run.denoiser(x.to(device), tt), d.variance)[0]
-            eps_hat = predict_eps_x0(self.run.schedule.to(device), x.to(device), tt, output,
-                                     d.prediction)[0]
-            learned = (-eps_hat.cpu().double() / math.sqrt(1 - ab)).numpy()  # s = -eps / sigma
+            eps_hat = objective.eps_x0(self.run.schedule, x.to(device), tt, output,
+                                       d.prediction)[0]
+            learned = (-eps_hat.cpu().double() / s_t).numpy()  # score = -eps / sigma
             fields = {"learned": learned[:len(grid)]}
             title = f"t = {t + 1} of {T}"
             if exact is not None:
-                true = exact.noised(ab).score(x).numpy()
+                true = (exact.noised(a_t**2 / c**2).score(x / c) / c).numpy()
                 fields["exact"] = true[:len(grid)]
                 a, b = learned[len(grid):], true[len(grid):]
                 cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))

@@ -88,10 +88,11 @@ def read_evaluation(path: str | os.PathLike[str]) -> Evaluation:
 
 
 def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = None,
-          sampler: str | SamplerSpec = "ddpm", *, cls: Cls = None, guidance: float = 0.0,
+          sampler: str | SamplerSpec | None = None, *, cls: Cls = None, guidance: float = 0.0,
           meanwhile: Callable[[], object] | None = None) -> Evaluation:
     """Score ``repeats`` draws of n samples by ``sampler`` (a name or a
-    :class:`~ddpmlab.samplers.SamplerSpec`) against held-out data beside the real floor.
+    :class:`~ddpmlab.samplers.SamplerSpec`; None: the run's default) against held-out data
+    beside the real floor.
 
     The held-out data is cut into m >= 2 disjoint real sets R_0 .. R_{m-1} of n items
     (``Evaluator.reference_sets``). Draw i scores n fresh samples against R_{i mod m}, and
@@ -107,7 +108,7 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
     ``guidance`` (:meth:`Run.sample`). Under torchrun the ranks share the sampling and rank 0
     alone computes the metrics (the others return no metrics).
     """
-    spec = SamplerSpec.of(sampler)
+    spec = run.spec(sampler)
     evaluator = evaluator_for(run.kind)
     n = evaluator.eval_size[0] if n is None else n
     repeats = evaluator.eval_size[1] if repeats is None else repeats
@@ -151,7 +152,7 @@ def score(run: Run, n: int | None = None, seed: int = 0, repeats: int | None = N
 
 
 def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: int = 0,
-                  sampler: str | SamplerSpec = "ddpm") -> dict[str, Any]:
+                  sampler: str | SamplerSpec | None = None) -> dict[str, Any]:
     """Per-class quality of a conditional run at guidance weight w (``Evaluator.per_class``).
 
     n samples of each class (default: the evaluator's whole evaluation, ``eval_size``,
@@ -160,7 +161,7 @@ def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: i
     the floor of real data of the same size. Returns ``{"guidance", "n", "draws", "seed",
     "sampler", "steps", "sampling_seconds", "classes": {...}, "overall": {...}}``.
     """
-    spec = SamplerSpec.of(sampler)
+    spec = run.spec(sampler)
     names = run.classes
     if names is None:
         raise UserError(f"{run.path} was trained without classes: per-class evaluation and "
@@ -184,7 +185,7 @@ def score_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: i
 
 
 def evaluate_classes(run: Run, guidance: float = 0.0, n: int | None = None, seed: int = 0,
-                     sampler: str | SamplerSpec = "ddpm") -> dict[str, Any]:
+                     sampler: str | SamplerSpec | None = None) -> dict[str, Any]:
     """:func:`score_classes`, written to RUN/classes.json."""
     with exclusive(run.path):
         result = score_classes(run, guidance, n, seed, sampler)

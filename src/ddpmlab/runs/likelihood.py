@@ -15,19 +15,33 @@ from ddpmlab.likelihood import nll_bound
 from ddpmlab.runs.evaluation import evaluator_for
 from ddpmlab.runs.layout import FIGURES
 from ddpmlab.runs.run import Run
-from ddpmlab.samplers.ode import network_field, ode_nll
+from ddpmlab.samplers.ode import ode_nll
 from ddpmlab.samplers.spec import ATOL, RTOL
 
 NLL, EXACT_NLL = "nll.json", "exact_nll.json"
 
 
-def run_bound(run: Run, n: int | None = None, seed: int = 0) -> dict:
+def check_bound(run: Run) -> None:
+    """Refuse the bound of a flow run: it is a sum over the DDPM chain's T + 1 steps."""
+    if run.objective == "flow":
+        raise UserError("the variational bound (--nll) belongs to the DDPM's noising chain, "
+                        "which a flow run does not have; use --exact-nll alone")
+
+
+def run_bound(run: Run, n: int | None = None, seed: int = 0, clip: bool | None = None
+              ) -> dict:
     """The variational bound on n held-out items, in the data's own units; writes nll.json.
 
     Points: the network models standardised points, and the change of variables is added
     back; images: the discretised decoder on the data's levels gives a probability mass
     (``Modality.bound_inputs``). n defaults to the evaluation's size.
+    clip: x0_hat clamped to [-1, 1] in every reverse step of the bound; None: as the run's
+    samplers do (``Modality.clip``: images yes, points never). The clipped bound is the one
+    of the chain the image samplers draw from, and the one improved-diffusion's
+    ``calc_bpd_loop`` reports, so bits per dimension compare with published figures.
     """
+    check_bound(run)
+    clip = run.kind.clip if clip is None else clip
     n = evaluator_for(run.kind).eval_size[0] if n is None else n
     if n < 1:
         raise UserError(f"--n must be positive, got {n}")
@@ -37,11 +51,11 @@ def run_bound(run: Run, n: int | None = None, seed: int = 0) -> dict:
                     f"{run.kind.unit}")
     bound = nll_bound(run.schedule, run.model, x.to(run.device), prediction=d.prediction,
                       variance=d.variance, generator=torch.Generator(run.device).manual_seed(seed),
-                      **decoder)
+                      clip=clip, **decoder)
     nats_per_dim = (bound.nats + log_det) / bound.dims
     result = {
         "n": len(x), "seed": seed, "step": run.step, "variance": d.variance,
-        "unit": run.kind.unit, "decoder_kind": decoder["decoder"],
+        "unit": run.kind.unit, "decoder_kind": decoder["decoder"], "clip": clip,
         "nats_per_dim": nats_per_dim, "bits_per_dim": nats_per_dim / math.log(2),
         "standardised_nats_per_dim": bound.nats_per_dim, "prior": bound.prior,
         "decoder": float(bound.terms[0]), "terms": bound.terms.tolist(),
@@ -79,11 +93,10 @@ def run_exact_nll(run: Run, n: int | None = None, seed: int = 0, rtol: float = R
         width = 2.0 / (decoder["levels"] - 1)  # the bins of the bound's decoder (Ho Eq. 13)
         x = x + width * (torch.rand(x.shape, generator=g, device=run.device) - 0.5)
         dequantised = -math.log(width)  # per dimension: -log(bin volume) / D, added below
-    d = run.config.diffusion
-    field = network_field(run.model, run.schedule, prediction=d.prediction, variance=d.variance)
+    field, span = run.ode_field()  # a flow's velocity in t, or the DDPM's eps in sigma
     feedback.status(f"integrating the probability-flow ODE on {len(x):,} {run.kind.unit} "
                     f"(rtol {rtol:g}, atol {atol:g})")
-    result = ode_nll(field, run.schedule, x, rtol=rtol, atol=atol, generator=g)
+    result = ode_nll(field, run.schedule, x, rtol=rtol, atol=atol, generator=g, span=span)
     # -log P(x) <= -log p(x + u) - D log(width): the mass of a bin is at least its volume
     # times the density's geometric mean over it (Jensen)
     nats_per_dim = result.nats_per_dim + log_det / result.dims + dequantised
@@ -119,7 +132,8 @@ def format_exact_nll(result: dict, bound: dict | None = None) -> str:
 def format_bound(result: dict) -> str:
     return (f"negative log-likelihood bound on {result['n']} held-out "
             f"{result.get('unit', 'points')} ({result['variance']} variance, "
-            f"{result.get('decoder_kind', 'gaussian')} decoder):\n"
+            f"{result.get('decoder_kind', 'gaussian')} decoder"
+            f"{', x0_hat clipped to [-1, 1]' if result.get('clip') else ''}):\n"
             f"  {result['nats_per_dim']:.4f} nats/dim = {result['bits_per_dim']:.4f} bits/dim"
             + (f" (standardised data: {result['standardised_nats_per_dim']:.4f} nats/dim)"
                if result["standardised_nats_per_dim"] != result["nats_per_dim"] else "")

@@ -26,10 +26,19 @@ from ddpmlab.errors import UserError
 from ddpmlab.fileio import exclusive
 from ddpmlab.modalities import Modality, modality_named
 from ddpmlab.models import build_network
+from ddpmlab.objectives import objective_named
 from ddpmlab.runs.layout import CKPT, CONFIG, DATA, SNAPSHOTS, load_checkpoint, load_npz
-from ddpmlab.samplers import SamplerSpec, check, default_spacing, reverse_chain, sampler_named
+from ddpmlab.samplers import (
+    SamplerSpec,
+    check,
+    default_spacing,
+    reverse_chain,
+    sampler_named,
+    stepped_for,
+)
+from ddpmlab.samplers.flow_fields import FLOW_SPACING, ode_field_for
 from ddpmlab.samplers.guidance import class_labels, guided
-from ddpmlab.samplers.ode import network_field, ode_sample
+from ddpmlab.samplers.ode import Field, Span, ode_sample
 from ddpmlab.schedules import NoiseSchedule, make_schedule
 
 Cls = int | str | None  # a class by index or name, "all" (an equal share of each), or none
@@ -95,16 +104,48 @@ class Run:
         raise UserError(f"unknown class {cls!r}; this run's classes are 0..{len(names) - 1} "
                         f"({', '.join(names)}), or all")
 
+    @property
+    def objective(self) -> str:
+        """What the run was trained with: ``ddpm`` or ``flow`` (``ddpmlab.objectives``)."""
+        return self.config.diffusion.objective
+
+    @property
+    def default_sampler(self) -> str:
+        """What the run samples with unless told: ddpm's ancestral sampler, a flow's Euler."""
+        return objective_named(self.objective).default_sampler
+
+    @property
+    def samplers(self) -> tuple[str, ...]:
+        """The stepped samplers of this run (``samplers.stepped_for`` its objective)."""
+        return stepped_for(self.objective)
+
+    def spec(self, sampler: str | SamplerSpec | None) -> SamplerSpec:
+        """A sampling request: a spec, a sampler's name, or None for the run's default."""
+        return SamplerSpec.of(self.default_sampler if sampler is None else sampler)
+
     def spacing(self, sampler: str = "ddim") -> str:
         """The timestep spacing ``sampler`` uses unless told (by the run's prediction and the
-        sampler: ``ddpmlab.samplers.spacing.default_spacing``)."""
+        sampler: ``ddpmlab.samplers.spacing.default_spacing``; a flow sampler's grid is
+        uniform)."""
+        if sampler_named(sampler).flow:
+            return FLOW_SPACING
         return default_spacing(self.config.diffusion.prediction, sampler)
 
-    def check_sampler(self, sampler: str | SamplerSpec) -> int:
+    def check_sampler(self, sampler: str | SamplerSpec | None) -> int:
         """Refuse a bad sampling request before any work (``ddpmlab.samplers.check``); return
         the steps K (1 for the ODE, whose solver chooses its own)."""
-        spec = SamplerSpec.of(sampler)
-        return check(spec, self.schedule.T, self.schedule.alpha_bar64, self.spacing(spec.name))
+        spec = self.spec(sampler)
+        return check(spec, self.schedule.T, self.schedule.alpha_bar64, self.spacing(spec.name),
+                     self.objective)
+
+    def ode_field(self, denoiser: Callable[..., torch.Tensor] | None = None, *,
+                  clip: bool = False) -> tuple[Field, Span | None]:
+        """The field ``samplers.ode`` integrates for this run, and its span (None: the
+        DDPM's), of ``denoiser`` (the EMA network itself by default: differentiable)."""
+        d = self.config.diffusion
+        return ode_field_for(self.model if denoiser is None else denoiser, self.schedule,
+                             objective=self.objective, prediction=d.prediction,
+                             variance=d.variance, clip=clip)
 
     def _request(self, n: int, spec: SamplerSpec, cls: Cls,
                  guidance: float) -> tuple[int, np.ndarray | None]:
@@ -119,7 +160,7 @@ class Run:
                             f"{guidance}")
         if not sampler_named(spec.name).stepped and y is not None:
             raise UserError(f"--sampler {spec.name} samples the unconditional model only; drop "
-                            "--class or use ddpm, ddim or dpm_solver")
+                            f"--class or use {', '.join(self.samplers)}")
         return K, y
 
     def _chain(self, shape: tuple[int, ...], g: torch.Generator, spec: SamplerSpec,
@@ -131,22 +172,25 @@ class Run:
                               len(self.classes or ()), self.config.diffusion.variance)
         d = self.config.diffusion
         return reverse_chain(denoiser, self.schedule, shape, spec, prediction=d.prediction,
-                             variance=d.variance, generator=g, clip=self.kind.clip)
+                             variance=d.variance, generator=g, clip=self.kind.clip,
+                             objective=self.objective)
 
-    def chain(self, n: int, seed: int = 0, sampler: str | SamplerSpec = "ddpm", *,
+    def chain(self, n: int, seed: int = 0, sampler: str | SamplerSpec | None = None, *,
               cls: Cls = None, guidance: float = 0.0) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(n_steps_left, samples (n, *shape))`` in data coordinates along the chain."""
-        spec = SamplerSpec.of(sampler)
+        """Yield ``(n_steps_left, samples (n, *shape))`` in data coordinates along the chain
+        (``sampler`` None: the run's default)."""
+        spec = self.spec(sampler)
         _, y = self._request(n, spec, cls, guidance)
         g = torch.Generator(self.device).manual_seed(seed)
         for k, x in self._chain((n, *self.kind.shape), g, spec, y, guidance):
             yield k, self.kind.to_data(x.cpu())
 
-    def sample(self, n: int, seed: int = 0, sampler: str | SamplerSpec = "ddpm", *,
+    def sample(self, n: int, seed: int = 0, sampler: str | SamplerSpec | None = None, *,
                cls: Cls = None, guidance: float = 0.0, bar: tqdm | None = None) -> np.ndarray:
         """n samples in data coordinates (points (n, dim) float64, images (n, C, H, W) in
         [0, 1]) by ``sampler``: a name with its defaults, or a :class:`SamplerSpec` (steps,
-        spacing, eta; the ODE's tolerances, all n in one solve).
+        spacing, eta; the ODE's tolerances, all n in one solve); None: the run's default
+        (:attr:`default_sampler`).
 
         A conditional run samples class ``cls`` (an index or a name; ``"all"``: an equal
         share of each, in class order, :meth:`labels`) with classifier-free guidance of
@@ -159,7 +203,7 @@ class Run:
         samples however they are shared: under torchrun rank r draws blocks r, r + N, ...
         and every rank returns all n (a GPU draws another random stream than the CPU).
         """
-        spec = SamplerSpec.of(sampler)
+        spec = self.spec(sampler)
         K, y = self._request(n, spec, cls, guidance)
         group = distributed.current()
         if not sampler_named(spec.name).stepped:
@@ -200,13 +244,11 @@ class Run:
 
     def _ode_sample(self, n: int, g: torch.Generator, spec: SamplerSpec,
                     bar: tqdm | None) -> np.ndarray:
-        d = self.config.diffusion
-        ode_field = network_field(self.denoiser, self.schedule, prediction=d.prediction,
-                                  variance=d.variance, clip=self.kind.clip)
+        ode_field, span = self.ode_field(self.denoiser, clip=self.kind.clip)
         if bar is None:
             feedback.status(f"sampling {n:,} {self.kind.unit} with the probability-flow ODE")
         x = ode_sample(ode_field, self.schedule, (n, *self.kind.shape), rtol=spec.rtol,
-                       atol=spec.atol, generator=g).x0
+                       atol=spec.atol, generator=g, span=span).x0
         if bar is not None:
             bar.update(n)
         return self.kind.to_data(x.cpu())

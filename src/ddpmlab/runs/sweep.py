@@ -13,7 +13,7 @@ from ddpmlab.metrics import EVALUATORS
 from ddpmlab.runs.evaluation import score, score_classes
 from ddpmlab.runs.layout import FIGURES
 from ddpmlab.runs.run import Run
-from ddpmlab.samplers import SAMPLERS, STEPPED, SamplerSpec
+from ddpmlab.samplers import SAMPLERS, SamplerSpec
 
 SWEEP, GUIDANCE = "sweep.json", "guidance.json"
 WARM_UP = 64  # samples each sampler draws before the timed cells
@@ -23,11 +23,13 @@ SECONDS_NOTE = ("seconds: drawing the cell's samples, after a warm-up of every s
                 "(the metrics are not counted)")
 
 
-def sweep(run: Run, samplers: tuple[str, ...] = STEPPED, steps: tuple[int, ...] | None = None,
+def sweep(run: Run, samplers: tuple[str, ...] | None = None,
+          steps: tuple[int, ...] | None = None,
           n: int | None = None, seed: int = 0, eta: float = 0.0, repeats: int = 1, *,
           spacing: str | None = None, guidance: tuple[float, ...] = ()) -> list[dict]:
     """Sampler x number of steps (x guidance weight) -> quality beside its floor and seconds;
-    writes sweep.json and figures/sweep.png (with ``guidance``: guidance.json and
+    writes sweep.json and figures/sweep.png (``samplers`` None: the run's stepped ones; each
+    row's ``nfe``: the network evaluations of a sample) (with ``guidance``: guidance.json and
     figures/guidance.png).
 
     steps default: 5, 10, 20, 50, 100 and T (those < T, then T); with ``guidance``, T only.
@@ -42,6 +44,7 @@ def sweep(run: Run, samplers: tuple[str, ...] = STEPPED, steps: tuple[int, ...] 
     cell is not charged with the first call's set-up. spacing: as ``Run.sample`` (None: each
     sampler's default, ``Run.spacing``); the file records the one of each sampler.
     """
+    samplers = samplers or run.samplers  # the run's stepped samplers (its objective's)
     T = run.schedule.T
     steps = steps or ((T,) if guidance else (*(k for k in (5, 10, 20, 50, 100) if k < T), T))
     if any(not 1 <= k <= T for k in steps):
@@ -60,7 +63,8 @@ def sweep(run: Run, samplers: tuple[str, ...] = STEPPED, steps: tuple[int, ...] 
                 with feedback.shown(False):  # one bar for the sweep, none per cell
                     row = (_score_row(run, n, seed, repeats, spec) if w is None
                            else _guidance_row(run, w, n, seed, spec))
-                rows.append({"sampler": sampler, "steps": k, **row})
+                rows.append({"sampler": sampler, "steps": k,
+                             "nfe": k * SAMPLERS[sampler].nfe, **row})
                 bar.update()
         name, plot = (GUIDANCE, viz.plot_guidance) if guidance else (SWEEP, viz.plot_sweep)
         # the spacing each sampler used: --spacing, else its default (the run's prediction's)

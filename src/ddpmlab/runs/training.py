@@ -110,7 +110,8 @@ def _prepare(config: RunConfig, out: Path, resume: bool, force: bool,
     labels = kind.labels()
     trainer = Trainer(config, torch.from_numpy(kind.model_input()), resume_from=ckpt,
                       device=resolve_device(device), classes=len(kind.class_names or ()),
-                      labels=None if labels is None else torch.from_numpy(labels))
+                      labels=None if labels is None else torch.from_numpy(labels),
+                      decoder=kind.decoder())
     if main:
         make_run_directory(out)
     return trainer, kind, ckpt is not None
@@ -154,9 +155,10 @@ def _train(config: RunConfig, out: Path, trainer: Trainer, kind: Modality, resum
         g = torch.Generator(trainer.device).manual_seed(config.train.seed + 1)
         d = config.diffusion
         chain = reverse_chain(sampling_denoiser(trainer.ema), trainer.schedule,
-                              (kind.snapshot_n, *kind.shape), SamplerSpec("ddpm"),
+                              (kind.snapshot_n, *kind.shape),
+                              SamplerSpec(trainer.objective.default_sampler),
                               prediction=d.prediction, variance=d.variance, generator=g,
-                              clip=kind.clip)
+                              clip=kind.clip, objective=d.objective)
         frames = list(chain_frames(chain, trainer.schedule.T, CHAIN_FRAMES))
         snaps[f"step{step}"] = np.stack([kind.to_data(f.cpu()) for _, f in frames])
         snaps["labels"] = np.array([k for k, _ in frames])

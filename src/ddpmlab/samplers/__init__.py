@@ -1,7 +1,9 @@
 """Reverse-process samplers, one algorithm per file, and their registry.
 
 ``ddpm``, ``ddim`` and ``dpm_solver`` run a chain over K of the T timesteps (``spacing``
-picks them); ``ode`` integrates the probability-flow ODE (sampling and the exact likelihood).
+picks them); ``euler`` and ``heun`` step along the flow's time grid (a flow run's, or a DDPM
+run's probability-flow ODE in the flow's time); ``ode`` integrates the probability-flow ODE
+(sampling and the exact likelihood).
 A request is a :class:`SamplerSpec`, checked once by :func:`check`; the registry
 :data:`SAMPLERS` runs it (:func:`reverse_chain`).
 """
@@ -14,9 +16,11 @@ from ddpmlab.samplers.registry import (
     SAMPLERS,
     STEPPED,
     check,
+    check_objective,
     describe,
     reverse_chain,
     sampler_named,
+    stepped_for,
 )
 from ddpmlab.samplers.spacing import DEFAULT_SPACING, SPACINGS, default_spacing, timesteps
 from ddpmlab.samplers.spec import SamplerSpec
@@ -28,6 +32,7 @@ __all__ = [
     "STEPPED",
     "SamplerSpec",
     "check",
+    "check_objective",
     "ddim_chain",
     "ddim_sample",
     "ddim_step",
@@ -42,5 +47,6 @@ __all__ = [
     "ode_sample",
     "reverse_chain",
     "sampler_named",
+    "stepped_for",
     "timesteps",
 ]

@@ -17,7 +17,11 @@ the last visited timestep is first order too (DPM-Solver's ``lower_order_final``
 switches at 15): on the cosine schedule its h is the largest of the grid, and the
 second-order extrapolation D = (1 + 1/(2r)) D_s - ... with a small r overshoots. The
 threshold is where first and second order cross on the default swiss-roll run, so that the
-quality does not drop from K to K + 1 steps (bench/README.md, "Few-step sampling").
+quality does not drop from K to K + 1 steps (bench/README.md, "Few-step sampling"). On the
+``logsnr_official`` spacing the step follows the official code instead: first order when its
+``steps = K - 1`` is below 10 (:data:`OFFICIAL_LOWER_ORDER_FINAL`), so that K steps there are
+``dpm_solver_pytorch``'s DPM-Solver++(2M) with ``steps = K - 1``, ``skip_type='logSNR'``,
+``lower_order_final=True`` and ``denoise_to_zero=True``.
 
 K steps call the network K times. Every scalar is formed in float64 from
 ``NoiseSchedule.alpha_bar64``; with ``clip`` (images) D is clamped to [-1, 1], as DDIM's
@@ -39,6 +43,9 @@ from ddpmlab.schedules import NoiseSchedule
 
 #: Below this many steps the step into the last visited timestep is first order.
 LOWER_ORDER_FINAL = 18
+
+#: The same on ``logsnr_official``: the official ``steps < 10`` with its steps = K - 1.
+OFFICIAL_LOWER_ORDER_FINAL = 11
 
 
 def _alpha_sigma_lambda(schedule: NoiseSchedule, t: int) -> tuple[float, float, float]:
@@ -64,9 +71,11 @@ def dpm_solver_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[i
     """
     check_prediction(prediction)
     device = chain_device(generator, x_T)
-    t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps,
-                              spacing or default_spacing(prediction, "dpm_solver"),
+    spacing = spacing or default_spacing(prediction, "dpm_solver")
+    t_seq, t_prev = timesteps(schedule.T, schedule.T if steps is None else steps, spacing,
                               schedule.alpha_bar64)
+    lower_below = (OFFICIAL_LOWER_ORDER_FINAL if spacing == "logsnr_official"
+                   else LOWER_ORDER_FINAL)
     schedule = schedule.to(device)
     x = torch.randn(shape, generator=generator, device=device) if x_T is None else x_T.clone()
     yield int(t_seq[0]) + 1, x
@@ -83,7 +92,7 @@ def dpm_solver_chain(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[i
             else:
                 h = lambda_t - lambda_s
                 mix = d
-                lower = len(t_seq) < LOWER_ORDER_FINAL and t_next == last
+                lower = len(t_seq) < lower_below and t_next == last
                 if previous is not None and not lower:  # Lu Alg. 2: r = h_{i-1} / h_i
                     d_prev, h_prev = previous
                     r = h_prev / h

@@ -39,6 +39,11 @@ the divergence exact (one backward pass per dimension: 2-D points) or Hutchinson
 estimator E_v[v^T (d eps / d x_bar) v] with one Rademacher v per item for the whole solve
 (Grathwohl et al. 2018, FFJORD, Eq. 7; Hutchinson 1989).
 
+A flow (``ddpmlab.flow``) is solved by the same code in its own time: the field is its
+velocity u(x, t), integrated from t = 1, where x_1 ~ N(0, I) exactly, down to t = 0, and the
+likelihood is log N(x_1; 0, I) + int_0^1 div u dt (Lipman et al. 2023, Sec. 2; Chen et al.
+2018, Theorem 1). A :class:`Span` says where a solve starts and the prior's scale there.
+
 Solver: ``scipy.integrate.solve_ivp`` (adaptive RK45 by default: Dormand & Prince 1980) on
 one float64 state vector for the whole batch, which shares its steps and error norm (the RMS
 over every coordinate), as Song et al.'s code does; the network runs in float32. scipy is
@@ -142,6 +147,26 @@ def mixture_field(mixture: GaussianMixture) -> Field:
 
 
 @dataclass(frozen=True)
+class Span:
+    """Where the noise end of an ODE lies: ``start`` the time variable's value there (the
+    DDPM's sigma_max, a flow's t = 1) and ``variance`` the state's variance there, the
+    prior's (x_bar(sigma_max) ~ N(0, (1 + sigma_max^2) I); a flow's x_1 ~ N(0, I)). The data
+    end is 0 in both."""
+
+    start: float
+    variance: float
+
+
+def span_of(schedule: NoiseSchedule) -> Span:
+    """The DDPM's span: sigma_max (:func:`sigma_max`) and 1 + sigma_max^2."""
+    start = sigma_max(schedule)
+    return Span(start, 1.0 + start**2)
+
+
+FLOW_SPAN = Span(1.0, 1.0)  # a flow: x_1 ~ N(0, I) at t = 1
+
+
+@dataclass(frozen=True)
 class OdeSample:
     """x0: (B, *D) float32 samples; nfe: evaluations of the field (each one or two network
     passes, :func:`network_field`)."""
@@ -163,8 +188,9 @@ def _solve(fun: Callable[[float, np.ndarray], np.ndarray], span: tuple[float, fl
 def ode_sample(field: Field, schedule: NoiseSchedule, shape: tuple[int, ...], *,
                rtol: float = RTOL, atol: float = ATOL, method: str = "RK45",
                generator: torch.Generator | None = None,
-               x_T: torch.Tensor | None = None) -> OdeSample:
-    """Integrate the probability-flow ODE from x_T ~ N(0, I) (B, *D) to sigma = 0.
+               x_T: torch.Tensor | None = None, span: Span | None = None) -> OdeSample:
+    """Integrate the probability-flow ODE from x_T ~ N(0, I) (B, *D) to sigma = 0 (a flow's
+    velocity from t = 1 to 0 with ``span`` :data:`FLOW_SPAN`; None: the DDPM's).
 
     The generator draws x_T only (on its device, where the field runs); the rest is
     deterministic: the same x_T gives the same samples.
@@ -173,15 +199,15 @@ def ode_sample(field: Field, schedule: NoiseSchedule, shape: tuple[int, ...], *,
     device = chain_device(generator, x_T)
     if x_T is None:
         x_T = torch.randn(shape, generator=generator, device=device)
-    start = sigma_max(schedule)
+    span = span or span_of(schedule)
 
     def fun(sigma: float, y: np.ndarray) -> np.ndarray:
         x_bar = torch.from_numpy(y).view(shape).to(device, torch.float32)
         with torch.inference_mode():
             return field(x_bar, float(sigma)).double().cpu().numpy().ravel()
 
-    y0 = (math.sqrt(1.0 + start**2) * x_T.double()).cpu().numpy().ravel()  # x_bar(sigma_max)
-    y, nfe = _solve(fun, (start, 0.0), y0, rtol, atol, method)
+    y0 = (math.sqrt(span.variance) * x_T.double()).cpu().numpy().ravel()  # x_bar(sigma_max)
+    y, nfe = _solve(fun, (span.start, 0.0), y0, rtol, atol, method)
     return OdeSample(torch.from_numpy(y).view(shape).to(device, torch.float32), nfe)
 
 
@@ -227,13 +253,14 @@ class OdeNll:
 
 def ode_nll(field: Field, schedule: NoiseSchedule, x0: torch.Tensor, *, rtol: float = RTOL,
             atol: float = ATOL, method: str = "RK45", divergence_kind: str = "auto",
-            generator: torch.Generator | None = None) -> OdeNll:
+            generator: torch.Generator | None = None, span: Span | None = None) -> OdeNll:
     """-log p(x0) of x0 (B, *D) (model space) under the probability-flow ODE, in nats.
 
     Integrates [x_bar, int div] from sigma = 0 (x_bar = x0) up to sigma_max and adds the
     prior's log density (module docstring). divergence_kind: ``exact``, ``hutchinson`` (one
     Rademacher probe per item, drawn with ``generator``) or ``auto`` (exact up to
-    :data:`EXACT_MAX_DIMS` dimensions). The field must be differentiable in x_bar.
+    :data:`EXACT_MAX_DIMS` dimensions). The field must be differentiable in x_bar. ``span``:
+    :data:`FLOW_SPAN` for a flow's velocity (None: the DDPM's).
     """
     check_tolerances(rtol, atol, method)
     if divergence_kind not in DIVERGENCES:
@@ -243,7 +270,7 @@ def ode_nll(field: Field, schedule: NoiseSchedule, x0: torch.Tensor, *, rtol: fl
     exact = divergence_kind == "exact" or (divergence_kind == "auto" and D <= EXACT_MAX_DIMS)
     probe = None if exact else (
         torch.randint(0, 2, shape, generator=generator, device=device).to(torch.float32) * 2 - 1)
-    end = sigma_max(schedule)
+    span = span or span_of(schedule)
 
     def fun(sigma: float, y: np.ndarray) -> np.ndarray:
         x_bar = torch.from_numpy(y[:B * D]).view(shape).to(device, torch.float32)
@@ -255,9 +282,9 @@ def ode_nll(field: Field, schedule: NoiseSchedule, x0: torch.Tensor, *, rtol: fl
                                div.detach().double().cpu().numpy()])
 
     y0 = np.concatenate([x0.detach().double().cpu().numpy().ravel(), np.zeros(B)])
-    y, nfe = _solve(fun, (0.0, end), y0, rtol, atol, method)
+    y, nfe = _solve(fun, (0.0, span.start), y0, rtol, atol, method)
     x_end, delta = y[:B * D].reshape(B, D), y[B * D:]
-    var = 1.0 + end**2  # x_bar(sigma_max) ~ N(0, (1 + sigma_max^2) I)
+    var = span.variance  # x_bar(sigma_max) ~ N(0, (1 + sigma_max^2) I); a flow's x_1 ~ N(0, I)
     prior = -0.5 * (D * math.log(2 * math.pi * var) + (x_end**2).sum(1) / var)  # log N
     return OdeNll(nats=-(prior + delta), prior=-prior, nfe=nfe, dims=D,
                   divergence="exact" if exact else "hutchinson")

@@ -16,6 +16,17 @@ with ``steps_offset = 0``), named as in Lin et al. 2023, Table 2; for T = 1000, 
   K distinct. It depends on the schedule (``alpha_bar``): on the cosine schedule it visits t
   near 0 far more often than ``linspace`` (T = 200, K = 20: ..., 13, 9, 6, 3, 2, 1, 0 against
   ..., 42, 31, 21, 10, 0). DPM-Solver++'s default (:func:`default_spacing`).
+- ``logsnr_official``: the official DPM-Solver's ``logSNR`` grid (Lu et al. 2022, Sec. 3.3;
+  ``dpm_solver_pytorch.py``'s ``get_time_steps``) on the discrete timesteps: K points uniform in
+  lambda from lambda_{N-1} to lambda_0, where N = T unless the schedule's lambda falls below
+  :data:`OFFICIAL_LAMBDA_MIN` (the official ``numerical_clip_alpha`` then drops those last
+  timesteps, and the grid and x_T start at t = N-1), each lambda taken to the official
+  continuous time (log alpha interpolated linearly between timesteps) and rounded to the
+  nearest timestep, since ddpmlab's networks embed integer timesteps. T = 1000 linear, K = 20:
+  999, 947, 893, 834, ... where ``logsnr`` visits 999, 628, 569, 505, ... ddpmlab's K visited
+  timesteps are the official ``steps = K - 1`` with ``denoise_to_zero=True`` (K network
+  calls); with it, DPM-Solver++ also takes the official rule for its last step
+  (``samplers.dpm_solver``).
 
 With K = T all three visit every step T-1, ..., 0. Each visited t is followed by its
 previous timestep ``t_prev``: the next visited one, and -1 after the last, meaning the data
@@ -30,7 +41,7 @@ import numpy as np
 
 from ddpmlab.errors import UserError
 
-SPACINGS = ("linspace", "leading", "trailing", "logsnr")
+SPACINGS = ("linspace", "leading", "trailing", "logsnr", "logsnr_official")
 
 #: The samplers' default for runs that predict v or x0 (every default run): it starts at
 #: t = T-1, where x_T ~ N(0, I) is the noise the network saw, and ends at t = 0, so no K
@@ -62,6 +73,11 @@ SOLVER_SPACING = "logsnr"
 #: sampling").
 LOGSNR_START = -2.0
 
+#: The official DPM-Solver's floor on lambda (``NoiseScheduleVP.numerical_clip_alpha``): the
+#: timesteps past the first one below it are dropped, for the stability of the cosine
+#: schedule, whose last alpha_bar are ~1e-8 (lambda ~ -9).
+OFFICIAL_LAMBDA_MIN = -5.1
+
 
 def default_spacing(prediction: str, sampler: str = "ddim") -> str:
     """The spacing ``sampler`` uses unless told: :data:`EPS_SPACING` for ``eps`` runs;
@@ -85,10 +101,11 @@ def timesteps(T: int, K: int, spacing: str = DEFAULT_SPACING,
                         f"{', '.join(SPACINGS)}")
     if isinstance(K, bool) or not isinstance(K, int | np.integer) or not 1 <= K <= T:
         raise UserError(f"the number of sampling steps must be an integer in 1..{T}, got {K!r}")
-    if spacing == "logsnr":
+    if spacing in ("logsnr", "logsnr_official"):
         if alpha_bar is None or len(alpha_bar) != T:
-            raise ValueError(f"the logsnr spacing needs the schedule's alpha_bar, ({T},)")
-        t = _logsnr_grid(np.asarray(alpha_bar, dtype=np.float64), int(K))
+            raise ValueError(f"the {spacing} spacing needs the schedule's alpha_bar, ({T},)")
+        grid = _logsnr_grid if spacing == "logsnr" else _official_logsnr_grid
+        t = grid(np.asarray(alpha_bar, dtype=np.float64), int(K))
     elif spacing == "linspace":  # K = 1: t = T-1 (diffusers' grid is t = 0, from noise)
         t = np.linspace(0, T - 1, K).round()[::-1].astype(np.int64) if K > 1 else np.array([T - 1])
     elif spacing == "leading":
@@ -113,9 +130,51 @@ def _logsnr_grid(alpha_bar: np.ndarray, K: int) -> np.ndarray:
     # the nearest timestep of each (np.interp wants increasing x: lambda reversed)
     t = np.concatenate([[T - 1], np.round(np.interp(target, lam[::-1],
                                                     np.arange(T - 1, -1, -1.0)))]).astype(np.int64)
+    return _distinct(t, T - 1)
+
+
+def _official_logsnr_grid(alpha_bar: np.ndarray, K: int) -> np.ndarray:
+    """``logsnr_official``'s K timesteps, decreasing from N-1 to 0 (the module's docstring)."""
+    log_alpha = 0.5 * np.log(alpha_bar)
+    lam = log_alpha - 0.5 * np.log1p(-alpha_bar)  # decreasing in t
+    N = _official_length(lam)
+    if K > N:
+        raise UserError(f"the logsnr_official spacing visits at most {N} timesteps on this "
+                        f"schedule (lambda >= {OFFICIAL_LAMBDA_MIN} there), not {K}; give "
+                        f"--steps {N} or fewer, or another --spacing")
+    if K == 1:
+        return np.array([N - 1], dtype=np.int64)
+    target = np.linspace(lam[N - 1], lam[0], K)  # get_time_steps('logSNR'), N + 1 points
+    # inverse_lambda: log alpha of each lambda, then the time interpolated linearly in log
+    # alpha between timesteps (continuous t = (k + 1) / N at timestep k), rounded to k
+    target_log_alpha = -0.5 * np.logaddexp(0.0, -2.0 * target)
+    k = np.interp(target_log_alpha, log_alpha[:N][::-1], np.arange(N - 1, -1, -1.0))
+    return _distinct(np.round(k).astype(np.int64), N - 1)
+
+
+def _official_length(lam: np.ndarray) -> int:
+    """N: the timesteps the official ``numerical_clip_alpha`` keeps of the decreasing half
+    log-SNR ``lam``, dropping the trailing ones below :data:`OFFICIAL_LAMBDA_MIN`."""
+    return len(lam) - int(np.searchsorted(lam[::-1], OFFICIAL_LAMBDA_MIN))
+
+
+def most_steps(T: int, spacing: str, alpha_bar: np.ndarray | None = None) -> int:
+    """The most timesteps ``spacing`` visits: T, except ``logsnr_official``, which keeps only
+    those whose lambda is at least :data:`OFFICIAL_LAMBDA_MIN` (``alpha_bar`` needed)."""
+    if spacing != "logsnr_official":
+        return T
+    if alpha_bar is None or len(alpha_bar) != T:
+        raise ValueError(f"the logsnr_official spacing needs the schedule's alpha_bar, ({T},)")
+    ab = np.asarray(alpha_bar, dtype=np.float64)
+    return _official_length(0.5 * (np.log(ab) - np.log1p(-ab)))
+
+
+def _distinct(t: np.ndarray, first: int) -> np.ndarray:
+    """Rounded timesteps t (K,), made strictly decreasing from ``first`` by the fewest moves."""
+    K = len(t)
     for k in range(K - 2, -1, -1):  # from the data up: at least one above the next
         t[k] = max(t[k], t[k + 1] + 1)
-    t[0] = T - 1
+    t[0] = first
     for k in range(1, K):  # from the noise down: at least one below the previous
         t[k] = min(t[k], t[k - 1] - 1)
     return t

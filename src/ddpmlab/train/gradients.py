@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,9 +28,9 @@ from torch import nn
 from ddpmlab import distributed
 from ddpmlab.accel import mlp as accel_mlp
 from ddpmlab.config import RunConfig
-from ddpmlab.diffusion import diffusion_loss, target_for
 from ddpmlab.errors import UserError
 from ddpmlab.likelihood import hybrid_loss
+from ddpmlab.objectives import objective_named
 from ddpmlab.schedules import NoiseSchedule
 
 
@@ -60,6 +61,14 @@ class Backend:
         self.reduced = reduced
         self.grad = reduced[:-2]  # the flat gradient every parameter's .grad is a view of
         self.group = distributed.current()
+        self.objective = objective_named(config.diffusion.objective)
+
+    def target(self, batch: Batch) -> torch.Tensor:
+        """What the network is trained towards on this process's rows: the objective's target
+        (the DDPM's ``prediction``, or the flow's velocity) of the (stable) x0 and eps."""
+        r = self.rows
+        return self.objective.target(self.schedule, self.config.diffusion.prediction,
+                                     batch.x0_target[r], batch.eps_target[r], batch.t[r])
 
     def gradient(self, batch: Batch) -> torch.Tensor | None:
         """This process's part of dL/dtheta into ``grad``; its part of the loss, or None
@@ -102,10 +111,9 @@ class HandDerived(Backend):
         self.rows = slice(first * rows, stop * rows)
 
     def gradient(self, batch: Batch) -> None:
-        r, d = self.rows, self.config.diffusion
+        r = self.rows
         with torch.inference_mode():  # no autograd bookkeeping at all
-            target = target_for(self.schedule, d.prediction, batch.x0_target[r],
-                                batch.eps_target[r], batch.t[r])
+            target = self.target(batch)
             self.leaf_parts[:, -2] = accel_mlp.mse_and_grads(
                 self.model, batch.x_t[r], batch.t[r], target, self.leaf_grads, self.tensors,
                 None if batch.y is None else batch.y[r], leaves=len(self.leaf_parts),
@@ -127,29 +135,28 @@ def _with_labels(model: nn.Module, y: torch.Tensor, x: torch.Tensor,
 
 
 class Autograd(Backend):
-    """Autograd's gradient of the MSE, or of the hybrid loss of a learned variance."""
+    """Autograd's gradient of the MSE, or of the hybrid loss of a learned variance, whose
+    t = 0 term uses ``decoder`` (``likelihood.hybrid_loss``'s decoder and levels)."""
 
     def __init__(self, config: RunConfig, schedule: NoiseSchedule, model: nn.Module,
-                 reduced: torch.Tensor) -> None:
+                 reduced: torch.Tensor, decoder: dict[str, Any] | None = None) -> None:
         super().__init__(config, schedule, model, reduced)
         self.rows = distributed.share(config.train.batch_size, self.group)
+        self.decoder = decoder or {"decoder": "gaussian"}
 
     def gradient(self, batch: Batch) -> torch.Tensor:
         r, d = self.rows, self.config.diffusion
         self.grad.zero_()
         model = (self.model if batch.y is None
                  else functools.partial(_with_labels, self.model, batch.y[r]))
+        target = self.target(batch)
         if d.variance == "learned_range":  # Nichol & Dhariwal 2021, Sec. 3.1
             # the VLB term on the example's own x0, the MSE on the (stable) target
-            target = target_for(self.schedule, d.prediction, batch.x0_target[r],
-                                batch.eps_target[r], batch.t[r])
             loss = hybrid_loss(self.schedule, model, batch.x0[r], prediction=d.prediction,
                                vlb_weight=d.vlb_weight, target=target,
-                               drawn=(batch.t[r], batch.eps[r], batch.x_t[r]))
-        else:  # Ho et al. 2020, Algorithm 1 (with the chosen target)
-            loss = diffusion_loss(self.schedule, model, batch.x0_target[r],
-                                  prediction=d.prediction,
-                                  drawn=(batch.t[r], batch.eps_target[r], batch.x_t[r]))
+                               drawn=(batch.t[r], batch.eps[r], batch.x_t[r]), **self.decoder)
+        else:  # Ho et al. 2020, Algorithm 1 (Ho Eq. 14 with the chosen target); Lipman Eq. 23
+            loss = (target - model(batch.x_t[r], batch.t[r])).square().mean()
         loss.backward()  # into the zeroed views of grad
         return loss.detach()
 
@@ -168,9 +175,11 @@ class Autograd(Backend):
 
 
 def backend_for(config: RunConfig, schedule: NoiseSchedule, model: nn.Module,
-                reduced: torch.Tensor, autograd: bool = False) -> Backend:
-    """The hand-derived backend where it covers the model and the loss, else autograd."""
+                reduced: torch.Tensor, autograd: bool = False, *,
+                decoder: dict[str, Any] | None = None) -> Backend:
+    """The hand-derived backend where it covers the model and the loss, else autograd (with
+    the data's ``decoder`` for a learned variance's t = 0 term)."""
     if (not autograd and accel_mlp.supports(model)
             and config.diffusion.variance != "learned_range"):
         return HandDerived(config, schedule, model, reduced)
-    return Autograd(config, schedule, model, reduced)
+    return Autograd(config, schedule, model, reduced, decoder)

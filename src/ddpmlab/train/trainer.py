@@ -37,9 +37,9 @@ from ddpmlab import checkpoint, distributed, feedback
 from ddpmlab.accel.adam import FlatAdam, flatten_parameters, views_of
 from ddpmlab.config import RunConfig
 from ddpmlab.devices import resolve_device
-from ddpmlab.diffusion import draw_training_inputs, stable_target
 from ddpmlab.errors import UserError
 from ddpmlab.models import build_network
+from ddpmlab.objectives import objective_named
 from ddpmlab.schedules import make_schedule
 from ddpmlab.train.gradients import Batch, backend_for
 
@@ -113,6 +113,8 @@ class Trainer:
     Algorithm 1), drawn from the training generator after the batch. An unconditional run
     draws nothing more.
     ``resume_from`` continues a checkpoint.
+    ``decoder``: the data's decoder p(x_0 | x_1) (``Modality.decoder``), for the t = 0 term
+    of a learned variance's hybrid loss (None: a Gaussian density, for continuous data).
     ``autograd=True`` computes every gradient with autograd, the reference the tests compare
     the hand-derived gradients with.
     ``device``: where everything lives and runs (a name is read by :func:`resolve_device`).
@@ -124,7 +126,8 @@ class Trainer:
     def __init__(self, config: RunConfig, x_train: torch.Tensor,
                  resume_from: checkpoint.Checkpoint | None = None, *,
                  autograd: bool = False, device: str | torch.device = "cpu",
-                 labels: torch.Tensor | None = None, classes: int = 0) -> None:
+                 labels: torch.Tensor | None = None, classes: int = 0,
+                 decoder: dict[str, Any] | None = None) -> None:
         if config.model.conditional and (labels is None or classes < 2):
             raise UserError("--conditional needs data with two classes or more (moons, "
                             "circles, gaussians8, spirals, digits, mnist, a --label-column, an "
@@ -138,6 +141,7 @@ class Trainer:
         # built on the CPU (float64 maths), its constants moved once; itself on the CPU
         self.schedule = make_schedule(config.diffusion.schedule,
                                       config.diffusion.timesteps).to(self.device)
+        self.objective = objective_named(config.diffusion.objective)  # DDPM or flow
         with torch.random.fork_rng():
             torch.manual_seed(config.train.seed)  # the network's initial weights, on the CPU
             self.model = build_network(config, tuple(x_train.shape[1:]),
@@ -157,7 +161,8 @@ class Trainer:
         if self.group.world > config.train.batch_size:
             raise UserError(f"--batch-size {config.train.batch_size} cannot be shared by "
                             f"{self.group.world} processes; give each at least one example")
-        self.gradients = backend_for(config, self.schedule, self.model, self.reduced, autograd)
+        self.gradients = backend_for(config, self.schedule, self.model, self.reduced, autograd,
+                                     decoder=decoder)
         self.caught: list[int] = []  # signals that asked to stop (fit), sent to the others
         self.stop = False  # some rank asked to stop during the last step
         self.optimizer = FlatAdam(self.params, self.flat, self.grad_flat, config.train.lr)
@@ -235,8 +240,8 @@ class Trainer:
                             generator=self.generator, device=self.device)
         x0 = self.x_train.index_select(0, idx)
         y = None if self.labels is None else self._drop(self.labels.index_select(0, idx))
-        # lines 3-4: t ~ Uniform, eps ~ N(0, I), x_t = q_sample(x0, t, eps)
-        t, eps, x_t = draw_training_inputs(self.schedule, x0, self.generator, d.antithetic)
+        # lines 3-4: t ~ Uniform, eps ~ N(0, I), x_t = q_sample(x0, t, eps) (or the flow's path)
+        t, eps, x_t = self.objective.draw(self.schedule, x0, self.generator, d.antithetic)
         x0_target, eps_target = self._stable(x0, y, t, eps, x_t)
         # line 5: the gradient of the loss, this rank's rows, summed over the ranks
         batch = Batch(x0, t, eps, x_t, y, x0_target, eps_target)
@@ -279,8 +284,8 @@ class Trainer:
             assert self.labels is not None
             allowed = (self.labels.index_select(0, idx) == y.unsqueeze(1)) | \
                 (y == self.classes).unsqueeze(1)
-        return stable_target(self.schedule, x0, eps, x_t, t, self.x_train.index_select(0, idx),
-                             allowed)
+        return self.objective.stable(self.schedule, x0, eps, x_t, t,
+                                     self.x_train.index_select(0, idx), allowed)
 
     def _drop(self, y: torch.Tensor) -> torch.Tensor:
         """Labels y (B,) with each replaced by the "no class" token (``classes``) with

@@ -52,6 +52,7 @@ from ddpmlab.viz.points import (
     plot_reverse_process,
     plot_samples_over_data,
     plot_training_progress,
+    plot_trajectories,
     write_gif,
 )
 from ddpmlab.viz.points import _forward_grid_figure as _forward_grid_figure
@@ -91,6 +92,7 @@ __all__ = [
     "plot_score_field",
     "plot_sweep",
     "plot_training_progress",
+    "plot_trajectories",
     "tile",
     "write_gif",
     "write_image_gif",

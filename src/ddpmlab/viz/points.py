@@ -322,6 +322,30 @@ def _samples_figure(samples: np.ndarray, data: np.ndarray, title: str | None) ->
 
 
 @_styled
+def plot_trajectories(
+    panels: dict[str, np.ndarray],
+    data: np.ndarray,
+    path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    """One panel per entry of ``panels``: trajectories (steps, N, 2) drawn as lines from
+    their start (noise) to their end, over ``data`` (M, 2) in grey; one frame for all."""
+    paths = {name: np.asarray(x, dtype=np.float64) for name, x in panels.items()}
+    dat = _points(data, "data")
+    lim = limits_for(dat, *(x.reshape(-1, 2) for x in paths.values()), quantile=0.002)
+    fig = _figure(4.4 * len(paths), 4.8, layout="constrained")
+    for i, (name, x) in enumerate(paths.items()):
+        ax = fig.add_subplot(1, len(paths), i + 1)
+        _scatter(ax, dat, lim, color=DATA_COLOR, s=3.0, alpha=0.35)
+        ax.plot(x[:, :, 0], x[:, :, 1], lw=0.6, alpha=0.7)
+        ax.scatter(x[-1, :, 0], x[-1, :, 1], s=6.0, color="k", zorder=3)
+        ax.set_title(name)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+@_styled
 def plot_classes(
     samples: np.ndarray,
     labels: np.ndarray,
