@@ -51,7 +51,8 @@ autosummary_generate = False
 nitpick_ignore_regex = [
     (r"py:.*", r"(torch|numpy|np|pathlib|collections|typing|argparse|os|io|enum|http|socketserver|"
                r"dataclasses|matplotlib|PIL|types|abc|concurrent|contextlib|tomllib|tqdm|nn|scipy|"
-               r"sklearn|ot|safetensors)(\..*)?"),
+               r"sklearn|ot|safetensors|http|socketserver|threading|queue|json|subprocess|socket|"
+               r"urllib|signal|logging|multiprocessing|tempfile|functools|selectors)(\..*)?"),
     # private helpers and type variables are named in docstrings but not documented
     (r"py:.*", r"(.*\.)?_\w+"),
     (r"py:class", r"ddpmlab\..*\.(Config|State|Tensors|Denoiser|Field)"),

@@ -4,10 +4,10 @@ The ```bash blocks of docs/howto/*.md and docs/tutorials/quickstart.md are run i
 one page per fresh folder, as a user would paste them; ```text blocks are shown only (a
 command that needs two machines or a GPU, or that serves until stopped, goes in one). The
 short form appends flags that shrink the work and win over the page's own (argparse keeps
-the last): 30 training steps at T = 50 (training's snapshots sample the whole chain), no
-figures or evaluation during training, 50 samples, evaluations of 200. What a page
-promises about files and refusals is checked by the commands themselves: a failing one
-fails the test.
+the last): 30 training steps at T = 50 (training's snapshots sample the whole chain) on one
+thread (two collapse when other processes share the cores), no figures or evaluation
+during training, 50 samples, evaluations of 200. What a page promises about files and
+refusals is checked by the commands themselves: a failing one fails the test.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [*sorted((ROOT / "docs" / "howto").glob("*.md")), ROOT / "docs" / "tutorials" /
          "quickstart.md"]
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
-SHORT = {"train": "--steps 30 --timesteps 50 --no-figures --no-eval",
+SHORT = {"train": "--steps 30 --timesteps 50 --threads 1 --no-figures --no-eval",
          "sample": "--number 50", "evaluate": "--number 200 --repeats 1",
          "sweep": "--number 200", "animate": "--number 50"}
 COMMAND = re.compile(r"(?:^|-m )ddpmlab (\w+)")

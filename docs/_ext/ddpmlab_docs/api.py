@@ -121,10 +121,15 @@ def constants(module: str) -> dict[str, str]:
     return found
 
 
+_ROLE_SPLIT = re.compile(r"(:[\w:]+:`[^`]+`)")
+
+
 def _constants(module: str) -> str:
     entries = []
     for name, comment in constants(module).items():
-        text = re.sub(r"(?<!`)`(?!`)", "``", comment.replace("*", "\\*").replace("|", "\\|"))
+        parts = _ROLE_SPLIT.split(comment.replace("*", "\\*").replace("|", "\\|"))
+        text = "".join(p if i % 2 else re.sub(r"(?<!`)`(?!`)", "``", p)  # roles kept
+                       for i, p in enumerate(parts))
         entries.append(f".. py:data:: {module}.{name}\n\n   {text}\n" if text else
                        f".. py:data:: {module}.{name}\n")
     return "```{eval-rst}\n" + "\n".join(entries) + "```\n" if entries else ""

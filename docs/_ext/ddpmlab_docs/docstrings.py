@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_FIELD = re.compile(r"^([A-Za-z_][\w.]*(?:, [A-Za-z_][\w.]*)*): (\S.*)$")
+_FIELD = re.compile(r"^([A-Za-z_][\w.]*(?:, [A-Za-z_][\w.]*)*"
+                    r"|[A-Za-z_]\w*\([^)]*\)(?: -> (?:\([^)]*\)|[\w.\[\], ]+))?): (\S.*)$")
+# a function's signature as an item: ``name(args) -> what it returns``
+_SIGNATURE = re.compile(r"^([A-Za-z_]\w*\([^)]*\) -> )(\S.*)$")
 _LITERAL = re.compile(r"(``.+?``|:\w+:`[^`]+`)")
 
 
@@ -52,11 +55,14 @@ def fields_to_list(lines: list[str]) -> list[str]:
             out.append(line)
             continue
         in_literal = False
-        match = _FIELD.match(line) if not line.startswith((" ", ":", "-", "*", ">")) else None
+        margin = not line.startswith((" ", ":", "-", "*", ">"))
+        match = (_FIELD.match(line) or _SIGNATURE.match(line)) if margin else None
         if match:
             if not in_list and out and out[-1].strip():
                 out.append("")
-            out.append(f"- ``{match.group(1)}``: {match.group(2)}")
+            name = match.group(1).removesuffix(" -> ")
+            sep = ": " if match.re is _FIELD else " -> "
+            out.append(f"- ``{name}``{sep}{match.group(2)}")
             in_list = True
         elif in_list and stripped:  # a field's text runs on to the next blank line
             out.append("  " + stripped)
