@@ -346,7 +346,7 @@ def test_version(capsys) -> None:
      "argument --n/--number: invalid int value: '1e3'"),
     (["sample", "RUN"], "the following arguments are required: --out"),
     (["train", "moons", "--stepz", "3"], "unrecognized arguments: --stepz"),
-    (["sample", "RUN", "--out", "x.npy", "--sampler", "euler"], "invalid choice: 'euler'"),
+    (["sample", "RUN", "--out", "x.npy", "--sampler", "rk4"], "invalid choice: 'rk4'"),
     ([], "the following arguments are required: COMMAND"),
     (["sample", "RUN", "--out", "x.npy", "--seed", "-1"], "invalid seed -1: seeds are integers"),
     (["train", "moons", "--seed", "-1"], "invalid seed -1: seeds are integers"),
