@@ -334,3 +334,13 @@ def test_plot_curves_one_line_per_curve_log_and_dashed(tmp_path: Path,
     with pytest.raises(ValueError, match="one curve"):
         viz.plot_curves(t, {}, tmp_path / "z.png", xlabel="", ylabel="")
     assert not (tmp_path / "z.png").exists()
+
+
+def test_trajectories_one_panel_each_every_path_drawn(tmp_path: Path) -> None:
+    paths = np.cumsum(RNG.standard_normal((30, 7, 2)) * 0.1, axis=0)  # (steps, N, 2)
+    out = viz.plot_trajectories({"a": paths, "b": 2 * paths}, cloud(), tmp_path / "t.png",
+                                title="two panels")
+    with assert_image(out, "PNG") as img:
+        assert img.width > 1.5 * img.height  # the panels side by side
+    with pytest.raises(ValueError):
+        viz.plot_trajectories({"a": paths}, np.zeros((5, 3)), tmp_path / "bad.png")

@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "shared equally)")
     e.add_argument("--exact-nll", action="store_true", help="also the negative log-likelihood "
                    "by the probability-flow ODE (exact divergence for points, Hutchinson's for "
-                   "images; --rtol/--atol), beside the bound")
+                   "images; --rtol/--atol), beside a DDPM run's bound (a flow run has none)")
     _add_device(e)
     e.set_defaults(job="evaluate")
 
