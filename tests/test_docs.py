@@ -141,3 +141,15 @@ def test_every_result_file_is_shown(site: dict[Path, Page]) -> None:
         if isinstance(data, dict) and "tables" in data:  # the format new results use
             for table in data["tables"]:
                 assert {"title", "command", "columns", "rows"} <= set(table), path.name
+
+
+@pytest.mark.parametrize("course", ["course_en", "cours_fr"])
+def test_each_course_downloads_as_a_notebook_of_its_cells(site: dict[Path, Page],
+                                                          course: str) -> None:
+    path, page = _page(site, f"tutorials/{course}.html")
+    (href,) = [h for h in page.links if h.endswith(f"{course}.ipynb")]
+    notebook = json.loads((path.parent / unquote(href)).read_text(encoding="utf-8"))
+    kinds = [cell["cell_type"] for cell in notebook["cells"]]
+    script = (DOCS / "tutorial" / f"{course}.py").read_text(encoding="utf-8")
+    assert kinds.count("markdown") == script.count("# %% [markdown]")
+    assert kinds.count("code") == script.count("# %%") - script.count("# %% [markdown]")

@@ -36,7 +36,9 @@ def generate(docs: Path = DOCS) -> None:
     write(docs / "reference" / "api.md", api.public_page())
     write(docs / "reference" / "modules.md", api.modules_page())
     for name in tutorials.SCRIPTS:
-        write(docs / "tutorials" / f"{name}.md", tutorials.page(docs / "tutorial" / f"{name}.py"))
+        script = docs / "tutorial" / f"{name}.py"
+        write(docs / "tutorials" / f"{name}.md", tutorials.page(script))
+        write(docs / "_generated" / "notebooks" / f"{name}.ipynb", tutorials.notebook(script))
     measured = docs.parent / "bench" / "results"
     for name, text in results.snippets(measured).items():
         write(docs / "_generated" / "tables" / f"{name}.mdinc", text)

@@ -13,11 +13,13 @@ from pathlib import Path
 
 SCRIPTS = {"course_en": "English", "cours_fr": "français"}
 SOURCE = {
-    "course_en": "*Source:* {link} (a jupytext script: `jupytext --to ipynb {name}` makes it "
-                 "a notebook). The figures below are those of a full run, committed in "
+    "course_en": "*Download:* the notebook {notebook} or the script {link} (a jupytext "
+                 "script); either runs from any folder once ddpmlab is installed. The "
+                 "figures below are those of a full run, committed in "
                  "`docs/tutorial/figures/`.\n",
-    "cours_fr": "*Source :* {link} (un script jupytext : `jupytext --to ipynb {name}` en "
-                "fait un notebook). Les figures ci-dessous sont celles d'une exécution "
+    "cours_fr": "*Télécharger :* le notebook {notebook} ou le script {link} (un script "
+                "jupytext) ; l'un et l'autre s'exécutent depuis n'importe quel dossier une "
+                "fois ddpmlab installé. Les figures ci-dessous sont celles d'une exécution "
                 "complète, conservées dans `docs/tutorial/figures/`.\n",
 }
 _FIGURE = re.compile(r"""(?:show\(|keep\([^\n]*?,\s*)f?["']([\w{}]+\.(?:png|gif))["']\)""")
@@ -60,10 +62,18 @@ def page(script: Path) -> str:
             if first:
                 out.append(SOURCE[script.stem].format(
                     link=f"{{download}}`{script.name} <../tutorial/{script.name}>`",
-                    name=script.name))
+                    notebook=f"{{download}}`{script.stem}.ipynb "
+                             f"<../_generated/notebooks/{script.stem}.ipynb>`"))
                 first = False
             continue
         out.append(f"```python\n{source}\n```\n")
         for name in _figures(source, figures):
             out.append(f"![{name}](../tutorial/figures/{name})\n")
     return "\n".join(out)
+
+
+def notebook(script: Path) -> str:
+    """The script as a notebook (jupytext reads its percent cells), offered for download."""
+    import jupytext  # the docs extra
+
+    return str(jupytext.writes(jupytext.read(script), fmt="ipynb"))
