@@ -121,8 +121,7 @@ class Lab:
     def train(self, steps: int, schedule: str, T: int,
               resume: str | None = None) -> dict[str, Any]:
         with self.train_lock:
-            if self.training is not None and self.worker.running() and \
-                    self.training["state"] == "running":
+            if self.training is not None and self._state(self.training) == "running":
                 raise UserError("a training is already running in this lab; stop it first")
             if resume is not None:  # the run's own configuration, as `train --resume` reads it
                 out = self.run_path(resume)
@@ -153,6 +152,20 @@ class Lab:
                 self.training["worker"].stop()
             return self.status()
 
+    def _state(self, t: dict[str, Any]) -> str:
+        """A training's state, from what its worker said: running, done, stopped, error."""
+        worker: Worker = t["worker"]
+        if not worker.running():
+            worker.reader.join(2.0)  # its last line read, before it is judged
+        for event in worker.events:
+            if event["event"] in ("done", "stopped", "error"):
+                t["state"] = event["event"]
+                t["message"] = self.say(event.get("message", ""))
+        if t["state"] == "running" and not worker.running():
+            t["state"], t["message"] = "error", "the training process ended unexpectedly"
+        state: str = t["state"]
+        return state
+
     def status(self, since: int = -1) -> dict[str, Any]:
         """The training's state, its loss curve, and the EMA model's samples when its
         checkpoint is newer than step ``since``."""
@@ -160,13 +173,7 @@ class Lab:
             t = self.training
             if t is None:
                 return {"state": "idle"}
-            worker: Worker = t["worker"]
-            for event in worker.events:
-                if event["event"] in ("done", "stopped", "error"):
-                    t["state"] = event["event"]
-                    t["message"] = self.say(event.get("message", ""))
-            if t["state"] == "running" and not worker.running():
-                t["state"], t["message"] = "error", "the training process ended unexpectedly"
+            self._state(t)
             path = self.runs / t["run"]
             out: dict[str, Any] = {k: v for k, v in t.items()
                                    if k not in ("worker", "mtime", "sampled")}
