@@ -45,7 +45,9 @@ class Lab:
         self.train_lock = threading.RLock()  # the training
         self.data = Data.prepare("swiss_roll", "swiss_roll")
         self.view: RunView | None = None
-        self.worker = Worker()  # warm: started now, given the next training's job
+        # warm: started now, given the next training's job; the next one is started when
+        # that training ends (its imports would take a core from the training's start)
+        self.worker: Worker | None = Worker()
         self.training: dict[str, Any] | None = None
         if run is not None:
             self.view = RunView(run)
@@ -137,13 +139,12 @@ class Lab:
                 job = {"source": source, "out": str(out), "overrides": {
                     "train": {"steps": steps, "checkpoint_every": max(1, min(50, steps // 80))},
                     "diffusion": {"schedule": schedule, "timesteps": T}}}
-            if not self.worker.running():
-                self.worker = Worker()
-            worker = self.worker
+            worker = self.worker if self.worker is not None and self.worker.running() \
+                else Worker()  # cold: the job waits in its stdin while it imports
             worker.start(job)
+            self.worker = None
             self.training = {"state": "running", "run": out.name, "steps": total,
                              "started": time.time(), "message": "", "worker": worker}
-            self.worker = Worker()  # warm for the next one, while this one trains
             return self.status()
 
     def stop(self) -> dict[str, Any]:
@@ -163,6 +164,8 @@ class Lab:
                 t["message"] = self.say(event.get("message", ""))
         if t["state"] == "running" and not worker.running():
             t["state"], t["message"] = "error", "the training process ended unexpectedly"
+        if t["state"] != "running" and self.worker is None:
+            self.worker = Worker()  # warm for the next training
         state: str = t["state"]
         return state
 
@@ -215,7 +218,8 @@ class Lab:
         with self.train_lock:
             if self.training is not None:
                 self.training["worker"].close()
-            self.worker.close()
+            if self.worker is not None:
+                self.worker.close()
 
 
 def read_loss(path: Path) -> list[list[float]]:
