@@ -128,7 +128,7 @@ def screenshots(page: Page, folder: Path) -> None:
     page.click("#tabs button[data-tab='train']")
     shot("training")
     page.click("#tabs button[data-tab='reverse']")
-    page.fill("#k", "150")
+    page.fill("#k", page.get_attribute("#k", "max") or "0")  # x_0, the paths whole
     page.wait_for_function("() => (window.labDrawn.score || {count: 0}).count > 0",
                            timeout=LIMIT)
     page.wait_for_timeout(1500)

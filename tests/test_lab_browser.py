@@ -54,6 +54,13 @@ def pixels(page: Page, canvas: str) -> str:
     return str(page.evaluate(f"document.querySelector('{canvas}').toDataURL()"))
 
 
+def inked(page: Page, canvas: str) -> int:
+    """Pixels drawn on a canvas (a plot drawn while its view was hidden has none)."""
+    return int(page.evaluate(f"""() => {{ const c = document.querySelector('{canvas}');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; }}"""))
+
+
 def tab(page: Page, name: str) -> None:
     page.click(f"#tabs button[data-tab='{name}']")
 
@@ -139,6 +146,7 @@ def test_train_then_reverse_and_two_samplers(page: Page,
     page.wait_for_function(f"() => window.labDrawn.reverse.count > {count}")
     assert pixels(page, "#reverse-plot") != before
     page.wait_for_function("() => (window.labDrawn.score || {count: 0}).count > 0")
+    assert inked(page, "#score-plot") > 1000
     tab(page, "samplers")
     page.fill("#sampler-steps", "10")
     page.click("#run-samplers")  # ddpm and ddim are ticked
@@ -165,5 +173,7 @@ def test_an_existing_run_opens(page: Page, lab_server: tuple[str, Path, Any]) ->
     tab(page, "reverse")
     page.wait_for_function("() => document.getElementById('run-label').textContent"
                            ".startsWith('made-by-the-cli')")
-    page.wait_for_function("() => (window.labDrawn.score || {count: 0}).count > 0")
+    for view in ("score", "reverse"):
+        page.wait_for_function(f"() => (window.labDrawn.{view} || {{count: 0}}).count > 0")
+    assert inked(page, "#score-plot") > 1000 and inked(page, "#reverse-plot") > 1000
     assert page.inner_text("#score-note") == ""  # gaussians8 has its exact score

@@ -52,7 +52,7 @@ def routes(lab: Lab) -> dict[tuple[str, str], Callable[[dict[str, Any], bytes], 
                 "samplers": list(SAMPLERS), "source_schedule": list(SOURCE_SCHEDULE),
                 "runs": lab.run_names(), "data": lab.data.view(), "run": view,
                 "training": lab.status(), "max_upload": MAX_UPLOAD,
-                "trainer_ready": lab.worker.ready()}
+                "trainer_ready": lab.worker is not None and lab.worker.ready()}
 
     def forward(q: dict[str, Any], _: bytes) -> Any:
         name, T = _schedule(q)

@@ -45,7 +45,9 @@ class Lab:
         self.train_lock = threading.RLock()  # the training
         self.data = Data.prepare("swiss_roll", "swiss_roll")
         self.view: RunView | None = None
-        self.worker = Worker()  # warm: started now, given the next training's job
+        # warm: started now, given the next training's job; the next one is started when
+        # that training ends (its imports would take a core from the training's start)
+        self.worker: Worker | None = Worker()
         self.training: dict[str, Any] | None = None
         if run is not None:
             self.view = RunView(run)
@@ -121,8 +123,7 @@ class Lab:
     def train(self, steps: int, schedule: str, T: int,
               resume: str | None = None) -> dict[str, Any]:
         with self.train_lock:
-            if self.training is not None and self.worker.running() and \
-                    self.training["state"] == "running":
+            if self.training is not None and self._state(self.training) == "running":
                 raise UserError("a training is already running in this lab; stop it first")
             if resume is not None:  # the run's own configuration, as `train --resume` reads it
                 out = self.run_path(resume)
@@ -138,13 +139,12 @@ class Lab:
                 job = {"source": source, "out": str(out), "overrides": {
                     "train": {"steps": steps, "checkpoint_every": max(1, min(50, steps // 80))},
                     "diffusion": {"schedule": schedule, "timesteps": T}}}
-            if not self.worker.running():
-                self.worker = Worker()
-            worker = self.worker
+            worker = self.worker if self.worker is not None and self.worker.running() \
+                else Worker()  # cold: the job waits in its stdin while it imports
             worker.start(job)
+            self.worker = None
             self.training = {"state": "running", "run": out.name, "steps": total,
                              "started": time.time(), "message": "", "worker": worker}
-            self.worker = Worker()  # warm for the next one, while this one trains
             return self.status()
 
     def stop(self) -> dict[str, Any]:
@@ -153,6 +153,22 @@ class Lab:
                 self.training["worker"].stop()
             return self.status()
 
+    def _state(self, t: dict[str, Any]) -> str:
+        """A training's state, from what its worker said: running, done, stopped, error."""
+        worker: Worker = t["worker"]
+        if not worker.running():
+            worker.reader.join(2.0)  # its last line read, before it is judged
+        for event in worker.events:
+            if event["event"] in ("done", "stopped", "error"):
+                t["state"] = event["event"]
+                t["message"] = self.say(event.get("message", ""))
+        if t["state"] == "running" and not worker.running():
+            t["state"], t["message"] = "error", "the training process ended unexpectedly"
+        if t["state"] != "running" and self.worker is None:
+            self.worker = Worker()  # warm for the next training
+        state: str = t["state"]
+        return state
+
     def status(self, since: int = -1) -> dict[str, Any]:
         """The training's state, its loss curve, and the EMA model's samples when its
         checkpoint is newer than step ``since``."""
@@ -160,13 +176,7 @@ class Lab:
             t = self.training
             if t is None:
                 return {"state": "idle"}
-            worker: Worker = t["worker"]
-            for event in worker.events:
-                if event["event"] in ("done", "stopped", "error"):
-                    t["state"] = event["event"]
-                    t["message"] = self.say(event.get("message", ""))
-            if t["state"] == "running" and not worker.running():
-                t["state"], t["message"] = "error", "the training process ended unexpectedly"
+            self._state(t)
             path = self.runs / t["run"]
             out: dict[str, Any] = {k: v for k, v in t.items()
                                    if k not in ("worker", "mtime", "sampled")}
@@ -208,7 +218,8 @@ class Lab:
         with self.train_lock:
             if self.training is not None:
                 self.training["worker"].close()
-            self.worker.close()
+            if self.worker is not None:
+                self.worker.close()
 
 
 def read_loss(path: Path) -> list[list[float]]:

@@ -7,7 +7,9 @@ const Plot = (() => {
 
   function setup(canvas) {
     const ratio = window.devicePixelRatio || 1;
-    const w = canvas.clientWidth, h = canvas.clientHeight;
+    // a canvas in a hidden view has no client size: its style's size, so it is ready when shown
+    const style = getComputedStyle(canvas);
+    const w = canvas.clientWidth || parseFloat(style.width), h = canvas.clientHeight || parseFloat(style.height);
     if (canvas.width !== Math.round(w * ratio)) canvas.width = Math.round(w * ratio);
     if (canvas.height !== Math.round(h * ratio)) canvas.height = Math.round(h * ratio);
     const ctx = canvas.getContext("2d");
@@ -143,9 +145,9 @@ const Plot = (() => {
 
   // img: {n, c, h, w, pixels (channel-last bytes)}: a grid of `cols` columns, scaled up
   function images(canvas, img, cols = 8) {
-    const { ctx, w } = setup(canvas);
+    const { ctx, w, h } = setup(canvas);
     const rows = Math.ceil(img.n / cols);
-    const cell = Math.floor(Math.min(w / cols, canvas.clientHeight / rows));
+    const cell = Math.floor(Math.min(w / cols, h / rows));
     const tile = document.createElement("canvas");
     tile.width = img.w; tile.height = img.h;
     const tctx = tile.getContext("2d");
