@@ -11,7 +11,6 @@ from pathlib import Path
 from helpers import TUTORIAL, assert_figures
 
 
-
 def cells(path: Path) -> list[tuple[str, str]]:
     """The (kind, source) cells of a percent script: kind "markdown" or "code"."""
     out: list[tuple[str, list[str]]] = []
