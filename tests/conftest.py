@@ -46,10 +46,11 @@ def ref() -> dict[str, np.ndarray]:
         return {k: f[k] for k in f.files}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def lab_server(tmp_path_factory: pytest.TempPathFactory):
     """A lab (``ddpmlab.lab``) served in a thread on a free port of 127.0.0.1, with a runs
-    folder of its own: (address, runs folder, the Lab)."""
+    folder of its own: (address, runs folder, the Lab). One per test, so that no test sees
+    the data, schedule or run another one chose, whatever their order."""
     from ddpmlab.lab.server import make_server
     from ddpmlab.lab.state import Lab
 
