@@ -55,7 +55,8 @@ def _layer(module: str) -> str:
 #: what each part of the package may import (besides itself); nothing imports cli, runs
 #: only cli, the package's lazy exports and the reports' drawing
 MATHS = {"errors", "schedules", "diffusion", "likelihood", "mixture", "flow", "objectives"}
-BASE = {"errors", "config", "feedback", "fileio", "distributed", "devices", "checkpoint"}
+BASE = {"errors", "config", "feedback", "fileio", "distributed", "devices", "precision",
+        "checkpoint"}
 ALLOWED = {
     "errors": set(),
     "config": {"errors"},
@@ -67,13 +68,13 @@ ALLOWED = {
     "objectives": {"diffusion", "flow", "schedules", "errors"},
     "samplers": MATHS,
     "models": {"config", "errors"},
-    "accel": {"models"},
+    "accel": {"models", "precision"},
     "data": {"errors"},
     "viz": {"fileio"},
     "metrics": {"config", "data", "errors"},
     "modalities": {"config", "data", "errors", "fileio", "viz"},
     "feedback": set(), "fileio": {"distributed", "errors"}, "distributed": {"errors"},
-    "devices": {"errors"}, "checkpoint": {"config", "errors", "fileio"},
+    "devices": {"errors"}, "precision": {"errors"}, "checkpoint": {"config", "errors", "fileio"},
     "train": BASE | MATHS | {"accel", "models"},
     "reports": BASE | MATHS | {"samplers", "data", "modalities", "viz"},
     "runs": BASE | MATHS | {"samplers", "models", "accel", "train", "data", "metrics",

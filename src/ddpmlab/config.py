@@ -33,6 +33,7 @@ Prediction = Literal["eps", "x0", "v"]
 ModelName = Literal["resmlp", "seed_mlp", "unet", "seed_unet"]
 LrSchedule = Literal["cosine", "constant"]
 Objective = Literal["ddpm", "flow"]
+Precision = Literal["auto", "fp32", "bf16"]
 
 
 def _choice(value: Any, kind: Any, where: str) -> Any:
@@ -116,6 +117,10 @@ class DiffusionConfig(_Choices):
         target. 512 for points: the deterministic samplers (DDIM, DPM-Solver++, the ODE)
         rest on the network at high noise, where this target has far less variance
         (bench/README.md, "Few-step sampling"). Images keep 0.
+    min_snr_gamma: gamma > 0 weights each example's loss by Min-SNR-gamma (Hang et al. 2023:
+        the x0-space weight min(SNR_t, gamma) in the target's space,
+        ``diffusion.min_snr_weight``); 0: the unweighted loss of Ho et al. 2020. A DDPM
+        with a fixed variance only.
     """
 
     schedule: Schedule = "cosine"
@@ -126,6 +131,7 @@ class DiffusionConfig(_Choices):
     antithetic: bool = False
     vlb_weight: float = 0.001
     stable_target: int = 512
+    min_snr_gamma: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -235,6 +241,10 @@ class TrainConfig(_Choices):
         (a power of two; fewer where the batch does not divide into parts of 16 rows), and
         so the most processes that train the run bit for bit as one does; more leaves cost
         more per step (bench/distributed.py --parts leaves).
+    precision: ``auto`` (bfloat16 autocast for an image network where the CPU or GPU
+        computes bfloat16 natively, float32 otherwise), ``fp32`` or ``bf16``; it applies to
+        the network's passes in training and sampling, never to the maths around them
+        (``ddpmlab.precision``).
     """
 
     steps: int = 4_000
@@ -251,6 +261,7 @@ class TrainConfig(_Choices):
     checkpoint_every: int = 1000
     cond_drop: float = 0.1
     leaves: int = 2
+    precision: Precision = "auto"
 
 
 @dataclass(frozen=True)
@@ -335,11 +346,15 @@ def upgrade(saved: dict[str, Any]) -> dict[str, Any]:
     """A saved RunConfig dict in today's form: runs written before the per-model tables had
     ``model.hidden``, ``model.depth`` and ``model.fourier_scale`` (resmlp's and seed_mlp's
     settings), now ``model.resmlp.*`` and ``model.seed_mlp.hidden``; runs written before the
-    stable target field have no ``diffusion.stable_target`` and trained without it (0), which
-    a resume keeps."""
+    stable target field have no ``diffusion.stable_target`` and trained without it (0), and
+    runs written before ``train.precision`` trained and sampled in float32; a resume and a
+    sample keep both."""
     diffusion = saved.get("diffusion")
     if isinstance(diffusion, dict) and "stable_target" not in diffusion:
         saved = {**saved, "diffusion": {**diffusion, "stable_target": 0}}
+    train = saved.get("train")
+    if isinstance(train, dict) and "precision" not in train:
+        saved = {**saved, "train": {**train, "precision": "fp32"}}
     model = saved.get("model")
     if not isinstance(model, dict) or not set(model) & set(LEGACY_MODEL):
         return saved
@@ -385,6 +400,12 @@ def validate(config: RunConfig) -> RunConfig:
          "the flow objective learns a velocity and has no reverse variance: drop "
          "--variance learned_range (or train --objective ddpm)"),
         (config.diffusion.vlb_weight >= 0, "diffusion.vlb_weight must be >= 0"),
+        (config.diffusion.min_snr_gamma >= 0, "diffusion.min_snr_gamma must be >= 0 (0: off; "
+         "Hang et al. 2023 use 5)"),
+        (not config.diffusion.min_snr_gamma or (config.diffusion.objective == "ddpm"
+                                                and config.diffusion.variance != "learned_range"),
+         "--min-snr weights the DDPM's simple loss: it does not apply to the flow objective "
+         "or to --variance learned_range's hybrid loss; drop one of them"),
         (config.diffusion.stable_target >= 0, "diffusion.stable_target must be >= 0 "
          "(0: off)"),
         (config.model.resmlp.hidden >= 1, "model.resmlp.hidden must be positive"),

@@ -219,6 +219,31 @@ def target_for(schedule: NoiseSchedule, prediction: str, x0: torch.Tensor, eps: 
     raise ValueError(f"unknown prediction {prediction!r}; choose one of: {', '.join(PREDICTIONS)}")
 
 
+def min_snr_weight(schedule: NoiseSchedule, prediction: str, t: torch.Tensor,
+                   gamma: float) -> torch.Tensor:
+    """The Min-SNR-gamma loss weight of timesteps t (B,) for a network of kind ``prediction``
+    (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy", Eq. 7
+    and Sec. 3.4): the x0-space weight min(SNR_t, gamma), SNR_t = ab_t / (1 - ab_t),
+    carried to the target's own space.
+
+    ||eps - eps_hat||^2 = SNR_t ||x0 - x0_hat||^2 and ||v - v_hat||^2 = (SNR_t + 1)
+    ||x0 - x0_hat||^2 (each prediction's x0_hat read from x_t), so the weights are
+    min(SNR, gamma) / SNR (eps), min(SNR, gamma) (x0) and min(SNR, gamma) / (SNR + 1) (v):
+    every kind then minimises the same weighted x0 error, which caps the weight of the
+    nearly-noiseless timesteps that otherwise dominate the gradient. Returns (B,) float32.
+    """
+    ab = torch.from_numpy(schedule.alpha_bar64).to(t.device)[t]  # float64: 1 - ab keeps digits
+    snr = ab / (1 - ab)
+    capped = torch.clamp(snr, max=gamma)
+    # min(SNR, gamma) / SNR as min(1, gamma / SNR): 1, not 0/0, where SNR = 0
+    per_kind = {"eps": torch.clamp(gamma / snr, max=1.0), "x0": capped,
+                "v": capped / (snr + 1)}
+    if prediction not in per_kind:
+        raise ValueError(f"unknown prediction {prediction!r}; choose one of: "
+                         f"{', '.join(PREDICTIONS)}")
+    return per_kind[prediction].float()
+
+
 def stable_target(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor,
                   x_t: torch.Tensor, t: torch.Tensor, reference: torch.Tensor,
                   allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ddpmlab.models.mlp import ResMLP, SeedMLP
+from ddpmlab.precision import under
 
 Tensors = dict[str, torch.Tensor]  # name -> tensor, as model.state_dict(keep_vars=True)
 relu_backward = torch.ops.aten.threshold_backward.default  # (grad, relu output, 0)
@@ -245,16 +246,18 @@ def leaves_of(batch: int, wanted: int) -> int:
 SAMPLING_ROWS = 8192
 
 
-def sampling_denoiser(model: nn.Module, rows: int = SAMPLING_ROWS
-                      ) -> Callable[..., torch.Tensor]:
-    """``model`` as the samplers' denoiser ``(x_t, t, y=None) -> output``, for inference only.
+def sampling_denoiser(model: nn.Module, rows: int = SAMPLING_ROWS,
+                      dtype: torch.dtype | None = None) -> Callable[..., torch.Tensor]:
+    """``model`` as the samplers' denoiser ``(x_t, t, y=None) -> output``, for inference only,
+    under autocast to ``dtype`` (None: float32; ``ddpmlab.precision``), the output float32.
 
     y: (B,) int64 class labels of a conditional model (its num_classes: no class), or None.
     Evaluates at most ``rows`` rows at a time (the output is the same, row by row), and for
     a ResMLP whose rows share t uses :class:`_ResMLPSampling`, equal to ``model(x_t, t, y)``
     up to float32 rounding (tests/test_fast.py).
     """
-    forward = _ResMLPSampling(model) if type(model) is ResMLP else model
+    forward = under(_ResMLPSampling(model) if type(model) is ResMLP else model,
+                    next(model.parameters()).device, dtype)
 
     def denoiser(x: torch.Tensor, t: torch.Tensor,
                  y: torch.Tensor | None = None) -> torch.Tensor:

@@ -49,6 +49,9 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "--leaves": ("train", "leaves", int, "equal parts of a batch that a point MLP's gradient "
                  "is summed over: the most processes that train the run bit for bit as one "
                  "(a power of two)"),
+    "--precision": ("train", "precision", str, "the network's arithmetic: auto (bfloat16 "
+                    "for a U-Net where the CPU or GPU has it natively, else float32), fp32 "
+                    "or bf16"),
     "--checkpoint-every": ("train", "checkpoint_every", int,
                            "write the checkpoint every N steps; 0: only at the end"),
     "--model": ("model", "name", str, "network: resmlp or seed_mlp (points), unet or "
@@ -67,6 +70,8 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "--stable-target": ("diffusion", "stable_target", int, "train on the stable target field "
                         "over M training examples a step (Xu et al. 2023), for DDIM, "
                         "DPM-Solver++ and the ODE; 0: off"),
+    "--min-snr": ("diffusion", "min_snr_gamma", float, "weight the loss by Min-SNR-gamma "
+                  "with this gamma (Hang et al. 2023 use 5); 0: off"),
     "--conditional": ("model", "conditional", bool, "learn each class and the data as a "
                       "whole in one network, for --class and --guidance (classifier-free "
                       "guidance, Ho & Salimans 2022)"),
@@ -78,10 +83,11 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
 }
 FLAG_OF = {(section, name): flag for flag, (section, name, _, _) in FLAGS.items()}
 METAVARS = {"--steps": "N", "--seed": "S", "--batch-size": "B", "--threads": "K",
-            "--leaves": "L", "--checkpoint-every": "N", "--width": "W", "--timesteps": "T",
+            "--leaves": "L", "--precision": "NAME", "--checkpoint-every": "N", "--width": "W",
+            "--timesteps": "T",
             "--model": "NAME", "--objective": "NAME", "--schedule": "NAME", "--variance": "NAME",
-            "--prediction": "NAME", "--stable-target": "M", "--cond-drop": "P",
-            "--label-column": "COL", "--font": "PATH"}
+            "--prediction": "NAME", "--stable-target": "M", "--min-snr": "GAMMA",
+            "--cond-drop": "P", "--label-column": "COL", "--font": "PATH"}
 ALIASES = {"--width": ("--hidden",)}  # --hidden: the MLPs' word for their width
 #: the setting --width sets, by network
 WIDTH = {"resmlp": "hidden", "seed_mlp": "hidden", "unet": "base_channels",

@@ -27,6 +27,7 @@ from ddpmlab.fileio import exclusive
 from ddpmlab.modalities import Modality, modality_named
 from ddpmlab.models import build_network
 from ddpmlab.objectives import objective_named
+from ddpmlab.precision import autocast_dtype
 from ddpmlab.runs.layout import CKPT, CONFIG, DATA, SNAPSHOTS, load_checkpoint, load_npz
 from ddpmlab.samplers import (
     SamplerSpec,
@@ -60,6 +61,8 @@ class Run:
     kind: Modality
     step: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    #: the network's passes when sampling (``ddpmlab.precision``): None for float32
+    autocast: torch.dtype | None = None
     #: real-vs-real floors by (n, draw), computed once (they depend on the held-out data only)
     floors: Floors = field(default_factory=dict, repr=False)
 
@@ -72,10 +75,11 @@ class Run:
     def denoiser(self) -> Callable[..., torch.Tensor]:
         """The network as the samplers call it, ``(x_t, t, y=None) -> output``
         (``ddpmlab.accel.mlp.sampling_denoiser``), over at most ``kind.network_rows`` rows
-        at a time."""
-        if self.kind.network_rows is None:
-            return sampling_denoiser(self.model)
-        return sampling_denoiser(self.model, self.kind.network_rows)
+        at a time, under the run's precision (``autocast``)."""
+        rows = self.kind.network_rows
+        if rows is None:
+            return sampling_denoiser(self.model, dtype=self.autocast)
+        return sampling_denoiser(self.model, rows, self.autocast)
 
     @property
     def classes(self) -> tuple[str, ...] | None:
@@ -244,7 +248,11 @@ class Run:
 
     def _ode_sample(self, n: int, g: torch.Generator, spec: SamplerSpec,
                     bar: tqdm | None) -> np.ndarray:
-        ode_field, span = self.ode_field(self.denoiser, clip=self.kind.clip)
+        # float32: bfloat16's rounding (relative 4e-3) would swamp the adaptive solver's
+        # error estimate at rtol 1e-5 and shrink its steps
+        rows = self.kind.network_rows
+        denoiser = sampling_denoiser(self.model, *(() if rows is None else (rows,)))
+        ode_field, span = self.ode_field(denoiser, clip=self.kind.clip)
         if bar is None:
             feedback.status(f"sampling {n:,} {self.kind.unit} with the probability-flow ODE")
         x = ode_sample(ode_field, self.schedule, (n, *self.kind.shape), rtol=spec.rtol,
@@ -323,4 +331,5 @@ def open_run(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
     return Run(path=path, config=config, model=model,
                schedule=make_schedule(config.diffusion.schedule, config.diffusion.timesteps,
                                       warn=False),
-               kind=kind, step=ckpt.step, device=device)
+               kind=kind, step=ckpt.step, device=device,
+               autocast=autocast_dtype(config.train.precision, device, model))

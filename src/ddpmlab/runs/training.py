@@ -154,7 +154,8 @@ def _train(config: RunConfig, out: Path, trainer: Trainer, kind: Modality, resum
     def snapshot(step: int) -> None:  # reverse chain of the EMA model, fixed noise across steps
         g = torch.Generator(trainer.device).manual_seed(config.train.seed + 1)
         d = config.diffusion
-        chain = reverse_chain(sampling_denoiser(trainer.ema), trainer.schedule,
+        chain = reverse_chain(sampling_denoiser(trainer.ema, dtype=trainer.autocast),
+                              trainer.schedule,
                               (kind.snapshot_n, *kind.shape),
                               SamplerSpec(trainer.objective.default_sampler),
                               prediction=d.prediction, variance=d.variance, generator=g,

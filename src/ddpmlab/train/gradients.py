@@ -19,6 +19,7 @@ collective joins the gradients, the loss and the processes' requests to stop.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +29,11 @@ from torch import nn
 from ddpmlab import distributed
 from ddpmlab.accel import mlp as accel_mlp
 from ddpmlab.config import RunConfig
+from ddpmlab.diffusion import min_snr_weight
 from ddpmlab.errors import UserError
 from ddpmlab.likelihood import hybrid_loss
 from ddpmlab.objectives import objective_named
+from ddpmlab.precision import under
 from ddpmlab.schedules import NoiseSchedule
 
 
@@ -128,7 +131,7 @@ class HandDerived(Backend):
         return self.reduced[-2].clone()
 
 
-def _with_labels(model: nn.Module, y: torch.Tensor, x: torch.Tensor,
+def _with_labels(model: Callable[..., torch.Tensor], y: torch.Tensor, x: torch.Tensor,
                  t: torch.Tensor) -> torch.Tensor:
     """A conditional network as the losses' denoiser (x_t, t) -> output, for labels y."""
     return model(x, t, y)
@@ -136,19 +139,23 @@ def _with_labels(model: nn.Module, y: torch.Tensor, x: torch.Tensor,
 
 class Autograd(Backend):
     """Autograd's gradient of the MSE, or of the hybrid loss of a learned variance, whose
-    t = 0 term uses ``decoder`` (``likelihood.hybrid_loss``'s decoder and levels)."""
+    t = 0 term uses ``decoder`` (``likelihood.hybrid_loss``'s decoder and levels); the
+    network's passes under autocast to ``dtype`` (None: float32; ``ddpmlab.precision``), the
+    loss in float32."""
 
     def __init__(self, config: RunConfig, schedule: NoiseSchedule, model: nn.Module,
-                 reduced: torch.Tensor, decoder: dict[str, Any] | None = None) -> None:
+                 reduced: torch.Tensor, decoder: dict[str, Any] | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__(config, schedule, model, reduced)
         self.rows = distributed.share(config.train.batch_size, self.group)
         self.decoder = decoder or {"decoder": "gaussian"}
+        self.network = under(model, reduced.device, dtype)
 
     def gradient(self, batch: Batch) -> torch.Tensor:
         r, d = self.rows, self.config.diffusion
         self.grad.zero_()
-        model = (self.model if batch.y is None
-                 else functools.partial(_with_labels, self.model, batch.y[r]))
+        model = (self.network if batch.y is None
+                 else functools.partial(_with_labels, self.network, batch.y[r]))
         target = self.target(batch)
         if d.variance == "learned_range":  # Nichol & Dhariwal 2021, Sec. 3.1
             # the VLB term on the example's own x0, the MSE on the (stable) target
@@ -156,7 +163,11 @@ class Autograd(Backend):
                                vlb_weight=d.vlb_weight, target=target,
                                drawn=(batch.t[r], batch.eps[r], batch.x_t[r]), **self.decoder)
         else:  # Ho et al. 2020, Algorithm 1 (Ho Eq. 14 with the chosen target); Lipman Eq. 23
-            loss = (target - model(batch.x_t[r], batch.t[r])).square().mean()
+            error = (target - model(batch.x_t[r], batch.t[r])).square()
+            if d.min_snr_gamma:  # Hang et al. 2023, Eq. 7: each example's weight
+                error = error.flatten(1) * min_snr_weight(self.schedule, d.prediction,
+                                                          batch.t[r], d.min_snr_gamma)[:, None]
+            loss = error.mean()
         loss.backward()  # into the zeroed views of grad
         return loss.detach()
 
@@ -176,10 +187,13 @@ class Autograd(Backend):
 
 def backend_for(config: RunConfig, schedule: NoiseSchedule, model: nn.Module,
                 reduced: torch.Tensor, autograd: bool = False, *,
-                decoder: dict[str, Any] | None = None) -> Backend:
+                decoder: dict[str, Any] | None = None,
+                dtype: torch.dtype | None = None) -> Backend:
     """The hand-derived backend where it covers the model and the loss, else autograd (with
-    the data's ``decoder`` for a learned variance's t = 0 term)."""
-    if (not autograd and accel_mlp.supports(model)
-            and config.diffusion.variance != "learned_range"):
+    the data's ``decoder`` for a learned variance's t = 0 term, the network under autocast
+    to ``dtype``); a Min-SNR weighted loss goes through autograd too."""
+    d = config.diffusion
+    if (not autograd and accel_mlp.supports(model) and d.variance != "learned_range"
+            and not d.min_snr_gamma):
         return HandDerived(config, schedule, model, reduced)
-    return Autograd(config, schedule, model, reduced, decoder)
+    return Autograd(config, schedule, model, reduced, decoder, dtype)

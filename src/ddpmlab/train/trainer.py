@@ -40,6 +40,7 @@ from ddpmlab.devices import resolve_device
 from ddpmlab.errors import UserError
 from ddpmlab.models import build_network
 from ddpmlab.objectives import objective_named
+from ddpmlab.precision import autocast_dtype
 from ddpmlab.schedules import make_schedule
 from ddpmlab.train.gradients import Batch, backend_for
 
@@ -161,8 +162,10 @@ class Trainer:
         if self.group.world > config.train.batch_size:
             raise UserError(f"--batch-size {config.train.batch_size} cannot be shared by "
                             f"{self.group.world} processes; give each at least one example")
+        # bfloat16 passes for a U-Net where the hardware has them (ddpmlab.precision)
+        self.autocast = autocast_dtype(config.train.precision, self.device, self.model)
         self.gradients = backend_for(config, self.schedule, self.model, self.reduced, autograd,
-                                     decoder=decoder)
+                                     decoder=decoder, dtype=self.autocast)
         self.caught: list[int] = []  # signals that asked to stop (fit), sent to the others
         self.stop = False  # some rank asked to stop during the last step
         self.optimizer = FlatAdam(self.params, self.flat, self.grad_flat, config.train.lr)
