@@ -12,6 +12,7 @@ bench/results/image_defaults.json. Training seconds are only comparable on a qui
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import tempfile
 import time
@@ -50,6 +51,11 @@ CANDIDATES: dict[str, dict] = {
                       "train": {"lr": 5e-4}},
     "u24_lr1e-3": {"model": unet(24, (1, 2)), "train": {"lr": 1e-3}},
     "seed32_1": {"model": {"name": "seed_unet", "seed_unet": {"poolings": 1, "base_width": 32}}},
+    # the precision and the loss weight (bench/precision.py times their steps)
+    "fp32": {"train": {"precision": "fp32"}},
+    "bf16": {"train": {"precision": "bf16"}},
+    "bf16_minsnr5": {"train": {"precision": "bf16"}, "diffusion": {"min_snr_gamma": 5.0}},
+    "fp32_minsnr5": {"train": {"precision": "fp32"}, "diffusion": {"min_snr_gamma": 5.0}},
 }
 
 
@@ -59,40 +65,45 @@ def main() -> None:
     p.add_argument("names", nargs="*")
     p.add_argument("--steps", type=int, nargs="*", default=[None],
                    help="training steps (default: the data set's)")
+    p.add_argument("--seeds", type=int, nargs="*", default=[0])
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: the data set's)")
     p.add_argument("--list", action="store_true")
     args = p.parse_args()
     if args.list:
         print("\n".join(f"{k}: {v}" for k, v in CANDIDATES.items()))
         return
     rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    for name in args.names:
-        for steps in args.steps:
-            over = merge(CANDIDATES[name], {"train": {"steps": steps}} if steps else {})
-            config = ddpmlab.default_config(args.data, over)
-            with tempfile.TemporaryDirectory() as tmp:
-                out = Path(tmp) / "run"
-                start = time.perf_counter()
-                run = ddpmlab.train_run(config, out, progress=False, figures=False, evaluate=False)
-                trained = time.perf_counter() - start
-                start = time.perf_counter()
-                ddpmlab.evaluate_run(run)
-                evaluated = time.perf_counter() - start
-                m = read_evaluation(out).metrics
-            params = sum(p.numel() for p in run.model.parameters())
-            row = {"data": args.data, "name": name, "steps": config.train.steps,
-                   "params": params, "train_s": trained, "eval_s": evaluated,
-                   **{k: v["value"] for k, v in m.items()},
-                   **{f"{k}_floor": v["floor"] for k, v in m.items()}}
-            rows.append(row)
-            RESULTS.write_text(json.dumps(rows, indent=1))
-            fd = m.get("fd", {})
-            print(f"{name:<12} steps {config.train.steps:>5} {params / 1e6:.2f}M "
-                  f"train {trained:6.1f} s eval {evaluated:5.1f} s | fd {fd.get('value', 0):6.2f}"
-                  f" / {fd.get('floor', 0):.2f} = {fd.get('ratio') or 0:.2f} | confident "
-                  f"{m['confident']['value']:.3f} ({m['confident']['floor']:.3f}) | tv "
-                  f"{m['class_tv']['value']:.3f} all {m['class_tv_all']['value']:.3f} "
-                  f"({m['class_tv_all']['floor']:.3f}) | 1nna {m['1nna']['value']:.3f} | memorised "
-                  f"{m['memorised']['value']:.3f}", flush=True)
+    for name, steps, seed in itertools.product(args.names, args.steps, args.seeds):
+        train = {"seed": seed} | ({"steps": steps} if steps else {}) | (
+            {"threads": args.threads} if args.threads else {})
+        over = merge(CANDIDATES[name], {"train": train})
+        config = ddpmlab.default_config(args.data, over)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "run"
+            start = time.perf_counter()
+            run = ddpmlab.train_run(config, out, progress=False, figures=False, evaluate=False)
+            trained = time.perf_counter() - start
+            start = time.perf_counter()
+            ddpmlab.evaluate_run(run)
+            evaluated = time.perf_counter() - start
+            m = read_evaluation(out).metrics
+        params = sum(p.numel() for p in run.model.parameters())
+        row = {"data": args.data, "name": name, "steps": config.train.steps, "seed": seed,
+               "threads": config.train.threads,
+               "params": params, "train_s": trained, "eval_s": evaluated,
+               **{k: v["value"] for k, v in m.items()},
+               **{f"{k}_floor": v["floor"] for k, v in m.items()}}
+        rows.append(row)
+        RESULTS.write_text(json.dumps(rows, indent=1))
+        fd = m.get("fd", {})
+        print(f"{name:<12} steps {config.train.steps:>5} {params / 1e6:.2f}M "
+              f"train {trained:6.1f} s eval {evaluated:5.1f} s | fd {fd.get('value', 0):6.2f}"
+              f" / {fd.get('floor', 0):.2f} = {fd.get('ratio') or 0:.2f} | confident "
+              f"{m['confident']['value']:.3f} ({m['confident']['floor']:.3f}) | tv "
+              f"{m['class_tv']['value']:.3f} all {m['class_tv_all']['value']:.3f} "
+              f"({m['class_tv_all']['floor']:.3f}) | 1nna {m['1nna']['value']:.3f} | memorised "
+              f"{m['memorised']['value']:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "--precision": ("train", "precision", str, "the network's arithmetic: auto (bfloat16 "
                     "for a U-Net where the CPU or GPU has it natively, else float32), fp32 "
                     "or bf16"),
+    "--compile": ("train", "compile", bool, "train the network through torch.compile "
+                  "(autograd networks: the U-Nets)"),
     "--checkpoint-every": ("train", "checkpoint_every", int,
                            "write the checkpoint every N steps; 0: only at the end"),
     "--model": ("model", "name", str, "network: resmlp or seed_mlp (points), unet or "

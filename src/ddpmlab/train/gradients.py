@@ -149,7 +149,9 @@ class Autograd(Backend):
         super().__init__(config, schedule, model, reduced)
         self.rows = distributed.share(config.train.batch_size, self.group)
         self.decoder = decoder or {"decoder": "gaussian"}
-        self.network = under(model, reduced.device, dtype)
+        # torch.compile's module shares the parameters (and so the flat buffers) of model
+        compiled = torch.compile(model) if config.train.compile else model
+        self.network = under(compiled, reduced.device, dtype)
 
     def gradient(self, batch: Batch) -> torch.Tensor:
         r, d = self.rows, self.config.diffusion
