@@ -156,3 +156,36 @@ def test_min_snr_where_it_does_not_apply_is_refused(flags: list[str], needle: st
     code = main(["train", "moons", "--out", str(tmp_path / "run"), *extra, *flags, *TINY])
     one_line_error(capsys, code, needle)
     assert not (tmp_path / "run").exists()
+
+
+def test_compile_trains_through_torch_compile_on_the_same_parameters(monkeypatch) -> None:
+    """--compile hands the network to torch.compile (measured in bench/precision.py, too slow
+    to compile here), and the compiled module's parameters are the trainer's flat buffer."""
+    compiled: list[torch.nn.Module] = []
+
+    def record(model: torch.nn.Module) -> torch.nn.Module:
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", record)
+    t = digits_trainer("fp32")
+    assert not compiled
+    config = replace(t.config, {"train": {"compile": True}})
+    kind = modality_for("digits").prepare(config)
+    t = Trainer(config, torch.from_numpy(kind.model_input()))
+    assert compiled == [t.model]
+    before = t.flat.clone()
+    t.train_step()
+    assert not torch.equal(before, t.flat)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_auto_on_cuda_is_bf16_where_the_gpu_supports_it() -> None:
+    unet = build_network(default_config("digits", DIGITS), (1, 8, 8))
+    cuda = torch.device("cuda")
+    want = torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    assert precision.autocast_dtype("auto", cuda, unet) is want
+    config = default_config("digits", DIGITS)
+    kind = modality_for("digits").prepare(config)
+    t = Trainer(config, torch.from_numpy(kind.model_input()), device="cuda")
+    assert t.autocast is want and torch.isfinite(t.train_step())
