@@ -82,6 +82,8 @@ def test_cli_records_the_precision_and_samples_with_it(tmp_path: Path) -> None:
                  "--no-eval", *IMAGE_TINY]) == 0
     run = ddpmlab.open_run(out)
     assert run.config.train.precision == "bf16" and run.autocast is torch.bfloat16
+    # bfloat16 convolutions sample faster in contiguous memory (bench/precision.py)
+    assert all(p.is_contiguous() for p in run.model.parameters())
     x = torch.randn(6, 1, 8, 8)
     t = torch.full((6,), 5)
     out16 = run.denoiser(x, t)
