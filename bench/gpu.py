@@ -1,6 +1,6 @@
 """The GPU check: what ddpmlab does on a CUDA GPU, run in one go and printed as one table.
 
-    python bench/gpu.py                 # about 6 minutes on one H100-class GPU
+    python bench/gpu.py                 # sized for under 8 minutes on one H100-class GPU
     python bench/gpu.py --budget 300    # parts that would start after 300 s are skipped
 
 The parts, in order (each a row: seconds, result, or why it was skipped):

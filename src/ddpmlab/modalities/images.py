@@ -32,7 +32,9 @@ from ddpmlab.modalities.base import Modality
 
 NETWORK_VALUES = 40_000  # pixels a sampling batch holds (see Images.network_rows)
 # Settings chosen by measurement for each built-in set (bench/README.md, "Images"); a folder
-# or an array gets the digits' (its size permitting: a U-Net level halves it).
+# or an array gets the digits' (its size permitting: a U-Net level halves it). Every image
+# network trains and samples under bfloat16 autocast where the hardware has it natively
+# (train.precision "auto": bench/precision.py, bench/image_time.py).
 _LEAN = {"channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": [],
          "middle_attention": False, "dropout": 0.0}
 DEFAULTS: dict[str, dict[str, Any]] = {
