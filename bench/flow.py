@@ -38,6 +38,7 @@ import ddpmlab
 from ddpmlab import feedback
 from ddpmlab.config import replace
 from ddpmlab.modalities import default_config, modality_for
+from ddpmlab.objectives import objective_named
 from ddpmlab.runs import likelihood
 from ddpmlab.samplers import SAMPLERS
 from ddpmlab.train.trainer import Trainer
@@ -137,6 +138,31 @@ def step_rates(data: str, blocks: int = 10, block: int = 50) -> dict:
     return {o: {"best": max(v), "median": float(np.median(v))} for o, v in times.items()}
 
 
+def stable_cost(data: str, blocks: int = 10, block: int = 50) -> dict:
+    """Milliseconds of one call of each objective's stable target field alone, on the default
+    run's batch and M references, in alternating blocks as :func:`step_rates`: the part of a
+    training step where the two objectives' code differs most."""
+    config = default_config(data)
+    x = torch.from_numpy(modality_for(data).prepare(config).model_input())
+    g = torch.Generator().manual_seed(0)
+    b, m = config.train.batch_size, config.diffusion.stable_target
+    x0, ref = x[torch.randint(0, len(x), (b,), generator=g)], x[torch.randint(0, len(x), (m,),
+                                                                             generator=g)]
+    times: dict[str, list[float]] = {"ddpm": [], "flow": []}
+    calls = {}
+    for o in times:
+        objective, schedule = objective_named(o), Trainer(config, x).schedule
+        t, eps, x_t = objective.draw(schedule, x0, g, False)
+        calls[o] = (objective.stable, (schedule, x0, eps, x_t, t, ref, None))
+    for _ in range(blocks):
+        for o, (stable, args) in calls.items():
+            start = time.perf_counter()
+            for _ in range(block):
+                stable(*args)
+            times[o].append((time.perf_counter() - start) / block * 1e3)
+    return {o: {"best": min(v), "median": float(np.median(v))} for o, v in times.items()}
+
+
 def same_time_steps(rates: dict, data: str) -> int:
     """The flow's training steps in the wall time of the DDPM's default 4,000 at the measured
     median rates; a point set whose rate was not measured (a user file: the same network,
@@ -193,7 +219,8 @@ def image_rows(rows: list[dict]) -> list[list]:
 
 
 def tables(rows: list[dict], rates: dict | None = None, rate_load: str = "",
-           same: list[dict] | None = None) -> list[dict]:
+           same: list[dict] | None = None, stable: dict | None = None,
+           stable_load: str = "") -> list[dict]:
     machine = f"{platform.processor() or platform.machine()}, torch {torch.__version__}"
     date = datetime.date.today().isoformat()
     points = [r for r in rows if r["data"] not in IMAGES]
@@ -230,6 +257,20 @@ def tables(rows: list[dict], rates: dict | None = None, rate_load: str = "",
                 "each, so both see the same load; the last column gives the flow the DDPM "
                 "run's training wall time. Timings move with the load; quality does not.",
     }]
+    if stable:
+        out.append({
+            "title": "One call of the stable target field, timed alone (ms)",
+            "command": "nice -n 10 python bench/flow.py --stable-cost", "machine": machine,
+            "date": date, "load": stable_load,
+            "columns": ["data", "DDPM (best block)", "flow (best block)", "DDPM (median)",
+                        "flow (median)"],
+            "rows": [[d, *(round(c[o][k], 2) for k in ("best", "median") for o in SAMPLERS_OF)]
+                     for d, c in stable.items()],
+            "note": "The default run's batch (512) and M = 512 references, in one process, "
+                    "alternating blocks of 50 calls, 10 blocks each. DDPM: "
+                    "`diffusion.stable_target` (torch.cdist); flow: `flow.flow_stable_target` "
+                    "(the distances expanded, finite at t = 1).",
+        })
     if images:
         out.append({
             "title": "Quality against network evaluations on digits: DDPM and flow matching, "
@@ -291,7 +332,8 @@ def tables(rows: list[dict], rates: dict | None = None, rate_load: str = "",
 def report(out: Path, state: dict) -> list[dict]:
     """Write ``state`` (rows, same-time rows, rates) and its tables to ``out``."""
     result = tables(state.get("rows", []), state.get("rates"), state.get("rate_load", ""),
-                    state.get("same_time"))
+                    state.get("same_time"), state.get("stable_cost"),
+                    state.get("stable_load", ""))
     out.write_text(json.dumps(state | {"tables": result}, indent=1))
     return result
 
@@ -305,6 +347,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=OUT, help="the results file")
     p.add_argument("--speed", action="store_true",
                    help="only the training steps per second of both objectives, side by side")
+    p.add_argument("--stable-cost", action="store_true",
+                   help="only the stable target field of both objectives, timed alone")
     p.add_argument("--same-time", action="store_true",
                    help="only the flow, trained for the DDPM's wall time (the speed table's "
                         "steps), scored by Euler and Heun")
@@ -316,7 +360,11 @@ def main() -> None:
     state.pop("tables", None)
     if args.same_time and not state.get("rates"):
         raise SystemExit(f"{args.out} has no training rates; run --speed first")
-    if args.speed:
+    if args.stable_cost:
+        state["stable_load"] = load()
+        state["stable_cost"] = {d: stable_cost(d) for d in args.data if d not in
+                                ("heart.csv", *IMAGES)}
+    elif args.speed:
         state["rate_load"] = load()
         with feedback.shown(False):
             state["rates"] = {d: step_rates(d) for d in args.data if d not in
