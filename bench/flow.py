@@ -364,12 +364,12 @@ def main() -> None:
         state["stable_load"] = load()
         state["stable_cost"] = {d: stable_cost(d) for d in args.data if d not in
                                 ("heart.csv", *IMAGES)}
-    elif args.speed:
+    if args.speed:
         state["rate_load"] = load()
         with feedback.shown(False):
             state["rates"] = {d: step_rates(d) for d in args.data if d not in
                               ("heart.csv", *IMAGES)}
-    elif not args.report:
+    if not (args.report or args.speed or args.stable_cost):
         key = "same_time" if args.same_time else "rows"
         with tempfile.TemporaryDirectory() as tmp, feedback.shown(False):
             for data in args.data:
