@@ -286,9 +286,10 @@ def tables(rows: list[dict], rates: dict | None = None, rate_load: str = "",
             "note": "Each run: `ddpmlab train digits --seed S --threads 1 [--objective flow]` "
                     "with the digits defaults otherwise (U-Net, 1,500 steps, batch 128, T = "
                     "200); each cell: `ddpmlab.score` as `evaluate` scores, 4 draws of 250 "
-                    "samples (1,000 in all, at every step count: no cut) against two halves "
-                    "of the 500 held-out digits. FD: the Frechet distance in the digit classifier's "
-                    "features beside two real sets' (the floor); confident share: samples "
+                    "samples (1,000 in all, at every step count: no cut) against two "
+                    "halves of the 500 held-out digits. FD: the Frechet distance in the "
+                    "digit classifier's features beside two real sets' (the floor); "
+                    "confident share: samples "
                     "the classifier names with probability 0.9 or more, beside the real "
                     "held-out images' share. 1-NNA in the classifier's features.",
         })
