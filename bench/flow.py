@@ -62,6 +62,16 @@ DDPM_STEPS = 4000  # the points' default training steps
 COMMAND = "nice -n 10 python bench/flow.py --nll"
 
 
+def today() -> str:
+    return datetime.date.today().isoformat()
+
+
+def dates(found: list[dict]) -> str:
+    """The days the rows were measured on, first to last."""
+    days = sorted({r["date"] for r in found})
+    return days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+
+
 def load() -> str:
     return "load average {:.2f}, {:.2f}, {:.2f} on {} cores".format(*os.getloadavg(),
                                                                     os.cpu_count())
@@ -114,7 +124,7 @@ def measure(tmp: Path, data: str, seed: int, with_nll: bool,
     """Train and score one (data, seed): both objectives at their default steps, or (the
     same wall time) only the flow at ``steps``."""
     source = str(far_away_csv(tmp / "heart.csv")) if data == "heart.csv" else data
-    row: dict = {"data": data, "seed": seed, "load_before": load()}
+    row: dict = {"data": data, "seed": seed, "date": today(), "load_before": load()}
     for objective in objectives:
         run = tmp / f"{Path(data).stem}_{seed}_{objective}"
         seconds = train(source, run, seed, objective, steps)
@@ -227,9 +237,11 @@ def image_rows(rows: list[dict]) -> list[list]:
 
 def tables(rows: list[dict], rates: dict | None = None, rate_load: str = "",
            same: list[dict] | None = None, stable: dict | None = None,
-           stable_load: str = "") -> list[dict]:
+           stable_load: str = "", when: dict | None = None) -> list[dict]:
+    """The tables the documentation renders; ``when``: the days the speed ("rates") and the
+    stable target ("stable") were timed."""
+    when = when or {}
     machine = f"{platform.processor() or platform.machine()}, torch {torch.__version__}"
-    date = datetime.date.today().isoformat()
     points = [r for r in rows if r["data"] not in IMAGES]
     images = [r for r in rows if r["data"] in IMAGES]
     loads = "; ".join(sorted({r["load_before"] for r in points}))
@@ -243,7 +255,7 @@ def tables(rows: list[dict], rates: dict | None = None, rate_load: str = "",
     out = [{
         "title": "Quality against network evaluations: DDPM and flow matching, same network "
                  "and training steps",
-        "command": COMMAND, "machine": machine, "date": date, "load": loads,
+        "command": COMMAND, "machine": machine, "date": dates(points), "load": loads,
         "columns": ["data", "objective", "sampler", "steps", "NFE", "1-NNA",
                     "W1 / floor (mean)", "W1 / floor (worst)", "seeds"],
         "rows": quality,
@@ -255,7 +267,7 @@ def tables(rows: list[dict], rates: dict | None = None, rate_load: str = "",
     }, {
         "title": "Training speed of the two objectives, side by side",
         "command": "nice -n 10 python bench/flow.py --speed", "machine": machine,
-        "date": date, "load": rate_load,
+        "date": when.get("rates", ""), "load": rate_load,
         "columns": ["data", "DDPM steps/s (best block)", "flow steps/s (best block)",
                     "flow / DDPM (median)", "flow steps in 4,000 DDPM steps' wall time"],
         "rows": speed,
@@ -268,7 +280,7 @@ def tables(rows: list[dict], rates: dict | None = None, rate_load: str = "",
         out.append({
             "title": "One call of the stable target field, timed alone (ms)",
             "command": "nice -n 10 python bench/flow.py --stable-cost", "machine": machine,
-            "date": date, "load": stable_load,
+            "date": when.get("stable", ""), "load": stable_load,
             "columns": ["data", "DDPM (best block)", "flow (best block)", "DDPM (median)",
                         "flow (median)"],
             "rows": [[d, *(round(c[o][k], 2) for k in ("best", "median") for o in SAMPLERS_OF)]
@@ -284,7 +296,7 @@ def tables(rows: list[dict], rates: dict | None = None, rate_load: str = "",
                      "same U-Net and training steps",
             "command": "nice -n 10 python bench/flow.py --data digits --seeds "
                        + " ".join(str(r["seed"]) for r in images),
-            "machine": machine, "date": date,
+            "machine": machine, "date": dates(images),
             "load": "; ".join(sorted({r["load_before"] for r in images})),
             "columns": ["data", "objective", "sampler", "steps", "NFE", "FD / floor (mean)",
                         "FD / floor (worst)", "confident share", "real images' share",
@@ -307,7 +319,7 @@ def tables(rows: list[dict], rates: dict | None = None, rate_load: str = "",
             "title": "The same training wall time: the flow trained for the DDPM's 4,000 "
                      "steps' time",
             "command": "nice -n 10 python bench/flow.py --same-time",
-            "machine": machine, "date": date,
+            "machine": machine, "date": dates(same),
             "load": "; ".join(sorted({r["load_before"] for r in same})),
             "columns": ["data", "objective", "training steps", "sampler", "steps", "NFE",
                         "1-NNA", "W1 / floor (mean)", "W1 / floor (worst)", "seeds"],
@@ -327,7 +339,8 @@ def tables(rows: list[dict], rates: dict | None = None, rate_load: str = "",
     if nll_rows:
         out.append({
             "title": "Negative log-likelihood on 2,000 held-out points (nats per dimension)",
-            "command": COMMAND, "machine": machine, "date": date, "load": loads,
+            "command": COMMAND, "machine": machine, "load": loads,
+            "date": dates([r for r in points if "nll" in r["ddpm"]]),
             "columns": ["data", "DDPM bound", "DDPM exact (ODE)", "flow exact (ODE)"],
             "rows": nll_rows,
             "note": "Seed 0 of each data set, in the data's own units (the standardisation's "
@@ -342,7 +355,7 @@ def report(out: Path, state: dict) -> list[dict]:
     """Write ``state`` (rows, same-time rows, rates) and its tables to ``out``."""
     result = tables(state.get("rows", []), state.get("rates"), state.get("rate_load", ""),
                     state.get("same_time"), state.get("stable_cost"),
-                    state.get("stable_load", ""))
+                    state.get("stable_load", ""), state.get("dates"))
     out.write_text(json.dumps(state | {"tables": result}, indent=1))
     return result
 
@@ -371,10 +384,12 @@ def main() -> None:
         raise SystemExit(f"{args.out} has no training rates; run --speed first")
     if args.stable_cost:
         state["stable_load"] = load()
+        state.setdefault("dates", {})["stable"] = today()
         state["stable_cost"] = {d: stable_cost(d) for d in args.data if d not in
                                 ("heart.csv", *IMAGES)}
     if args.speed:
         state["rate_load"] = load()
+        state.setdefault("dates", {})["rates"] = today()
         with feedback.shown(False):
             state["rates"] = {d: step_rates(d) for d in args.data if d not in
                               ("heart.csv", *IMAGES)}
