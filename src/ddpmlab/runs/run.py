@@ -76,10 +76,14 @@ class Run:
         """The network as the samplers call it, ``(x_t, t, y=None) -> output``
         (``ddpmlab.accel.mlp.sampling_denoiser``), over at most ``kind.network_rows`` rows
         at a time, under the run's precision (``autocast``)."""
+        return self._network(self.autocast)
+
+    def _network(self, dtype: torch.dtype | None) -> Callable[..., torch.Tensor]:
+        """:attr:`denoiser` under autocast to ``dtype`` (None: float32)."""
         rows = self.kind.network_rows
         if rows is None:
-            return sampling_denoiser(self.model, dtype=self.autocast)
-        return sampling_denoiser(self.model, rows, self.autocast)
+            return sampling_denoiser(self.model, dtype=dtype)
+        return sampling_denoiser(self.model, rows, dtype)
 
     @property
     def classes(self) -> tuple[str, ...] | None:
@@ -250,9 +254,7 @@ class Run:
                     bar: tqdm | None) -> np.ndarray:
         # float32: bfloat16's rounding (relative 4e-3) would swamp the adaptive solver's
         # error estimate at rtol 1e-5 and shrink its steps
-        rows = self.kind.network_rows
-        denoiser = sampling_denoiser(self.model, *(() if rows is None else (rows,)))
-        ode_field, span = self.ode_field(denoiser, clip=self.kind.clip)
+        ode_field, span = self.ode_field(self._network(None), clip=self.kind.clip)
         if bar is None:
             feedback.status(f"sampling {n:,} {self.kind.unit} with the probability-flow ODE")
         x = ode_sample(ode_field, self.schedule, (n, *self.kind.shape), rtol=spec.rtol,
