@@ -95,9 +95,11 @@ def tables(rows: list[dict]) -> list[dict]:
             "columns": ["defaults", "seed", "wall time", "FD / floor",
                         "confident (real images)", "class TV"],
             "rows": body,
-            "note": "Wall time of the whole command: training, the evaluation of 1,000 samples "
-                    "and every figure and the GIF. Previous defaults: float32 "
-                    "(`--precision fp32`; digits at 1,500 steps), the same settings otherwise.",
+            "note": " ".join([
+                "Wall time of the whole command: training, the evaluation of 1,000 samples "
+                "and every figure and the GIF. Previous defaults: float32 "
+                "(`--precision fp32`; digits at 1,500 steps), the same settings otherwise.",
+                *(r["note"] for r in rows if r["data"] == data and r.get("note"))]),
         })
     return out
 
