@@ -245,9 +245,9 @@ class TrainConfig(_Choices):
         computes bfloat16 natively, float32 otherwise), ``fp32`` or ``bf16``; it applies to
         the network's passes in training and sampling, never to the maths around them
         (``ddpmlab.precision``).
-    compile: train the network through ``torch.compile`` (its compilation, tens of seconds
-        at the first step, is part of the training's wall time); the point MLPs' hand-derived
-        gradients do not use it. Off by default: measured in bench/precision.py.
+    compile: train the network through ``torch.compile`` (its compilation at the first step
+        counts in the wall time; not the point MLPs' hand-derived gradients): off by default,
+        as measured in bench/precision.py.
     """
 
     steps: int = 4_000
