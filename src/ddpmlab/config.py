@@ -245,9 +245,8 @@ class TrainConfig(_Choices):
         computes bfloat16 natively, float32 otherwise), ``fp32`` or ``bf16``; it applies to
         the network's passes in training and sampling, never to the maths around them
         (``ddpmlab.precision``).
-    compile: train the network through ``torch.compile`` (its compilation at the first step
-        counts in the wall time; not the point MLPs' hand-derived gradients): off by default,
-        as measured in bench/precision.py.
+    compile: train the network through ``torch.compile`` (not the point MLPs' hand-derived
+        gradients); off by default, its compilation costing what it saves (bench/precision.py).
     """
 
     steps: int = 4_000
