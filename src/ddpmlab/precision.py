@@ -35,8 +35,9 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
-        cpu = torch.cpu
-        return bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())
+        # torch's own CPU probes; a torch without them is taken to have neither
+        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
     return False
 
 
