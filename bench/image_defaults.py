@@ -56,10 +56,8 @@ CANDIDATES: dict[str, dict] = {
     "bf16": {"train": {"precision": "bf16"}},
     "bf16_minsnr5": {"train": {"precision": "bf16"}, "diffusion": {"min_snr_gamma": 5.0}},
     "fp32_minsnr5": {"train": {"precision": "fp32"}, "diffusion": {"min_snr_gamma": 5.0}},
-    # free at a training step (bench/precision.py's step): attention in the 7 x 7 middle block,
-    # a longer weight average, and the loss weight on top of them
-    "mid": {"model": {"unet": {"middle_attention": True}}},
-    "ema999": {"train": {"ema_decay": 0.999}},
+    # free at a training step: attention in the 7 x 7 middle block and a longer weight
+    # average, then the loss weight on top of them
     "mid_ema999": {"model": {"unet": {"middle_attention": True}}, "train": {"ema_decay": 0.999}},
     "mid_ema999_minsnr5": {"model": {"unet": {"middle_attention": True}},
                            "train": {"ema_decay": 0.999}, "diffusion": {"min_snr_gamma": 5.0}},
