@@ -59,7 +59,7 @@ def worker(kind: str, threads: int, device: str) -> None:
 
     device = distributed.setup(device)
     torch.set_num_threads(threads)
-    config = default_config(SOURCE[kind], {})
+    config = default_config(SOURCE[kind], {"model": {"conditional": False}})
     data = modality_for(config.data.source).prepare(config)
     trainer = Trainer(config, torch.from_numpy(data.model_input()), device=device)
     for _ in range(WARMUP[kind]):

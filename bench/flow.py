@@ -142,7 +142,7 @@ def step_rates(data: str, blocks: int = 10, block: int = 50) -> dict:
     process, the two trainers' steps in alternating blocks, so both see the same load; the
     fastest block of each (the least disturbed by other processes) and the median."""
     times: dict[str, list[float]] = {"ddpm": [], "flow": []}
-    config = default_config(data)
+    config = default_config(data, {"model": {"conditional": False}})
     kind = modality_for(data).prepare(config)
     x = torch.from_numpy(kind.model_input())
     trainers = {o: Trainer(replace(config, {"diffusion": {"objective": o}}), x) for o in times}
@@ -159,7 +159,7 @@ def stable_cost(data: str, blocks: int = 10, block: int = 50) -> dict:
     """Milliseconds of one call of each objective's stable target field alone, on the default
     run's batch and M references, in alternating blocks as :func:`step_rates`: the part of a
     training step where the two objectives' code differs most."""
-    config = default_config(data)
+    config = default_config(data, {"model": {"conditional": False}})
     x = torch.from_numpy(modality_for(data).prepare(config).model_input())
     g = torch.Generator().manual_seed(0)
     b, m = config.train.batch_size, config.diffusion.stable_target

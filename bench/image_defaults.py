@@ -65,6 +65,14 @@ CANDIDATES: dict[str, dict] = {
     "mid_ema999_minsnr5_b32": {"model": {"unet": {"middle_attention": True}},
                                "train": {"ema_decay": 0.999, "batch_size": 32, "steps": 8000},
                                "diffusion": {"min_snr_gamma": 5.0}},
+    # a class embedding (labels dropped 10 % of the time, Ho & Salimans 2022): the samples
+    # drawn an equal share of each class, at guidance weight 0 and above (--guidance)
+    "cond": {"model": {"conditional": True}},
+    "cond_minsnr5": {"model": {"conditional": True}, "diffusion": {"min_snr_gamma": 5.0}},
+    "cond_mid_ema999_minsnr5": {"model": {"conditional": True,
+                                          "unet": {"middle_attention": True}},
+                                "train": {"ema_decay": 0.999},
+                                "diffusion": {"min_snr_gamma": 5.0}},
 }
 
 
@@ -78,7 +86,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: the data set's)")
     p.add_argument("--keep", type=Path, default=None,
-                   help="keep each run in this folder (NAME_STEPS_SEED), to sample it again")
+                   help="keep each run in this folder (NAME_STEPS_SEED), to sample it again; "
+                   "a run already there is evaluated again, not trained again")
     p.add_argument("--list", action="store_true")
     args = p.parse_args()
     if args.list:
@@ -92,9 +101,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             out = (args.keep / f"{name}_{config.train.steps}_{seed}" if args.keep
                    else Path(tmp) / "run")
+            # a run kept before is evaluated again (finished first if it was cut short); its
+            # training seconds are then unknown
+            again = args.keep is not None and (out / "checkpoint.safetensors").is_file()
             start = time.perf_counter()
-            run = ddpmlab.train_run(config, out, progress=False, figures=False, evaluate=False)
-            trained = time.perf_counter() - start
+            run = ddpmlab.train_run(config, out, resume=again, progress=False, figures=False,
+                                    evaluate=False)
+            trained = None if again else time.perf_counter() - start
             start = time.perf_counter()
             ddpmlab.evaluate_run(run)
             evaluated = time.perf_counter() - start
@@ -110,8 +123,9 @@ def main() -> None:
         rows.append(row)
         RESULTS.write_text(json.dumps(rows, indent=1))
         fd = m.get("fd", {})
-        print(f"{name:<12} steps {config.train.steps:>5} {params / 1e6:.2f}M "
-              f"train {trained:6.1f} s eval {evaluated:5.1f} s | fd {fd.get('value', 0):6.2f}"
+        print(f"{name:<12} steps {config.train.steps:>5} {params / 1e6:.2f}M train "
+              f"{'-' if trained is None else f'{trained:.1f}'} s eval {evaluated:5.1f} s | fd "
+              f"{fd.get('value', 0):6.2f}"
               f" / {fd.get('floor', 0):.2f} = {fd.get('ratio') or 0:.2f} | confident "
               f"{m['confident']['value']:.3f} ({m['confident']['floor']:.3f}) | tv "
               f"{m['class_tv']['value']:.3f} all {m['class_tv_all']['value']:.3f} "

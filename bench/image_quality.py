@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from ddpmlab.config import merge
 from ddpmlab.modalities import default_config
 from ddpmlab.runs.evaluation import read_evaluation
 from ddpmlab.train import Trainer
@@ -42,7 +43,8 @@ SEED_UNET = {"model": {"name": "seed_unet"}}
 def step_seconds(data: str, over: dict, probe: int = 30) -> float:
     """Seconds per training step of ``default_config(data, over)`` (median of a probe)."""
     from ddpmlab.modalities import modality_for
-    config = default_config(data, over)
+    # the networks' step without a class (a class adds one embedding row a block)
+    config = default_config(data, merge(over, {"model": {"conditional": False}}))
     torch.set_num_threads(config.train.threads)
     x = torch.from_numpy(modality_for(data).prepare(config).model_input())
     trainer = Trainer(config, x)

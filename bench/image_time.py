@@ -34,8 +34,10 @@ from ddpmlab.runs.evaluation import read_evaluation
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "image_time.json"
 #: the defaults before bfloat16 autocast, as a --config file of each data set
-PREVIOUS = {"digits": '[train]\nprecision = "fp32"\nsteps = 1500\n',
-            "mnist": '[train]\nprecision = "fp32"\n'}
+PREVIOUS = {"digits": '[model]\nconditional = false\n[train]\nprecision = "fp32"\nsteps = 1500\n',
+            "mnist": '[diffusion]\nmin_snr_gamma = 0.0\n[model]\nconditional = false\n'
+                     '[model.unet]\nmiddle_attention = false\n'
+                     '[train]\nprecision = "fp32"\nsteps = 4000\nema_decay = 0.995\n'}
 
 
 def load() -> str:
@@ -97,8 +99,11 @@ def tables(rows: list[dict]) -> list[dict]:
             "rows": body,
             "note": " ".join([
                 "Wall time of the whole command: training, the evaluation of 1,000 samples "
-                "and every figure and the GIF. Previous defaults: float32 "
-                "(`--precision fp32`; digits at 1,500 steps), the same settings otherwise.",
+                "and every figure and the GIF. Previous defaults: unconditional, float32 "
+                "(`--no-conditional --precision fp32`; digits at 1,500 steps; MNIST at 4,000 "
+                "without the Min-SNR weight, middle attention or the EMA decay of 0.999), "
+                "the same settings otherwise. The bf16 rows are the previous defaults under "
+                "bfloat16 autocast (digits at 1,500 and 2,000 steps).",
                 *(r["note"] for r in rows if r["data"] == data and r.get("note"))]),
         })
     return out

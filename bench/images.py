@@ -285,7 +285,9 @@ def main() -> None:
     except ImportError:
         sys.exit("bench/images.py needs diffusers: pip install -e '.[bench]' -c constraints.txt")
 
-    config = default_config(args.data, {"train": {"steps": args.steps}} if args.steps else {})
+    # unconditional, as the course's loop it is compared with
+    config = default_config(args.data, {"model": {"conditional": False}}
+                            | ({"train": {"steps": args.steps}} if args.steps else {}))
     threads = args.threads or config.train.threads
     torch.set_num_threads(threads)
     s = resolve_images(args.data, seed=SEED, heldout=config.data.heldout)

@@ -81,7 +81,8 @@ def trainer_step(config, x: torch.Tensor, precision: str) -> tuple[Callable[[], 
 
 
 def measure(data: str, blocks: int, block: int) -> dict:
-    config = default_config(data)
+    # the unconditional U-Net: a class adds one embedding row to each block's timestep one
+    config = default_config(data, {"model": {"conditional": False}})
     kind = modality_for(data).prepare(config)
     x = torch.from_numpy(kind.model_input())
     variants = {

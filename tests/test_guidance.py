@@ -97,6 +97,16 @@ def test_class_labels_share_the_samples_equally() -> None:
     assert class_labels(3, 2, 5).tolist() == [2, 2, 2]
 
 
+def test_class_labels_follow_the_datas_class_shares() -> None:
+    """Shares 0.5, 0.3, 0.2 of 7 samples: 3.5, 2.1, 1.4, floored to 3, 2, 1; the one left
+    goes to the largest remainder (class 0's 0.5); of 10, exactly 5, 3, 2."""
+    data = np.repeat([0, 1, 2], [50, 30, 20])
+    assert class_labels(7, None, 3, data).tolist() == [0, 0, 0, 0, 1, 1, 2]
+    assert class_labels(10, None, 3, data).tolist() == [0] * 5 + [1] * 3 + [2] * 2
+    assert np.bincount(class_labels(1000, None, 4, np.array([3, 3, 1]))).tolist() == [
+        0, 333, 0, 667]  # a class the data lacks gets none
+
+
 # --- the networks -----------------------------------------------------------------------
 
 NETS = {
@@ -191,6 +201,29 @@ def test_guidance_0_is_plain_conditional_sampling(cond_run: Path) -> None:
         near = run.sample(300, 4, spec, cls=3, guidance=1e-6)
         np.testing.assert_allclose(near, got, rtol=1e-4, atol=1e-4)
         assert not np.allclose(run.sample(300, 4, spec, cls=3, guidance=2.0), got)
+
+
+def test_a_conditional_run_samples_the_datas_class_shares_unless_told(cond_run: Path) -> None:
+    """cls None: plain conditional sampling with each class in the training labels' shares
+    (p(x) = sum_y p(y) p(x | y)); "none": the network without a class, which the ODE solves
+    unless told a class (and refuses one)."""
+    run = ddpmlab.open_run(cond_run)
+    data = np.bincount(run.kind.labels(), minlength=8)
+    labels = run.labels(300, None)
+    assert labels is not None and np.all(np.diff(labels) >= 0)  # in class order
+    assert np.abs(np.bincount(labels, minlength=8) / 300 - data / data.sum()).max() <= 1 / 300
+    assert run.labels(5, "none") is None
+    how = {"prediction": run.config.diffusion.prediction, "spacing": run.spacing()}
+    y, net = torch.from_numpy(labels), run.denoiser
+    want = ddpm_sample(lambda x, t: net(x, t, y), run.schedule, (300, 2),
+                       generator=torch.Generator().manual_seed(4),
+                       variance=run.config.diffusion.variance, **how)
+    got = run.sample(300, 4)
+    np.testing.assert_allclose(got, run.kind.to_data(want), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(run.sample(300, 4, cls="none"), got)
+    assert run.sample(10, 0, "ode").shape == (10, 2)
+    with pytest.raises(ddpmlab.UserError, match="samples the unconditional model only"):
+        run.sample(10, 0, "ode", cls=3)
 
 
 def test_class_all_samples_each_class_in_turn(cond_run: Path, tmp_path: Path) -> None:
@@ -345,8 +378,9 @@ def test_unknown_classes_are_refused(cond_run: Path, tmp_path: Path,
         code = main(["sample", str(cond_run), "--class", cls, "--out", str(tmp_path / "a.csv")])
         one_line_error(capsys, code, f"unknown class {cls if cls == 'north' else 8!r}",
                        "0..7", "45 deg")
-    code = main(["sample", str(cond_run), "--guidance", "2", "--out", str(tmp_path / "a.csv")])
-    one_line_error(capsys, code, "--guidance needs --class")
+    code = main(["sample", str(cond_run), "--class", "none", "--guidance", "2", "--out",
+                 str(tmp_path / "a.csv")])
+    one_line_error(capsys, code, "--guidance needs classes", "other than none")
     assert not (tmp_path / "a.csv").exists()
 
 
@@ -356,8 +390,9 @@ def test_class_on_an_unconditional_run_is_refused(tiny_run: Path, tmp_path: Path
     one_line_error(capsys, code, "--class needs a conditional run")
     code = main(["sweep", str(tiny_run), "--guidance", "0", "1"])
     one_line_error(capsys, code, "--guidance needs a conditional run")
-    code = main(["evaluate", str(tiny_run), "--guidance", "1"])
-    one_line_error(capsys, code, "--guidance needs a conditional run")
+    for flag in ("--guidance", "--n-class"):
+        code = main(["evaluate", str(tiny_run), flag, "1"])
+        one_line_error(capsys, code, "--guidance and --n-class need a conditional run")
 
 
 def test_data_without_two_classes_is_refused(tmp_path: Path,

@@ -21,6 +21,7 @@ from ddpmlab import SAMPLERS, SamplerSpec, open_run, run_bound, run_exact_nll
 from ddpmlab.cli import main
 from ddpmlab.config import RunConfig, replace
 from ddpmlab.modalities import default_config
+from ddpmlab.modalities.images import Images
 from ddpmlab.runs import likelihood
 from ddpmlab.runs.layout import CKPT
 
@@ -39,6 +40,9 @@ def test_defaults_follow_the_data() -> None:
     assert points == replace(RunConfig(), {"data": {"source": "moons"}})
     assert digits.model.name == "unet" and digits.data.heldout == 500
     assert default_config("mnist").data.heldout == 1000
+    # the built-in sets learn their classes; a folder or an array may have none
+    assert digits.model.conditional and default_config("mnist").model.conditional
+    assert Images.defaults("my/images")["model"]["conditional"] is False
     # the user's settings go over the measured ones, nested tables merged key by key
     mine = default_config("digits", {"model": {"unet": {"dropout": 0.2}}})
     assert mine.model.unet.dropout == 0.2

@@ -25,7 +25,8 @@ from ddpmlab.train.trainer import Trainer
 
 CPU = torch.device("cpu")
 #: a digits U-Net small enough for a few steps (the IMAGE_TINY run as a configuration)
-DIGITS = {"model": {"unet": {"base_channels": 8}}, "diffusion": {"timesteps": 10},
+DIGITS = {"model": {"conditional": False, "unet": {"base_channels": 8}},
+          "diffusion": {"timesteps": 10},
           "train": {"batch_size": 32, "steps": 4}}
 
 

@@ -38,13 +38,16 @@ def image_defaults(rows: list[dict[str, Any]]) -> list[Table]:
             "columns": ["candidate", "steps", "seed", "threads", "parameters", "train s",
                         "eval s", "FD / floor", *keys, "confident (real images)"],
             "rows": [[r["name"], r["steps"], r.get("seed", 0), r.get("threads", 2),
-                      f"{r['params']:,}", f"{r['train_s']:.0f}", f"{r['eval_s']:.0f}",
+                      f"{r['params']:,}",
+                      "" if r["train_s"] is None else f"{r['train_s']:.0f}", f"{r['eval_s']:.0f}",
                       f2(r["fd"] / r["fd_floor"]), *(f3(r.get(k)) for k in keys),
                       f"{f3(r['confident'])} ({f3(r['confident_floor'])})"] for r in mine],
             "note": "Seconds were measured under varying load (rows with one thread shared "
-                    "the machine with other work); quality does not depend on load. The "
-                    "held-out images, and so real images' confident share, depend on the "
-                    "seed."})
+                    "the machine with other work); quality does not depend on load; no "
+                    "training seconds: a kept run evaluated again (`--keep`). The held-out "
+                    "images, and so real images' confident share, depend on the seed. A "
+                    "conditional candidate's samples take each class in the data's "
+                    "proportions."})
     return tables
 
 

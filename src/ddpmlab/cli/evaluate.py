@@ -1,5 +1,5 @@
 """``ddpmlab evaluate``: sample quality beside the real-vs-real floor, per class for a
-conditional run, and the likelihood (the bound, the exact one)."""
+conditional run when asked, and the likelihood (the bound, the exact one)."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> None:
         spec = sampler_spec(args, opened.default_sampler)
         if args.nll:
             likelihood.check_bound(opened)
-        if args.guidance and opened.classes is None:
-            raise UserError(f"--guidance needs a conditional run; {opened.path} was trained "
-                            "without classes (train one with --conditional)")
+        if (args.guidance is not None or args.n_class is not None) and opened.classes is None:
+            raise UserError(f"--guidance and --n-class need a conditional run; {opened.path} "
+                            "was trained without classes (train one with --conditional)")
         opened.check_sampler(spec)
         return opened, spec
 
@@ -49,11 +49,13 @@ def run(args: argparse.Namespace) -> None:
         say(score(opened, args.n, args.seed, args.repeats, spec))
         how = describe(spec, opened.schedule.T, opened.spacing(spec.name))
         say(f"({how}; metrics.json keeps the default sampler's numbers)")
-    if opened.classes is not None:  # a conditional run: each class at --guidance too
-        result = evaluate_classes(opened, args.guidance, args.n_class, args.seed, spec)
+    per_class = args.guidance is not None or args.n_class is not None
+    if opened.classes is not None and per_class:  # each class at --guidance
+        w = args.guidance or 0.0
+        result = evaluate_classes(opened, w, args.n_class, args.seed, spec)
         if group.main:
             sets = f"{result['draws']} independent sets" if result["draws"] > 1 else "one set"
-            print(f"per class, guidance w = {args.guidance:g}: {sets} of {result['n']} samples "
+            print(f"per class, guidance w = {w:g}: {sets} of {result['n']} samples "
                   "of each class")
             print(class_table(result))
             print(f"written to {opened.path / CLASSES}")

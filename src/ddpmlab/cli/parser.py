@@ -29,7 +29,8 @@ def _defaults_text(section: str, name: str) -> str:
     values: dict[str, list[str]] = {}
     for kind, config in kinds.items():
         value = to_dict(config)[section][name]
-        shown = "none" if value == "" else str(value)
+        shown = ("on" if value else "off") if isinstance(value, bool) else (
+            "none" if value == "" else str(value))
         values.setdefault(shown, []).append(kind)
     if len(values) == 1:
         return next(iter(values))
@@ -44,9 +45,11 @@ def _defaults_text(section: str, name: str) -> str:
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
     for flag, (section, name, kind, text) in FLAGS.items():
-        if kind is bool:  # a switch: on when given, else the config's
-            p.add_argument(flag, action="store_const", const=True, default=None,
-                           help=f"{text} (default: off)")
+        if kind is bool:  # --flag / --no-flag, else the config's
+            default = ("on for digits and mnist, off otherwise" if flag == "--conditional"
+                       else _defaults_text(section, name))
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"{text} (default: {default})")
             continue
         default = ("by network and data" if flag == "--width" else "Pillow's own font"
                    if flag == "--font" else _defaults_text(section, name))
@@ -105,17 +108,19 @@ def _class(text: str) -> str | int:
     return int(text) if text.isdigit() else text
 
 
-def _add_class(p: argparse.ArgumentParser, guidance: float = 0.0, cls: bool = True) -> None:
+def _add_class(p: argparse.ArgumentParser, guidance: float | None = 0.0,
+               cls: bool = True) -> None:
     if cls:
         p.add_argument("--class", dest="cls", type=_class, default=None, metavar="K",
-                       help="a conditional run's class (an index or a name), or all: an equal "
-                       "share of each, in class order (default: none, the unconditional "
-                       "model)")
-    why = ("; classes.png shows guidance at work, where sample and evaluate default to 0, "
-           "plain conditional sampling" if guidance else "")
+                       help="a conditional run's class (an index or a name), all (an equal "
+                       "share of each, in class order) or none (the network without a class) "
+                       "(default: each class in the training data's proportions)")
+    why = ("none: no per-class evaluation" if guidance is None else f"{guidance:g}" + (
+        "; classes.png shows guidance at work, where sample and evaluate default to 0, plain "
+        "conditional sampling" if guidance else ""))
     p.add_argument("--guidance", type=float, default=guidance, metavar="W",
                    help="classifier-free guidance weight w >= 0: eps~ = (1 + w) eps(x, t, y) "
-                   f"- w eps(x, t) (Ho & Salimans 2022, Eq. 6; default: {guidance:g}{why})")
+                   f"- w eps(x, t) (Ho & Salimans 2022, Eq. 6; default: {why})")
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
@@ -199,11 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--nll on images with x0_hat not clipped: the bound of the network's "
                    "raw Gaussian steps, which the samplers do not take (points are never "
                    "clipped)")
-    _add_class(e, cls=False)
+    _add_class(e, guidance=None, cls=False)
     e.add_argument("--n-class", type=int, default=None, metavar="N",
                    help="a conditional run's samples per class in each set (points: 3 "
                    "independent sets; default: the evaluation's 6,000 points or 1,000 images, "
-                   "shared equally)")
+                   "shared equally); --guidance or --n-class adds each class's quality at "
+                   "that weight (0 by default), several minutes on a CPU")
     e.add_argument("--exact-nll", action="store_true", help="also the negative log-likelihood "
                    "by the probability-flow ODE (exact divergence for points, Hutchinson's for "
                    "images; --rtol/--atol), beside a DDPM run's bound (a flow run has none)")

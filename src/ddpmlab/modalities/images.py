@@ -43,19 +43,26 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # eps and no stable target field, as measured on images (bench/image_quality.py,
         # bench/image_few_steps.py), where points predict v on the field
         "diffusion": {"prediction": "eps", "stable_target": 0},
-        "model": {"name": "unet", "unet": {"base_channels": 24, **_LEAN}},
-        # 2,000 steps: bfloat16 pays for the 500 beyond the float32 default's 1,500 (bench/
-        # image_time.py)
-        "train": {"steps": 2000, "batch_size": 128, "lr": 2e-3, "warmup": 100,
+        # class-conditional (labels dropped 10 % of the time, Ho & Salimans 2022), sampled in
+        # the data's class proportions: closer to real digits in half the steps of the
+        # unconditional network (bench/image_defaults.py, bench/image_time.py)
+        "model": {"name": "unet", "conditional": True, "unet": {"base_channels": 24, **_LEAN}},
+        "train": {"steps": 1000, "batch_size": 128, "lr": 2e-3, "warmup": 100,
                   "checkpoint_every": 500, "threads": 2},
     },
     "mnist": {  # three levels (28, 14, 7): as fast as two, with a 7x7 view of the digit
         "data": {"heldout": 1000},
-        "diffusion": {"prediction": "eps", "stable_target": 0},
-        "model": {"name": "unet", "unet": {"base_channels": 24, **_LEAN,
-                                           "channel_mult": [1, 2, 2]}},
-        "train": {"steps": 4000, "batch_size": 64, "lr": 2e-3, "warmup": 200,
-                  "checkpoint_every": 500, "threads": 2},
+        # the Min-SNR-5 loss weight (Hang et al. 2023), attention in the 7 x 7 middle block
+        # and a longer weight average: each free at a step, together closer to real MNIST
+        # (bench/image_defaults.py)
+        "diffusion": {"prediction": "eps", "stable_target": 0, "min_snr_gamma": 5.0},
+        # class-conditional as digits: the unconditional network's samples stayed at a
+        # confident share of 0.84-0.88 from 3,000 to 8,000 steps, this one's is 0.95 at 3,000
+        "model": {"name": "unet", "conditional": True,
+                  "unet": {"base_channels": 24, **_LEAN, "channel_mult": [1, 2, 2],
+                           "middle_attention": True}},
+        "train": {"steps": 3000, "batch_size": 64, "lr": 2e-3, "warmup": 200,
+                  "ema_decay": 0.999, "checkpoint_every": 500, "threads": 2},
     },
 }
 
@@ -101,7 +108,9 @@ class Images(Modality):
     def defaults(cls, source: str, conditional: bool = False) -> dict[str, Any]:
         if source in DEFAULTS:
             return DEFAULTS[source]
-        return {k: v for k, v in DEFAULTS["digits"].items() if k != "data"}
+        # the digits' settings, unconditional: a folder or an array may have no classes
+        digits = {k: v for k, v in DEFAULTS["digits"].items() if k != "data"}
+        return digits | {"model": {**digits["model"], "conditional": False}}
 
     @classmethod
     def prepare(cls, config: RunConfig) -> Images:

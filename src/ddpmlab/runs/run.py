@@ -42,7 +42,7 @@ from ddpmlab.samplers.guidance import class_labels, guided
 from ddpmlab.samplers.ode import Field, Span, ode_sample
 from ddpmlab.schedules import NoiseSchedule, make_schedule
 
-Cls = int | str | None  # a class by index or name, "all" (an equal share of each), or none
+Cls = int | str | None  # a class by index or name, "all", "none", or None (Run.labels)
 Floors = dict[tuple[int, int], dict[str, float]]
 
 
@@ -91,17 +91,25 @@ class Run:
         return self.kind.class_names if getattr(self.model, "num_classes", 0) else None
 
     def labels(self, n: int, cls: Cls) -> np.ndarray | None:
-        """The classes requested for n samples: None (no class), all of one class (an index
-        or a name), or ``"all"``: an equal share of each, in class order; (n,) int64.
+        """The classes requested for n samples, (n,) int64, or None for no class.
 
-        Refused with one line: a class on an unconditional run, an unknown class.
+        A conditional run draws, for ``cls`` None, each class in the training data's
+        proportions, in class order (p(x) = sum_y p(y) p(x | y), the data's p(y):
+        :func:`~ddpmlab.samplers.guidance.class_labels`); for an index or a name, all of that
+        class; for ``"all"``, an equal share of each; for ``"none"``, no class (the network's
+        unconditional model, learnt from the dropped labels). An unconditional run takes None
+        or ``"none"``; any other class is refused with one line, as is an unknown class.
         """
-        if cls is None:
+        if cls == "none":
             return None
         names = self.classes
         if names is None:
+            if cls is None:
+                return None
             raise UserError(f"--class needs a conditional run; {self.path} was trained without "
                             "classes (train one with --conditional)")
+        if cls is None:
+            return class_labels(n, None, len(names), self.kind.labels()).numpy()
         if cls == "all":
             return class_labels(n, None, len(names)).numpy()
         if isinstance(cls, str) and cls in names:
@@ -110,7 +118,7 @@ class Run:
             if 0 <= int(cls) < len(names):
                 return class_labels(n, int(cls), len(names)).numpy()
         raise UserError(f"unknown class {cls!r}; this run's classes are 0..{len(names) - 1} "
-                        f"({', '.join(names)}), or all")
+                        f"({', '.join(names)}), all or none")
 
     @property
     def objective(self) -> str:
@@ -159,14 +167,16 @@ class Run:
                  guidance: float) -> tuple[int, np.ndarray | None]:
         """Check a sampling request before any work: (K, the labels of the n samples)."""
         K = self.check_sampler(spec)
-        y = self.labels(n, cls)
+        stepped = sampler_named(spec.name).stepped
+        # the ODE solves the network without a class unless told one (and refuses it then)
+        y = self.labels(n, "none" if cls is None and not stepped else cls)
         if guidance and y is None:
-            raise UserError("--guidance needs --class (a class, or all); without one the "
-                            "model samples unconditionally")
+            raise UserError("--guidance needs classes: a conditional run, and a --class other "
+                            "than none")
         if not guidance >= 0:
             raise UserError(f"--guidance must be >= 0 (0: plain conditional sampling), got "
                             f"{guidance}")
-        if not sampler_named(spec.name).stepped and y is not None:
+        if not stepped and y is not None:
             raise UserError(f"--sampler {spec.name} samples the unconditional model only; drop "
                             f"--class or use {', '.join(self.samplers)}")
         return K, y
@@ -200,11 +210,12 @@ class Run:
         spacing, eta; the ODE's tolerances, all n in one solve); None: the run's default
         (:attr:`default_sampler`).
 
-        A conditional run samples class ``cls`` (an index or a name; ``"all"``: an equal
-        share of each, in class order, :meth:`labels`) with classifier-free guidance of
-        weight ``guidance`` (0: plain conditional sampling); ``cls=None`` samples its
-        unconditional model. Shows a bar over the samples, or advances ``bar`` (one shared
-        by several draws, counting samples), moving with every step.
+        A conditional run samples ``cls`` (None: each class in the data's proportions; an
+        index or a name; ``"all"``: an equal share of each; ``"none"``: no class;
+        :meth:`labels`) with classifier-free guidance of weight ``guidance`` (0: plain
+        conditional sampling); the ODE solves the network without a class. Shows a bar over
+        the samples, or advances ``bar`` (one shared by several draws, counting samples),
+        moving with every step.
 
         The samples come in blocks of ``kind.sample_block`` rows, block b drawn by its own
         generator (:func:`block_seed`), so the same seed on the same device gives the same

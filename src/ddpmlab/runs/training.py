@@ -40,6 +40,7 @@ from ddpmlab.runs.layout import (
 from ddpmlab.runs.run import Floors, Run, open_run, restore_kind
 from ddpmlab.samplers import SamplerSpec, reverse_chain
 from ddpmlab.samplers.frames import chain_frames
+from ddpmlab.samplers.guidance import class_labels, guided
 from ddpmlab.train import Diverged, Trainer, default_snapshots
 
 CHAIN_FRAMES = 10  # panels in a reverse-process figure
@@ -154,7 +155,11 @@ def _train(config: RunConfig, out: Path, trainer: Trainer, kind: Modality, resum
     def snapshot(step: int) -> None:  # reverse chain of the EMA model, fixed noise across steps
         g = torch.Generator(trainer.device).manual_seed(config.train.seed + 1)
         d = config.diffusion
-        chain = reverse_chain(sampling_denoiser(trainer.ema, dtype=trainer.autocast),
+        denoiser = sampling_denoiser(trainer.ema, dtype=trainer.autocast)
+        if trainer.classes:  # each class in the data's proportions, as the run samples
+            y = class_labels(kind.snapshot_n, None, trainer.classes, kind.labels())
+            denoiser = guided(denoiser, y.to(trainer.device), 0.0, trainer.classes)
+        chain = reverse_chain(denoiser,
                               trainer.schedule,
                               (kind.snapshot_n, *kind.shape),
                               SamplerSpec(trainer.objective.default_sampler),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from ddpmlab.diffusion import Denoiser, split_output
@@ -54,10 +55,17 @@ def guided(denoiser: ConditionalDenoiser, y: torch.Tensor, w: float, null: int,
     return denoiser_w
 
 
-def class_labels(n: int, cls: int | None, classes: int) -> torch.Tensor:
-    """Labels for n samples: all ``cls``, or (cls None) an equal share of each of ``classes``
-    classes in order (class k gets n // classes, the first n % classes one more), (n,) int64."""
+def class_labels(n: int, cls: int | None, classes: int,
+                 data: np.ndarray | None = None) -> torch.Tensor:
+    """Labels for n samples, (n,) int64: all ``cls``, or (cls None) each of ``classes`` classes
+    in class order, in the proportions of the labels ``data`` (the data's p(y) in
+    p(x) = sum_y p(y) p(x | y)), or in equal shares (data None). Class k gets floor(n p_k)
+    and the largest remainders one more each (ties to the lower class), so each class's share
+    is within 1 / n of p_k."""
     if cls is not None:
         return torch.full((n,), cls, dtype=torch.long)
-    return torch.arange(classes).repeat_interleave(
-        torch.tensor([n // classes + (k < n % classes) for k in range(classes)]))
+    p = np.ones(classes) if data is None else np.bincount(data, minlength=classes).astype(float)
+    exact = n * p / p.sum()
+    per = np.floor(exact).astype(np.int64)
+    per[np.argsort(per - exact, kind="stable")[:n - per.sum()]] += 1
+    return torch.arange(classes).repeat_interleave(torch.from_numpy(per))

@@ -133,7 +133,9 @@ class Trainer:
             raise UserError("--conditional needs data with two classes or more (moons, "
                             "circles, gaussians8, spirals, digits, mnist, a --label-column, an "
                             ".npz with labels or a folder of class folders); this data has "
-                            f"{'no labels' if labels is None else f'{classes} class'}")
+                            f"{'no labels' if labels is None else f'{classes} class'} "
+                            "(model.conditional, on by default for digits and mnist, needs "
+                            "Trainer's labels= and classes=; --no-conditional turns it off)")
         self.config = config
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.x_train = x_train.to(self.device)  # itself on the CPU
