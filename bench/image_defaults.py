@@ -66,7 +66,7 @@ CANDIDATES: dict[str, dict] = {
                                "train": {"ema_decay": 0.999, "batch_size": 32, "steps": 8000},
                                "diffusion": {"min_snr_gamma": 5.0}},
     # a class embedding (labels dropped 10 % of the time, Ho & Salimans 2022): the samples
-    # drawn an equal share of each class, at guidance weight 0 and above (--guidance)
+    # drawn in the data's class proportions, without guidance
     "cond": {"model": {"conditional": True}},
     "cond_minsnr5": {"model": {"conditional": True}, "diffusion": {"min_snr_gamma": 5.0}},
     "cond_mid_ema999_minsnr5": {"model": {"conditional": True,

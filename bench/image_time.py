@@ -33,7 +33,7 @@ from ddpmlab.runs.evaluation import read_evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "image_time.json"
-#: the defaults before bfloat16 autocast, as a --config file of each data set
+#: the defaults before bfloat16 autocast and the class, as a --config file of each data set
 PREVIOUS = {"digits": '[model]\nconditional = false\n[train]\nprecision = "fp32"\nsteps = 1500\n',
             "mnist": '[diffusion]\nmin_snr_gamma = 0.0\n[model]\nconditional = false\n'
                      '[model.unet]\nmiddle_attention = false\n'
