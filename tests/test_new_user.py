@@ -184,8 +184,9 @@ def test_help_shows_each_default_for_points_and_images(capsys) -> None:
     assert "(, for points)" not in text
     assert "--label-column COL class column of a .csv/.txt file of points: a header name or " \
            "a 0-based index (default: none)" in text
-    assert "(default: 4000 for points; 1000 for digits, image folders; 3000 for mnist)" in text
-    assert "--conditional, --no-conditional" in text and "on for digits and mnist" in text
+    assert "(default: 4000 for points; 1000 for digits and image folders; 3000 for mnist)" in text
+    assert "--conditional, --no-conditional" in text
+    assert "(default: off for points and image folders; on for digits and mnist)" in text
     with pytest.raises(SystemExit):
         build_parser().parse_args(["figures", "--help"])
     text = " ".join(capsys.readouterr().out.split())

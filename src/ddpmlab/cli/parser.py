@@ -19,13 +19,16 @@ from ddpmlab.samplers.spec import RTOL
 
 
 def _defaults_text(section: str, name: str) -> str:
-    """A flag's default for each kind of data where they differ: "4000 for points, 1500 for
-    digits" (images from a folder or an array take the digits' settings)."""
+    """A flag's default for each kind of data where they differ: "4000 for points; 1000 for
+    digits and image folders; 3000 for mnist" (an array's are a folder's)."""
     kinds = {"points": default_config(RunConfig().data.source),
              "conditional points": default_config(RunConfig().data.source,
                                                   {"model": {"conditional": True}}),
-             "digits, image folders": default_config("digits"),
+             "digits": default_config("digits"),
+             "image folders": default_config("images.npz"),  # named, not read
              "mnist": default_config("mnist")}
+    if (section, name) == ("model", "conditional"):  # the flag that makes that kind
+        del kinds["conditional points"]
     values: dict[str, list[str]] = {}
     for kind, config in kinds.items():
         value = to_dict(config)[section][name]
@@ -46,10 +49,8 @@ def _defaults_text(section: str, name: str) -> str:
 def add_config_flags(p: argparse.ArgumentParser) -> None:
     for flag, (section, name, kind, text) in FLAGS.items():
         if kind is bool:  # --flag / --no-flag, else the config's
-            default = ("on for digits and mnist, off otherwise" if flag == "--conditional"
-                       else _defaults_text(section, name))
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                           help=f"{text} (default: {default})")
+                           help=f"{text} (default: {_defaults_text(section, name)})")
             continue
         default = ("by network and data" if flag == "--width" else "Pillow's own font"
                    if flag == "--font" else _defaults_text(section, name))

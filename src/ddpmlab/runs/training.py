@@ -152,13 +152,16 @@ def _train(config: RunConfig, out: Path, trainer: Trainer, kind: Modality, resum
     every = config.train.checkpoint_every or config.train.steps + 1  # 0: at the end only
     saved_step = trainer.step if resume else None
 
+    # a conditional run's snapshots: each class in the data's proportions, as the run samples
+    y = (class_labels(kind.snapshot_n, None, trainer.classes, kind.labels()).to(trainer.device)
+         if trainer.classes else None)
+
     def snapshot(step: int) -> None:  # reverse chain of the EMA model, fixed noise across steps
         g = torch.Generator(trainer.device).manual_seed(config.train.seed + 1)
         d = config.diffusion
         denoiser = sampling_denoiser(trainer.ema, dtype=trainer.autocast)
-        if trainer.classes:  # each class in the data's proportions, as the run samples
-            y = class_labels(kind.snapshot_n, None, trainer.classes, kind.labels())
-            denoiser = guided(denoiser, y.to(trainer.device), 0.0, trainer.classes)
+        if y is not None:
+            denoiser = guided(denoiser, y, 0.0, trainer.classes)
         chain = reverse_chain(denoiser,
                               trainer.schedule,
                               (kind.snapshot_n, *kind.shape),
